@@ -1,0 +1,1 @@
+"""gbif_dl.loaders."""

@@ -1,0 +1,207 @@
+"""MediaRecord: one media file to fetch, plus the helpers every part agrees on.
+
+A MediaRecord is a plain ``dict`` so that code written for the original gbif-dl keeps working.
+Keys (all optional except ``url``, ``basename`` and ``label``):
+
+``url``, ``basename`` (sha1 hex of the url), ``label``, ``subset``, ``publisher``, ``license``
+(as published), ``rightsHolder``, ``creator``, ``references``, ``format``, ``gbifID``,
+``datasetKey``, ``speciesKey``, ``taxonKey``, ``scientificName``, ``license_code`` (the normalised
+licence, see :func:`normalize_license`).
+
+Example:
+    >>> rec = make_record("https://example.org/a.jpg", label="Apis mellifera")
+    >>> rec["basename"] == url_basename("https://example.org/a.jpg")
+    True
+    >>> normalize_license("http://creativecommons.org/licenses/by-nc/4.0/")
+    'CC_BY_NC_4_0'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from typing import Any
+from urllib.parse import urlsplit
+
+__all__ = [
+    "KNOWN_LICENSES",
+    "MediaRecord",
+    "is_http_url",
+    "make_record",
+    "normalize_license",
+    "safe_component",
+    "url_basename",
+]
+
+MediaRecord = dict[str, Any]
+"""The record type: a plain dict, see the module docstring for its keys."""
+
+#: Upper bound on a URL's length; longer ones are treated as unsafe input.
+MAX_URL_LENGTH = 4096
+
+
+def url_basename(url: str) -> str:
+    """The file name stem of a media URL: the sha1 hex digest of the URL, as in gbif-dl 0.1.
+
+    Example:
+        >>> url_basename("https://example.org/a.jpg")
+        '200b8183e717daaefa21a9aff11fa1841821a592'
+    """
+    return hashlib.sha1(url.encode("utf-8")).hexdigest()
+
+
+def is_http_url(url: object) -> bool:
+    """True for an absolute ``http``/``https`` URL with a host and a bounded length.
+
+    Example:
+        >>> is_http_url("https://example.org/a.jpg"), is_http_url("file:///etc/passwd")
+        (True, False)
+    """
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        return False
+    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def make_record(url: str, *, label: Any = None, **fields: Any) -> MediaRecord:
+    """Build a MediaRecord for ``url`` with its ``basename`` and ``label``.
+
+    Example:
+        >>> make_record("https://example.org/a.jpg", label=5)["label"]
+        5
+    """
+    record: MediaRecord = {"url": url, "basename": url_basename(url), "label": label}
+    record.update(fields)
+    return record
+
+
+# --- licences ---------------------------------------------------------------------------------
+
+#: Normalised licence codes gbif-dl recognises (GBIF's enum names, extended to other CC forms).
+KNOWN_LICENSES: frozenset[str] = frozenset(
+    {
+        "CC0_1_0",
+        "PDM_1_0",
+        *(
+            f"CC_{kind}_{version}"
+            for kind in ("BY", "BY_SA", "BY_NC", "BY_ND", "BY_NC_SA", "BY_NC_ND")
+            for version in ("1_0", "2_0", "2_5", "3_0", "4_0")
+        ),
+    }
+)
+
+_CC_URL = re.compile(
+    r"creativecommons\.org/(?P<family>licenses|publicdomain)/(?P<kind>[a-z-]+)/(?P<version>\d(?:\.\d)?)",
+    re.IGNORECASE,
+)
+_CC_TEXT = re.compile(
+    r"^\s*(?:cc|creative\s*commons)[\s_-]*(?P<kind>0|zero|by(?:[\s_-]*(?:nc|sa|nd)){0,2})"
+    r"(?:[\s_-]*(?:v(?:ersion)?\s*)?(?P<version>\d(?:[._]\d)?))?(?:[\s_-]*(?:license|international|intl\.?|generic|unported)\b.*)?\s*$",
+    re.IGNORECASE,
+)
+
+
+def _code(kind: str, version: str | None) -> str | None:
+    kind = re.sub(r"[\s_-]+", "_", kind.strip().upper())
+    if kind in ("0", "ZERO"):
+        return "CC0_1_0"
+    parts = [p for p in kind.split("_") if p]
+    if not parts or parts[0] != "BY":
+        return None
+    order = {"NC": 0, "SA": 1, "ND": 1}
+    rest = sorted(set(parts[1:]), key=lambda p: order.get(p, 9))
+    if "SA" in rest and "ND" in rest:
+        return None
+    version = (version or "4.0").replace("_", ".")
+    if "." not in version:
+        version += ".0"
+    code = "_".join(["CC", "BY", *rest, version.replace(".", "_")])
+    return code if code in KNOWN_LICENSES else None
+
+
+def normalize_license(value: object) -> str | None:
+    """Normalise a licence as GBIF carries it (URL, enum name or free text) to a code.
+
+    Returns a code from :data:`KNOWN_LICENSES` such as ``"CC_BY_NC_4_0"``, or ``None`` when the
+    string is missing or not recognised (``"All rights reserved"``, ``"Usage Conditions Apply"``).
+
+    Example:
+        >>> normalize_license("http://creativecommons.org/licenses/by-nc/4.0/legalcode")
+        'CC_BY_NC_4_0'
+        >>> normalize_license("https://creativecommons.org/publicdomain/zero/1.0/")
+        'CC0_1_0'
+        >>> normalize_license("CC_BY_4_0"), normalize_license("CC BY-SA 3.0")
+        ('CC_BY_4_0', 'CC_BY_SA_3_0')
+        >>> normalize_license("All rights reserved") is None
+        True
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    upper = text.upper()
+    if upper in KNOWN_LICENSES:
+        return upper
+    match = _CC_URL.search(text)
+    if match:
+        family, kind, version = (
+            match["family"].lower(),
+            match["kind"].lower(),
+            match["version"],
+        )
+        if family == "publicdomain":
+            if kind == "zero":
+                return "CC0_1_0"
+            if kind == "mark":
+                return "PDM_1_0"
+            return None
+        return _code(kind, version)
+    if re.fullmatch(r"(?i)\s*(public\s*domain(\s*mark)?|pdm)(\s*1\.0)?\s*", text):
+        return "PDM_1_0"
+    match = _CC_TEXT.match(text)
+    if match:
+        return _code(match["kind"], match["version"])
+    return None
+
+
+# --- safe paths -------------------------------------------------------------------------------
+
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+_MAX_COMPONENT_BYTES = 150
+
+
+def safe_component(value: object) -> str:
+    """Turn an untrusted label or subset name into one safe path component.
+
+    The result never contains a path separator, a control character or a reserved character,
+    is never ``.``, ``..`` or empty, and is at most 150 UTF-8 bytes plus a short hash. A value
+    that had to be changed gets a hash of the original appended, so that distinct labels always
+    map to distinct folders.
+
+    Example:
+        >>> safe_component("Apis mellifera")
+        'Apis mellifera'
+        >>> "/" in safe_component("../../etc"), safe_component("../../etc").startswith("..")
+        (False, False)
+    """
+    text = unicodedata.normalize("NFC", str(value))
+    cleaned = _UNSAFE_CHARS.sub("_", text).strip().strip(".").strip()
+    changed = cleaned != text
+    encoded = cleaned.encode("utf-8")
+    if len(encoded) > _MAX_COMPONENT_BYTES:
+        cleaned = encoded[:_MAX_COMPONENT_BYTES].decode("utf-8", errors="ignore").rstrip()
+        changed = True
+    if not cleaned:
+        cleaned = "_"
+        changed = True
+    if changed:
+        digest = hashlib.sha1(text.encode("utf-8", errors="surrogatepass")).hexdigest()[:8]
+        cleaned = f"{cleaned}-{digest}"
+    return cleaned

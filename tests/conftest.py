@@ -1,0 +1,66 @@
+"""Test-wide guards: no connection leaves the machine.
+
+Every test talks real HTTP, but only over loopback to the project's own simulator and media
+hosts. Any attempt to connect or resolve a name outside loopback fails loudly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _is_loopback(host: Any) -> bool:
+    if host in ("localhost", "localhost.localdomain", "", None):
+        return True
+    try:
+        return ipaddress.ip_address(str(host).split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _check(address: Any) -> None:
+    if isinstance(address, (tuple, list)) and address and not _is_loopback(address[0]):
+        raise ConnectionRefusedError(f"tests may not connect outside loopback: {address!r}")
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        _check(address)
+    return _real_connect_ex(self, address)
+
+
+def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if isinstance(host, bytes):
+        host = host.decode()
+    if not _is_loopback(host):
+        raise socket.gaierror(socket.EAI_NONAME, f"tests may not resolve {host!r}")
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+socket.getaddrinfo = _guarded_getaddrinfo
+
+
+@pytest.fixture(autouse=True)
+def _no_real_gbif(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test reaches api.gbif.org by accident: the default base URL points nowhere."""
+    monkeypatch.setenv("GBIF_API_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("GBIF_USER", raising=False)
+    monkeypatch.delenv("GBIF_PWD", raising=False)
+    yield
