@@ -64,3 +64,28 @@ def _no_real_gbif(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("GBIF_USER", raising=False)
     monkeypatch.delenv("GBIF_PWD", raising=False)
     yield
+
+
+# --- GBIF simulator fixtures (gbif_dl.testing) --------------------------------------------------
+
+
+@pytest.fixture
+def gbif_sim() -> Iterator[Any]:
+    """A GBIF API simulator over a small population (600 records, no media hosts).
+
+    Users: ``alice``/``secret``. Media URLs point at a dead loopback port.
+    """
+    from gbif_dl.testing import GbifSimulator, Population
+
+    population = Population(seed=0, size=600, n_species=6, n_datasets=3)
+    with GbifSimulator(population, users={"alice": "secret"}) as sim:
+        yield sim
+
+
+@pytest.fixture
+def simulation() -> Iterator[Any]:
+    """A small full simulation: 2 media hosts, 300 records pointing at them, the GBIF API."""
+    from gbif_dl.testing import Simulation
+
+    with Simulation(seed=0, size=300, n_hosts=2, n_species=5, n_datasets=3) as simu:
+        yield simu

@@ -60,8 +60,12 @@ class GbifApiError(GbifDlError):
         self.status = status
         self.message = body.strip() if body else message
 
-    def __reduce__(self) -> tuple[object, ...]:  # keep pickling (Dask) working with kw-only args
-        return (_rebuild_api_error, (type(self), str(self), self.url, self.status, self.message))
+    def __reduce__(self) -> tuple[object, ...]:  # pickling (Dask) keeps kw-only args and extras
+        return (
+            _rebuild_api_error,
+            (type(self), str(self), self.url, self.status, self.message),
+            dict(self.__dict__),
+        )
 
 
 def _rebuild_api_error(

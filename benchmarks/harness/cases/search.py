@@ -1,0 +1,143 @@
+"""Case ``search`` (issue 3): records/s from the occurrence search API with 200 ms latency.
+
+gbif-dl's ``api.generate_urls`` against gbif-dl 0.1.1's (pygbif pointed at the simulator), on a
+synthetic population whose query matches about 20,000 occurrences with images. The simulator
+runs in the harness process; each tool runs in its own process against a fresh simulator, so
+``max_in_flight`` (the most API requests the simulator handled at once) is per tool.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import core, venvs
+from harness.core import OLD, OURS, CaseResult, Context, Line, fmt, median, ratio
+from harness.proc import OURS_PYTHON, Run, run_tool
+
+LATENCY_S = 0.2
+SEED = 0
+N_SPECIES = 12
+
+
+def _stat(stats: Any, name: str) -> Any:
+    if isinstance(stats, dict):
+        return stats.get(name)
+    return getattr(stats, name, None)
+
+
+def _population(target: int) -> tuple[Any, dict[str, Any], int]:
+    """A population whose query matches about ``target`` occurrences with a still image."""
+    from gbif_dl.testing import Population
+
+    probe = Population(seed=SEED, size=20_000, n_species=N_SPECIES)
+    keys = [int(sp["key"]) for sp in probe.species]
+    query = {"speciesKey": keys}
+    share = len(probe.select({**query, "mediaType": "StillImage"})) / probe.size
+    pop = Population(seed=SEED, size=int(target / share) + 1, n_species=N_SPECIES)
+    keys = [int(sp["key"]) for sp in pop.species]
+    query = {"speciesKey": keys}
+    matched = len(pop.select({**query, "mediaType": "StillImage"}))
+    return pop, query, matched
+
+
+def run(ctx: Context) -> CaseResult:
+    from gbif_dl.gbif import client
+    from gbif_dl.testing import GbifSimulator
+
+    target = 2_000 if ctx.quick else 20_000
+    pop, query, matched = _population(target)
+    api_concurrency = client.DEFAULT_API_CONCURRENCY
+    res = CaseResult(
+        "search",
+        "occurrence search: records/s with 200 ms API latency",
+        {
+            "population": pop.size,
+            "matched_occurrences_with_image": matched,
+            "latency_s": LATENCY_S,
+            "query": "speciesKey = all species, mediaType = StillImage, label = speciesKey",
+            "gbif-dl API concurrency (default)": api_concurrency,
+        },
+    )
+    old_python = venvs.ensure(venvs.GBIF_DL_011, ctx.log)
+    scratch = ctx.scratch("search")
+    in_flight: dict[str, list[int]] = {OURS: [], OLD: []}
+    requests: dict[str, list[int]] = {OURS: [], OLD: []}
+
+    def tool(name: str, python: str, script: str, ours: bool):
+        def go() -> Run:
+            with GbifSimulator(pop, latency_s=LATENCY_S) as sim:
+                spec = {"api_url": sim.api_url, "queries": query, "label": "speciesKey"}
+                run = run_tool(
+                    name,
+                    python,
+                    core.BENCH / script,
+                    spec,
+                    scratch=scratch,
+                    timeout_s=600,
+                    ours=ours,
+                )
+                stats = sim.stats()
+            in_flight[name].append(_stat(stats, "max_in_flight"))
+            req = _stat(stats, "requests")
+            requests[name].append(sum(req.values()) if isinstance(req, dict) else req)
+            run.result["sim_max_in_flight"] = in_flight[name][-1]
+            run.result["sim_requests"] = requests[name][-1]
+            return run
+
+        return go
+
+    runs = core.alternate(
+        ctx,
+        [
+            (OURS, tool(OURS, OURS_PYTHON, "ours/gbifdl_search.py", True)),
+            (OLD, tool(OLD, str(old_python), "peers/gbifdl011_search.py", False)),
+        ],
+    )
+    res.add_runs("search", runs)
+    ours = median([r.rate() for r in runs[OURS]])
+    old = median([r.rate() for r in runs[OLD]])
+    r = ratio(ours, old)
+    counts = {t: median([r.result.get("count") for r in rs if r.ok]) for t, rs in runs.items()}
+    res.lines.append(
+        Line(
+            "records/s (20,000 records, 200 ms/request)" if not ctx.quick else "records/s",
+            {OURS: fmt(ours), OLD: fmt(old)},
+            f"{fmt(r, '×', 1)} vs 0.1.1",
+            "≥ 4×",
+            None if r is None else r >= 4,
+        )
+    )
+    mif = [m for m in in_flight[OURS] if m is not None]
+    res.lines.append(
+        Line(
+            "simulator max requests in flight",
+            {
+                OURS: str(max(mif)) if mif else "n/a",
+                OLD: str(max((m for m in in_flight[OLD] if m is not None), default="n/a")),
+            },
+            f"gbif-dl API concurrency {api_concurrency}",
+            f"≤ {api_concurrency}",
+            (max(mif) <= api_concurrency) if mif else None,
+        )
+    )
+    page = getattr(client, "MAX_PAGE_SIZE", 300)
+    bound = api_concurrency * page / LATENCY_S
+    res.lines.append(
+        Line(
+            "latency bound: concurrency x page size / latency",
+            {OURS: fmt(bound)},
+            f"{fmt(ratio(bound, old), '×', 1)} of 0.1.1's rate; gbif-dl at "
+            f"{fmt(None if ours is None else 100 * ours / bound, '%', 0)} of it",
+            f"4× needs ≥ {fmt(None if old is None else 4 * old)} records/s",
+        )
+    )
+    res.lines.append(
+        Line(
+            "records retrieved / API requests",
+            {
+                t: f"{fmt(counts[t], digits=0)} / {fmt(median(requests[t]), digits=0)}"
+                for t in (OURS, OLD)
+            },
+        )
+    )
+    return res

@@ -1,0 +1,24 @@
+"""Runner: this repository's gbif-dl ``dwca.generate_urls`` on a local archive, fully consumed.
+
+Spec: ``path``, ``label``, ``rows`` (the archive's occurrence count, for rows/s).
+"""
+
+from __future__ import annotations
+
+import _bootstrap  # noqa: F401
+import _runner_common as rc
+
+
+def main() -> None:
+    spec, out = rc.load_spec()
+    import gbif_dl
+
+    count = 0
+    with rc.Timer() as t:
+        for _item in gbif_dl.dwca.generate_urls(spec["path"], label=spec.get("label")):
+            count += 1
+    rc.write_result(out, rows=spec.get("rows"), count=count, elapsed_s=t.elapsed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Run gbif-dl's benchmarks against its peers, in one command.
+
+    python benchmarks/run.py [CASE ...] [--quick] [--repeats N]
+
+Cases: search, dwca, download (= download-a .. download-e), or any single download-X. With no
+case, all run. Peers (gbif-dl 0.1.1, img2dataset) get their own virtual environments under
+``benchmarks/.venvs/`` on first use; nginx is started and stopped by the download cases.
+Each case writes ``benchmarks/results/<case>.json``; the markdown table printed at the end goes
+into BENCHMARKS.md. ``--quick`` uses small sizes so the whole harness runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import core, machine, venvs
+from harness.nginx import find_nginx
+
+DOWNLOAD = ["download-a", "download-b", "download-c", "download-d", "download-e"]
+CASES = ["search", "dwca", *DOWNLOAD]
+
+
+def case_runner(name: str):
+    if name.startswith("download-"):
+        module = importlib.import_module("harness.cases.download")
+        return getattr(module, "run_" + name.split("-", 1)[1])
+    return importlib.import_module(f"harness.cases.{name}").run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", nargs="*", metavar="CASE", help=f"{', '.join(CASES)}, download")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="rounds per case (default 3; 1 with --quick)"
+    )
+    args = parser.parse_args(argv)
+    names: list[str] = []
+    for name in args.cases or CASES:
+        expanded = DOWNLOAD if name == "download" else [name]
+        for n in expanded:
+            if n not in CASES:
+                parser.error(f"unknown case {n!r}; choose from {', '.join(CASES)}, download")
+            if n not in names:
+                names.append(n)
+
+    repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
+    ctx = core.Context(quick=args.quick, repeats=max(1, repeats))
+    start = time.monotonic()
+    meta = {
+        "machine": machine.machine_info(),
+        "quick": args.quick,
+        "repeats": ctx.repeats,
+    }
+    results = []
+    for name in names:
+        ctx.log(f"== {name}{' (quick)' if args.quick else ''}")
+        case_start = time.monotonic()
+        load_start = os.getloadavg()[0]
+        try:
+            res = case_runner(name)(ctx)
+        except Exception as exc:  # one broken case must not hide the others' numbers
+            traceback.print_exc()
+            res = core.CaseResult(name, name, {}, skipped=f"{exc.__class__.__name__}: {exc}"[:300])
+        res.params["case_wall_s"] = round(time.monotonic() - case_start, 1)
+        # other work on the machine skews timings: record the load around the case
+        res.params["loadavg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+        meta["versions"] = versions()
+        path = res.write(meta)
+        ctx.log(
+            f"   {name} took {res.params['case_wall_s']} s -> {path.relative_to(core.BENCH.parent)}"
+        )
+        results.append(res)
+    meta["versions"] = versions()
+    print()
+    print(core.markdown(results, meta))
+    ctx.log(f"\ntotal {time.monotonic() - start:.0f} s")
+    return 0
+
+
+def versions() -> dict[str, str]:
+    out = machine.ours_version()
+    old = venvs.versions(venvs.GBIF_DL_011)
+    if old:
+        out["gbif-dl 0.1.1 venv"] = ", ".join(f"{k} {v}" for k, v in old.items())
+    i2d = venvs.versions(venvs.IMG2DATASET)
+    if i2d:
+        out["img2dataset venv"] = ", ".join(f"{k} {v}" for k, v in i2d.items())
+    if find_nginx():
+        out["nginx"] = machine.nginx_version() or "?"
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

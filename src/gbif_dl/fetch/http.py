@@ -1,0 +1,203 @@
+"""One HTTP attempt for one image: the only module that catches aiohttp's exceptions.
+
+:func:`fetch_once` makes a single attempt (following redirects by hand, each hop checked to be
+http(s)), streams the body with a size cap, sniffs its type from the first bytes, and returns an
+:class:`Attempt`: either the body, or a typed :class:`~gbif_dl.fetch.result.Reason` with whether
+trying again could help and how long the server asked to wait. It never raises for a network,
+protocol or HTTP problem; retry policy and scheduling live in :mod:`gbif_dl.fetch.engine`.
+
+Example:
+    >>> from gbif_dl._aio import run_sync
+    >>> async def main(url: str) -> Attempt:
+    ...     async with aiohttp.ClientSession() as session:
+    ...         return await fetch_once(session, url, timeout=aiohttp.ClientTimeout(total=5))
+    >>> run_sync(main("file:///etc/passwd")).reason
+    <Reason.UNSAFE_URL: 'unsafe_url'>
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from gbif_dl.fetch.images import SNIFF_BYTES, ImageType, sniff_image
+from gbif_dl.fetch.result import Reason
+from gbif_dl.fetch.retry import RETRYABLE_STATUSES, parse_retry_after
+from gbif_dl.records import is_http_url
+
+__all__ = ["REDIRECT_STATUSES", "Attempt", "fetch_once"]
+
+#: Statuses followed as redirects (by hand, so that every hop is checked).
+REDIRECT_STATUSES: frozenset[int] = frozenset({301, 302, 303, 307, 308})
+
+_CHUNK = 64 * 1024
+
+
+@dataclass(slots=True, kw_only=True)
+class Attempt:
+    """The outcome of one request (redirects included).
+
+    Attributes:
+        body: the image bytes when the attempt succeeded, else None.
+        image_type: the sniffed type of ``body``.
+        reason: why it failed, when it did.
+        retryable: whether another attempt may succeed (5xx, 429, timeouts, truncation, ...).
+        retry_after: seconds the server asked to wait (``Retry-After``), if it did.
+        status: the last HTTP status received.
+        final_url: the URL of the last hop.
+        detail: a short explanation of a failure.
+    """
+
+    body: bytes | None = None
+    image_type: ImageType | None = None
+    reason: Reason | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    status: int | None = None
+    final_url: str | None = None
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when the attempt produced image bytes."""
+        return self.body is not None
+
+
+async def fetch_once(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    timeout: aiohttp.ClientTimeout,
+    max_bytes: int = 50 * 2**20,
+    max_redirects: int = 5,
+    proxy: str | None = None,
+) -> Attempt:
+    """Fetch ``url`` once and classify the outcome; never raises for network or HTTP trouble.
+
+    Example:
+        >>> async def main(url: str) -> Attempt:
+        ...     async with aiohttp.ClientSession() as session:
+        ...         return await fetch_once(session, url, timeout=aiohttp.ClientTimeout(total=5))
+        >>> from gbif_dl._aio import run_sync
+        >>> run_sync(main("ftp://example.org/a.jpg")).reason.value
+        'unsafe_url'
+    """
+    if not is_http_url(url):
+        return Attempt(reason=Reason.UNSAFE_URL, detail=f"not an http(s) URL: {url[:200]!r}")
+    current = url
+    status: int | None = None
+    try:
+        for _hop in range(max_redirects + 1):
+            async with session.get(
+                current, allow_redirects=False, timeout=timeout, proxy=proxy
+            ) as response:
+                status = response.status
+                if status in REDIRECT_STATUSES:
+                    target = _redirect_target(response)
+                    if target is None:
+                        return Attempt(
+                            reason=Reason.UNSAFE_URL,
+                            status=status,
+                            final_url=current,
+                            detail=f"redirect to a non-http(s) URL: "
+                            f"{response.headers.get('Location', '')[:200]!r}",
+                        )
+                    current = target
+                    continue
+                if not 200 <= status < 300:
+                    return Attempt(
+                        reason=Reason.HTTP_STATUS,
+                        status=status,
+                        final_url=current,
+                        retryable=status in RETRYABLE_STATUSES,
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                        detail=f"HTTP {status} {response.reason or ''}".strip(),
+                    )
+                attempt = await _read_image(response, max_bytes)
+                attempt.status = status
+                attempt.final_url = current
+                return attempt
+        return Attempt(
+            reason=Reason.TOO_MANY_REDIRECTS,
+            status=status,
+            final_url=current,
+            detail=f"more than {max_redirects} redirects",
+        )
+    except asyncio.TimeoutError:
+        return Attempt(reason=Reason.TIMEOUT, status=status, retryable=True, detail="timed out")
+    except aiohttp.ClientPayloadError as exc:
+        return Attempt(reason=Reason.TRUNCATED, status=status, retryable=True, detail=str(exc))
+    except aiohttp.InvalidURL as exc:
+        return Attempt(reason=Reason.UNSAFE_URL, status=status, detail=f"invalid URL: {exc}")
+    except aiohttp.ClientError as exc:
+        return Attempt(
+            reason=Reason.NETWORK,
+            status=status,
+            retryable=True,
+            detail=f"{type(exc).__name__}: {exc}"[:500],
+        )
+    except (OSError, ValueError) as exc:  # socket errors aiohttp did not wrap; bad header values
+        return Attempt(
+            reason=Reason.NETWORK,
+            status=status,
+            retryable=True,
+            detail=f"{type(exc).__name__}: {exc}"[:500],
+        )
+
+
+def _redirect_target(response: aiohttp.ClientResponse) -> str | None:
+    location = response.headers.get("Location")
+    if not location:
+        return None
+    try:
+        target = str(response.url.join(URL(location)))
+    except (ValueError, TypeError):
+        return None
+    return target if is_http_url(target) else None
+
+
+async def _read_image(response: aiohttp.ClientResponse, max_bytes: int) -> Attempt:
+    """Stream the body: size cap, type sniffing on the first bytes, truncation check."""
+    declared = response.content_length
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    encoded = encoding not in ("", "identity")  # then Content-Length counts compressed bytes
+    if declared is not None and declared > max_bytes:
+        response.close()
+        return Attempt(
+            reason=Reason.TOO_LARGE,
+            detail=f"Content-Length {declared} > max_bytes {max_bytes}",
+        )
+    chunks: list[bytes] = []
+    received = 0
+    image_type: ImageType | None = None
+    async for chunk in response.content.iter_chunked(_CHUNK):
+        chunks.append(chunk)
+        received += len(chunk)
+        if received > max_bytes:
+            response.close()
+            return Attempt(reason=Reason.TOO_LARGE, detail=f"body exceeds max_bytes {max_bytes}")
+        if image_type is None and received >= SNIFF_BYTES:
+            image_type = sniff_image(b"".join(chunks)[:SNIFF_BYTES])
+            if image_type is None:
+                response.close()
+                return Attempt(reason=Reason.NOT_IMAGE, detail=_describe(response, chunks))
+    body = b"".join(chunks)
+    if declared is not None and not encoded and received < declared:
+        return Attempt(
+            reason=Reason.TRUNCATED,
+            retryable=True,
+            detail=f"got {received} of {declared} bytes",
+        )
+    if image_type is None:
+        image_type = sniff_image(body)
+        if image_type is None:
+            return Attempt(reason=Reason.NOT_IMAGE, detail=_describe(response, chunks))
+    return Attempt(body=body, image_type=image_type)
+
+
+def _describe(response: aiohttp.ClientResponse, chunks: list[bytes]) -> str:
+    head = b"".join(chunks)[:32]
+    return f"Content-Type {response.headers.get('Content-Type', '?')!r}, starts with {head!r}"

@@ -1,0 +1,146 @@
+"""Attribution and citation files, derived from the manifest.
+
+- ``ATTRIBUTION.csv``: one row per stored image: file, licence, rights holder, creator,
+  publisher, GBIF occurrence page and media URL. What a CC-BY licence asks of anyone who reuses
+  the images.
+- ``CITATION.txt``: the GBIF datasets the images come from with their record counts (what GBIF
+  asks for to register a derived dataset, https://www.gbif.org/derived-dataset/register), plus
+  the download DOI(s) when the records came from a GBIF download.
+
+Both are rewritten atomically from the whole manifest after every run.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from gbif_dl.writers.manifest import SUCCESS, manifest_row, SCHEMA
+    >>> import pyarrow as pa
+    >>> row = manifest_row({"url": "http://h/a.jpg", "gbifID": 5, "datasetKey": "d1",
+    ...                     "license": "CC_BY_4_0", "rightsHolder": "Ann"},
+    ...                    status=SUCCESS, path="x/a.jpg")
+    >>> row["updated"] = None
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> write_attribution(root, pa.Table.from_pylist([row], schema=SCHEMA))
+    >>> "https://www.gbif.org/occurrence/5" in (root / ATTRIBUTION_NAME).read_text()
+    True
+    >>> "d1,1" in (root / CITATION_NAME).read_text()
+    True
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gbif_dl.writers._atomic import atomic_write_bytes
+from gbif_dl.writers.manifest import SUCCESS
+
+__all__ = ["ATTRIBUTION_COLUMNS", "ATTRIBUTION_NAME", "CITATION_NAME", "write_attribution"]
+
+ATTRIBUTION_NAME = "ATTRIBUTION.csv"
+CITATION_NAME = "CITATION.txt"
+ATTRIBUTION_COLUMNS = (
+    "file",
+    "license",
+    "rightsHolder",
+    "creator",
+    "publisher",
+    "occurrence",
+    "url",
+)
+OCCURRENCE_PAGE = "https://www.gbif.org/occurrence/{}"
+DOI_URL = "https://doi.org/{}"
+_BATCH = 10_000
+
+
+def _doi_link(doi: str) -> str:
+    doi = doi.strip()
+    for prefix in ("https://doi.org/", "http://doi.org/", "doi:"):
+        if doi.lower().startswith(prefix):
+            doi = doi[len(prefix) :]
+    return DOI_URL.format(doi)
+
+
+def _attribution_csv(stored: pa.Table) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(ATTRIBUTION_COLUMNS)
+    columns = ["path", "license", "rightsHolder", "creator", "publisher", "gbifID", "url"]
+    for batch in stored.select(columns).to_batches(max_chunksize=_BATCH):
+        for path, lic, holder, creator, publisher, gbif_id, url in zip(
+            *(batch.column(i).to_pylist() for i in range(len(columns))), strict=True
+        ):
+            writer.writerow(
+                [
+                    path,
+                    lic or "",
+                    holder or "",
+                    creator or "",
+                    publisher or "",
+                    OCCURRENCE_PAGE.format(gbif_id) if gbif_id else "",
+                    url,
+                ]
+            )
+    return out.getvalue().encode("utf-8")
+
+
+def _dataset_counts(stored: pa.Table) -> list[tuple[str, int]]:
+    """(datasetKey, number of distinct occurrences) among stored images, largest first."""
+    if stored.num_rows == 0:
+        return []
+    occurrence = pc.coalesce(stored["gbifID"], stored["url"])
+    dataset = pc.fill_null(stored["datasetKey"], "unknown")
+    grouped = (
+        pa.table({"datasetKey": dataset, "occurrence": occurrence})
+        .group_by("datasetKey")
+        .aggregate([("occurrence", "count_distinct")])
+    )
+    pairs = zip(
+        grouped["datasetKey"].to_pylist(),
+        grouped["occurrence_count_distinct"].to_pylist(),
+        strict=True,
+    )
+    return sorted(((str(k), int(n)) for k, n in pairs), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _citation_text(stored: pa.Table, dois: list[str]) -> bytes:
+    counts = _dataset_counts(stored)
+    lines = [
+        "This image dataset was built with gbif-dl from occurrence media shared through GBIF,",
+        "the Global Biodiversity Information Facility (https://www.gbif.org).",
+        "",
+        f"Images: {stored.num_rows}. Occurrences: {sum(n for _, n in counts)}. "
+        f"Source datasets: {len(counts)}.",
+        "",
+    ]
+    if dois:
+        lines += ["GBIF occurrence download(s) the records come from (cite these):"]
+        lines += [f"  GBIF.org, {_doi_link(doi)}" for doi in dois]
+        lines += [""]
+    lines += [
+        "Each image keeps the licence of its record; see ATTRIBUTION.csv for the licence,",
+        "rights holder and GBIF occurrence page of every file.",
+        "",
+        "To cite this derived dataset, register it with GBIF at",
+        "https://www.gbif.org/derived-dataset/register using the dataset keys and record",
+        "counts below (the format GBIF asks for):",
+        "",
+        "datasetKey,count",
+        *(f"{key},{count}" for key, count in counts),
+        "",
+    ]
+    return "\n".join(lines).encode("utf-8")
+
+
+def write_attribution(root: Path | str, manifest: pa.Table, *, fsync: bool = False) -> None:
+    """Rewrite ``root/ATTRIBUTION.csv`` and ``root/CITATION.txt`` from ``manifest``.
+
+    Only rows with status ``success`` (stored images) are listed.
+    """
+    root = Path(root)
+    stored = manifest.filter(pc.equal(manifest["status"], SUCCESS))
+    dois = sorted({d for d in pc.drop_null(stored["downloadDOI"]).to_pylist() if d and d.strip()})
+    atomic_write_bytes(root / ATTRIBUTION_NAME, _attribution_csv(stored), fsync=fsync)
+    atomic_write_bytes(root / CITATION_NAME, _citation_text(stored, dois), fsync=fsync)

@@ -1,0 +1,119 @@
+"""Image bytes: magic-number sniffing, header size, decode check, resize with EXIF orientation."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image, features
+
+from gbif_dl.fetch.images import check_decodes, image_size, resize_image, sniff_image
+
+
+def encode(image: Image.Image, fmt: str, **kwargs: object) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format=fmt, **kwargs)
+    return out.getvalue()
+
+
+FORMATS = [("JPEG", ".jpg"), ("PNG", ".png"), ("GIF", ".gif"), ("TIFF", ".tif"), ("BMP", ".bmp")]
+if features.check("webp"):
+    FORMATS.append(("WEBP", ".webp"))
+
+
+@pytest.mark.parametrize(("fmt", "ext"), FORMATS)
+def test_sniff_recognises_real_encodings(fmt: str, ext: str) -> None:
+    """Every supported format is recognised from the bytes Pillow writes, with its size."""
+    body = encode(Image.new("RGB", (33, 21), (10, 200, 30)), fmt)
+    sniffed = sniff_image(body[:16])
+    assert sniffed is not None and sniffed.ext == ext
+    assert sniffed.mime == Image.MIME[fmt]
+    assert image_size(body) == (33, 21)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<!DOCTYPE html><html>",
+        b"<html><body>Login</body></html>",
+        b'{"error": "not found"}',
+        b"%PDF-1.7\n",
+        b"",
+        b"\xff\xd8",  # too short to be a JPEG
+        b"RIFF\x00\x00\x00\x00WAVEfmt ",  # RIFF, but audio
+        b"BM-not-a-bitmap-header",
+    ],
+)
+def test_sniff_rejects_non_images(body: bytes) -> None:
+    """HTML, JSON, PDF, audio and fragments are not images, whatever a URL or header says."""
+    assert sniff_image(body) is None
+
+
+def test_image_size_of_garbage_is_none() -> None:
+    """Header parsing never raises on garbage."""
+    assert image_size(b"\xff\xd8\xff\xe0 not really") is None
+
+
+def test_check_decodes_finds_truncated_data() -> None:
+    """A JPEG cut short sniffs as JPEG but fails the full decode; the intact one passes."""
+    noise = Image.effect_noise((200, 200), 64).convert("RGB")
+    body = encode(noise, "JPEG")
+    assert check_decodes(body) is None
+    problem = check_decodes(body[: len(body) // 2])
+    assert problem is not None and sniff_image(body[: len(body) // 2]) is not None
+
+
+def exif_jpeg(width: int, height: int, orientation: int) -> bytes:
+    image = Image.new("RGB", (width, height), (255, 0, 0))
+    image.paste((0, 0, 255), (width // 2, 0, width, height))  # left red, right blue
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(image, "JPEG", exif=exif.tobytes(), quality=95)
+
+
+def test_resize_applies_exif_orientation_and_keeps_aspect() -> None:
+    """Orientation 6 (rotate 90° clockwise) is applied: a 600x200 photo becomes 50x150 at 150."""
+    out = resize_image(exif_jpeg(600, 200, orientation=6), 150)
+    assert (out.width, out.height, out.ext, out.mime) == (50, 150, ".jpg", "image/jpeg")
+    image = Image.open(io.BytesIO(out.body))
+    assert image.size == (50, 150) and image.format == "JPEG" and image.mode == "RGB"
+    assert image.getexif().get(0x0112, 1) == 1
+    red, blue = image.getpixel((25, 10)), image.getpixel((25, 140))
+    assert red[0] > 200 and red[2] < 60 and blue[2] > 200 and blue[0] < 60
+
+
+def test_small_rotated_jpeg_is_still_re_encoded_upright() -> None:
+    """An image already small enough but with an EXIF rotation is rotated (not returned as is)."""
+    body = exif_jpeg(120, 40, orientation=8)
+    out = resize_image(body, 500)
+    assert out.body != body and (out.width, out.height) == (40, 120)
+
+
+def test_small_upright_jpeg_is_returned_unchanged() -> None:
+    """No second lossy encode for a JPEG that is already RGB, upright and small enough."""
+    body = encode(Image.new("RGB", (300, 200), (1, 2, 3)), "JPEG")
+    out = resize_image(body, 300)
+    assert out.body is body and (out.width, out.height) == (300, 200)
+
+
+def test_png_with_alpha_becomes_rgb_jpeg_on_white() -> None:
+    """Transparency is flattened onto white; the output is an RGB JPEG even when not shrunk."""
+    image = Image.new("RGBA", (80, 40), (0, 0, 0, 0))
+    out = resize_image(encode(image, "PNG"), 500)
+    decoded = Image.open(io.BytesIO(out.body))
+    assert decoded.format == "JPEG" and decoded.mode == "RGB" and decoded.size == (80, 40)
+    assert min(decoded.getpixel((40, 20))) > 245
+
+
+def test_large_jpeg_uses_draft_and_hits_exact_size() -> None:
+    """A large JPEG (decoded at reduced scale) still ends with its longest side exactly max_size."""
+    body = encode(Image.effect_noise((2000, 1500), 40).convert("RGB"), "JPEG")
+    out = resize_image(body, 256)
+    assert (out.width, out.height) == (256, 192)
+    assert Image.open(io.BytesIO(out.body)).size == (256, 192)
+
+
+def test_resize_raises_on_garbage() -> None:
+    """Undecodable bytes raise (the engine turns that into RESIZE_ERROR)."""
+    with pytest.raises(Exception):  # noqa: B017 - Pillow's exception type varies by format
+        resize_image(b"\xff\xd8\xff\xe0 definitely not a jpeg", 100)
