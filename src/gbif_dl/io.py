@@ -33,6 +33,8 @@ import dataclasses
 import difflib
 import errno
 import hashlib
+import importlib
+import inspect
 import logging
 import os
 import sys
@@ -50,7 +52,7 @@ from gbif_dl.records import is_http_url, url_basename
 from gbif_dl.sampling.splits import Splitter
 from gbif_dl.writers import Writer
 from gbif_dl.writers.attribution import write_attribution
-from gbif_dl.writers.imagefolder import ImageFolderWriter, record_folder
+from gbif_dl.writers.imagefolder import record_folder
 from gbif_dl.writers.manifest import (
     FAILED,
     JOURNAL_NAME,
@@ -62,7 +64,7 @@ from gbif_dl.writers.manifest import (
     merge_journal,
 )
 
-__all__ = ["LOCK_NAME", "DownloadStats", "download", "download_async"]
+__all__ = ["LOCK_NAME", "OUTPUTS", "DownloadStats", "download", "download_async"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +75,14 @@ _MIN_ITEMS_FOR_THRESHOLD = 50
 _CHUNK = 256
 _CHUNK_WAIT_S = 0.1
 _DEPRECATED = {"tcp_connections", "nb_workers", "batch_size"}
+
+#: ``output=`` name -> its Writer class (``"module:Class"``, imported on use). Each class takes
+#: ``(root, **writer_options)``; a new output format is one line here, never a branch below.
+OUTPUTS: dict[str, str] = {
+    "imagefolder": "gbif_dl.writers.imagefolder:ImageFolderWriter",
+    "webdataset": "gbif_dl.writers.webdataset:WebDatasetWriter",
+    "hf": "gbif_dl.writers.hf:HFWriter",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +267,53 @@ _KNOWN_ARGS = (
     "progress",
     "fail_threshold",
     "verbose",
+    "output",
+    "shard_size",
+    "shard_bytes",
+    "runner",
+    "workers",
+    "dask_address",
+    "dask_client",
 )
+
+
+def _writer_factory(output: str, options: Mapping[str, Any]) -> Callable[[Path], Writer]:
+    """The constructor of the ``output`` writer with its options; ConfigError before any I/O."""
+    target = OUTPUTS.get(output) if isinstance(output, str) else None
+    if target is None:
+        close = difflib.get_close_matches(str(output), list(OUTPUTS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(
+            f"unknown output={output!r}; {hint}choose one of {', '.join(map(repr, OUTPUTS))}"
+        )
+    writer_class = _resolve(target)
+    given = {name: value for name, value in options.items() if value is not None}
+    accepted = inspect.signature(writer_class).parameters
+    for name in given:
+        if name not in accepted:
+            users = [
+                key
+                for key, spec in OUTPUTS.items()
+                if name in inspect.signature(_resolve(spec)).parameters
+            ]
+            raise ConfigError(
+                f"{name}= does not apply to output={output!r}; it is an option of "
+                f"output={' or '.join(map(repr, users)) or 'none'}"
+            )
+
+    check = getattr(writer_class, "check_options", None)
+    if check is not None:  # the writer's own checks of its options, before any I/O
+        check(**given)
+
+    def make(root: Path) -> Writer:
+        return writer_class(root, **given)
+
+    return make
+
+
+def _resolve(spec: str) -> Any:
+    module_name, _, class_name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def _fetch_config(**options: Any) -> Any:
@@ -338,11 +394,10 @@ def _locked(root: Path) -> Iterator[None]:
 # --- the run ----------------------------------------------------------------------------------
 
 
-def _file_facts(path: Path) -> dict[str, Any]:
+def _file_facts(body: bytes) -> dict[str, Any]:
     """bytes, sha256, mime and pixel size of a stored file (crash recovery, moves)."""
     from gbif_dl.fetch.images import image_size, sniff_image
 
-    body = path.read_bytes()
     kind = sniff_image(body[:16])
     size = image_size(body)
     return {
@@ -389,7 +444,7 @@ class _Run:
         fail_threshold: float | None,
         verbose: bool,
         progress: Any,
-        files: RunFiles = RunFiles(),  # noqa: B008 - frozen value object
+        files: RunFiles = RunFiles(),
     ) -> None:
         self.root = root
         self.files = files
@@ -408,6 +463,12 @@ class _Run:
         self.aborted = False
         self.stopping = False
         self.engine_task: asyncio.Future[Any] | None = None
+        # Writers that make files durable later (WebDataset shards) list them in committed();
+        # their rows wait here until then, so the journal never claims a file a crash lost.
+        self.committed: Callable[[], list[str]] | None = getattr(writer, "committed", None)
+        self.is_stored: Callable[[str], bool] | None = getattr(writer, "is_stored", None)
+        self.held: dict[str, tuple[dict[str, Any], int]] = {}
+        self.durable: set[str] = set()  # committed before their row was held (other threads)
 
     # records -----------------------------------------------------------------------------------
 
@@ -464,6 +525,13 @@ class _Run:
     ) -> bool:
         """True when ``record`` needs no request (already stored, found, or moved)."""
         folder = record_folder(record)
+        is_done = previous is not None and previous[0] == SUCCESS and bool(previous[1])
+        if is_done and self.is_stored is not None:  # the writer keeps its own layout (shards)
+            assert previous is not None and previous[1] is not None
+            if self.is_stored(previous[1]):
+                self._skip()
+                return True
+            previous = None
         if previous is not None and previous[0] == SUCCESS and previous[1]:
             old = self.root / previous[1]
             if old.is_file():
@@ -481,6 +549,8 @@ class _Run:
     async def _adopt(self, record: dict[str, Any], rel: str, new_folder: str | None) -> None:
         """Record an already stored file as done, moving it into ``new_folder`` if given."""
 
+        read_stored = getattr(self.writer, "read_stored", None)
+
         def move_and_inspect() -> tuple[str, dict[str, Any]]:
             path = rel
             if new_folder is not None:
@@ -489,7 +559,8 @@ class _Run:
                 target_dir.mkdir(parents=True, exist_ok=True)
                 os.replace(self.root / rel, target_dir / name)
                 path = f"{new_folder}/{name}" if new_folder else name
-            return path, _file_facts(self.root / path)
+            body = read_stored(path) if read_stored else (self.root / path).read_bytes()
+            return path, _file_facts(body)
 
         try:
             path, facts = await asyncio.to_thread(move_and_inspect)
@@ -570,7 +641,35 @@ class _Run:
             height=result.height,
             attempts=result.attempts,
         )
-        self._finish(row, "success", nbytes=nbytes)
+        if self.committed is None:
+            self._finish(row, "success", nbytes=nbytes)
+            return
+        self.held[path] = (row, nbytes)
+        self._commit()
+
+    def _commit(self) -> None:
+        """Journal the held rows whose files the writer has made durable."""
+        if self.committed is None:
+            return
+        self.durable.update(self.committed())
+        for path in [path for path in self.durable if path in self.held]:
+            self.durable.discard(path)
+            row, nbytes = self.held.pop(path)
+            self._finish(row, "success", nbytes=nbytes)
+
+    def _close_writer(self) -> None:
+        """Close the writer, journal what it made durable, and fail what it could not."""
+        try:
+            self.writer.close()
+        except OSError as exc:
+            logger.error("cannot finish writing into %s: %s", self.root, exc)
+            self._check_disk_full(exc)
+        self._commit()
+        for row, _ in self.held.values():
+            failed = {**row, "status": FAILED, "path": None, "reason": Reason.WRITE_ERROR.value}
+            failed["detail"] = "its shard could not be written; the next run fetches it again"
+            self._finish(failed, "failed", reason=Reason.WRITE_ERROR.value)
+        self.held.clear()
 
     def _skip(self) -> None:
         self.counts["skipped"] += 1
@@ -637,11 +736,13 @@ class _Run:
     ) -> None:
         from gbif_dl.fetch.engine import FetchEngine
 
-        names = {"manifest_name": self.files.manifest, "journal_name": self.files.journal}
-        recovered = merge_journal(self.root, **names)  # a killed run's journal, if any
+        manifest_name, journal_name = self.files.manifest, self.files.journal
+        recovered = merge_journal(  # a killed run's journal, if any
+            self.root, manifest_name=manifest_name, journal_name=journal_name
+        )
         if recovered is not None:
             logger.debug("manifest has %d rows before this run", recovered.num_rows)
-        self.index = load_index(self.root, **names)
+        self.index = load_index(self.root, manifest_name=manifest_name, journal_name=journal_name)
         self.journal = Journal(self.root, self.files.journal)
         try:
             engine = FetchEngine(fetch_config)
@@ -654,13 +755,20 @@ class _Run:
                 if not self.stopping:
                     raise
         finally:
-            self.journal.close()
-            self.progress.close()
-            self.writer.close()
             try:
-                manifest = merge_journal(self.root, **names)
+                self._close_writer()
+            finally:
+                self.journal.close()
+                self.progress.close()
+            try:
+                manifest = merge_journal(
+                    self.root, manifest_name=manifest_name, journal_name=journal_name
+                )
                 if manifest is not None and self.files.attribution:
                     write_attribution(self.root, manifest)
+                    finalize = getattr(self.writer, "finalize", None)
+                    if finalize is not None:  # files derived from the manifest (metadata.jsonl)
+                        finalize(manifest)
             except OSError as exc:
                 if self.fatal is None:
                     raise OutputError(
@@ -693,6 +801,9 @@ async def download_async(
     progress: bool | None = None,
     fail_threshold: float | None = None,
     verbose: bool = False,
+    output: str = "imagefolder",
+    shard_size: int | None = None,
+    shard_bytes: int | None = None,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download`, for code that already runs an event loop.
@@ -720,12 +831,13 @@ async def download_async(
         proxy=proxy,
         is_valid_file=is_valid_file,
     )
+    make_writer = _writer_factory(output, {"shard_size": shard_size, "shard_bytes": shard_bytes})
     source, total = _as_async_items(items)
     root_path = _prepare_root(root)
     with _locked(root_path):
         run = _Run(
             root_path,
-            writer=ImageFolderWriter(root_path),
+            writer=make_writer(root_path),
             assign=assign,
             overwrite=overwrite,
             fail_threshold=fail_threshold,
@@ -782,6 +894,13 @@ def download(
     progress: bool | None = None,
     fail_threshold: float | None = None,
     verbose: bool = False,
+    output: str = "imagefolder",
+    shard_size: int | None = None,
+    shard_bytes: int | None = None,
+    runner: str | None = None,
+    workers: int | None = None,
+    dask_address: str | None = None,
+    dask_client: Any = None,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -808,6 +927,19 @@ def download(
         progress: None = a bar on a terminal, log lines otherwise; True/False to force.
         fail_threshold: stop early when more than this share of items fails (0..1).
         verbose: log every failed item at INFO level.
+        output: the layout (:data:`OUTPUTS`): ``"imagefolder"`` (gbif-dl 0.1's folders),
+            ``"webdataset"`` (``root/{split}-{shard:06d}.tar`` shards, see
+            :mod:`gbif_dl.writers.webdataset`) or ``"hf"`` (folders plus ``metadata.jsonl`` and
+            ``classes.json`` for Hugging Face ``datasets``, see :mod:`gbif_dl.writers.hf`).
+        shard_size, shard_bytes: ``output="webdataset"`` only: samples per shard (default
+            10,000) and/or a size in bytes at which a shard is closed.
+        runner: None (default): one process, streaming, no shard files. ``"local"`` or
+            ``"dask"``: cut the job into shards of ``shard_size`` records (default 10,000) run
+            by :mod:`gbif_dl.runners` (``output="imagefolder"`` only); see docs/distributed.md.
+        workers: processes of the local runner, or of the Dask LocalCluster started when
+            neither ``dask_address`` nor ``dask_client`` is given.
+        dask_address, dask_client: the Dask scheduler (``"tcp://host:8786"``) or an existing
+            ``distributed.Client`` for ``runner="dask"``.
         **compat: ``tcp_connections`` (now ``concurrency``), ``nb_workers`` and ``batch_size``
             of gbif-dl 0.1 are accepted with a DeprecationWarning.
 
@@ -830,6 +962,32 @@ def download(
         (120, 2, 0)
     """
     concurrency = _apply_compat(compat, concurrency, stacklevel=3)
+    if runner is not None:
+        return _download_with_runner(
+            items,
+            root,
+            runner=runner,
+            workers=workers,
+            dask_address=dask_address,
+            dask_client=dask_client,
+            output=output,
+            shard_size=shard_size,
+            shard_bytes=shard_bytes,
+            assign=_subset_assigner(random_subsets, splits, split_by, seed),
+            fetch_config=_fetch_config(
+                retries=retries,
+                concurrency=concurrency,
+                per_host=per_host,
+                max_size=max_size,
+                decode_check=decode_check,
+                max_bytes=max_bytes,
+                proxy=proxy,
+                is_valid_file=is_valid_file,
+            ),
+            overwrite=overwrite,
+            fail_threshold=fail_threshold,
+            verbose=verbose,
+        )
     return run_sync(
         download_async(
             items,
@@ -850,6 +1008,55 @@ def download(
             progress=progress,
             fail_threshold=fail_threshold,
             verbose=verbose,
+            output=output,
+            shard_size=shard_size,
+            shard_bytes=shard_bytes,
             **compat,
         )
+    )
+
+
+# --- sharded runs (gbif_dl.runners) -----------------------------------------------------------
+
+
+def _download_with_runner(
+    items: Any,
+    root: str | os.PathLike[str],
+    *,
+    runner: str,
+    workers: int | None,
+    dask_address: str | None,
+    dask_client: Any,
+    output: str,
+    shard_size: int | None,
+    shard_bytes: int | None,
+    assign: Callable[[Mapping[str, Any]], str] | None,
+    fetch_config: Any,
+    overwrite: bool,
+    fail_threshold: float | None,
+    verbose: bool,
+) -> DownloadStats:
+    """``download(..., runner=...)``: plan shards, run them with the runner, merge."""
+    from gbif_dl.plan import DEFAULT_SHARD_SIZE
+    from gbif_dl.runners import run
+
+    if output != "imagefolder" or shard_bytes is not None:
+        raise ConfigError(
+            f"runner={runner!r} writes output='imagefolder' only (got output={output!r}"
+            f"{', shard_bytes=' + repr(shard_bytes) if shard_bytes is not None else ''}); "
+            "drop runner= for other outputs"
+        )
+    return run(
+        items,
+        root,
+        runner=runner,
+        shard_size=DEFAULT_SHARD_SIZE if shard_size is None else shard_size,
+        workers=workers,
+        dask_address=dask_address,
+        dask_client=dask_client,
+        fetch=fetch_config,
+        assign=assign,
+        overwrite=overwrite,
+        fail_threshold=fail_threshold,
+        verbose=verbose,
     )

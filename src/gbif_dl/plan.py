@@ -341,4 +341,3 @@ def read_marker(root: Path, shard_id: int) -> dict[str, Any] | None:
     except ValueError:
         return {}
     return marker if isinstance(marker, dict) else {}
-

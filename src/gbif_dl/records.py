@@ -48,7 +48,7 @@ def url_basename(url: str) -> str:
         >>> url_basename("https://example.org/a.jpg")
         '200b8183e717daaefa21a9aff11fa1841821a592'
     """
-    return hashlib.sha1(url.encode("utf-8")).hexdigest()
+    return hashlib.sha1(url.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def is_http_url(url: object) -> bool:
@@ -63,7 +63,9 @@ def is_http_url(url: object) -> bool:
     if any(ord(c) < 0x20 or c == "\x7f" for c in url):
         return False
     try:
+        url.encode("utf-8")  # a lone surrogate ("\ud800" from JSON) cannot be requested
         parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
     except ValueError:
         return False
     return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
@@ -173,7 +175,8 @@ def normalize_license(value: object) -> str | None:
 
 # --- safe paths -------------------------------------------------------------------------------
 
-_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+# C0 and C1 control characters, lone surrogates (unencodable), separators, reserved characters.
+_UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f-\x9f\ud800-\udfff/\\:*?"<>|]')
 _MAX_COMPONENT_BYTES = 150
 
 

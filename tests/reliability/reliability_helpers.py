@@ -132,6 +132,7 @@ class ResetServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
+        self.sock.settimeout(0.1)  # so that the accept loop sees ``closed`` soon
         self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.closed = False
@@ -142,15 +143,18 @@ class ResetServer:
 
     def __exit__(self, *exc: object) -> None:
         self.closed = True
-        self.sock.close()
         self.thread.join(5)
+        self.sock.close()
 
     def _accept(self) -> None:
         while not self.closed:
             try:
                 conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
+            conn.settimeout(10)
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     @staticmethod

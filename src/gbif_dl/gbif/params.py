@@ -297,7 +297,10 @@ def _scalar(name: str, value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, numbers.Integral):
-        return str(int(value))
+        try:
+            return str(int(value))
+        except ValueError as exc:  # more digits than Python converts (sys.int_info)
+            raise ConfigError(f"GBIF parameter {name!r}: the integer is too large") from exc
     if isinstance(value, numbers.Real):
         number = float(value)
         if number != number or number in (float("inf"), float("-inf")):

@@ -1,1 +1,63 @@
-"""gbif_dl.loaders."""
+"""Read a downloaded dataset back for training.
+
+::
+
+    gbif_dl.loaders.torch        GBIFImageDataset: a map-style torch Dataset over the manifest
+                                 (ImageFolder and Hugging Face layouts)      extra: torch
+    gbif_dl.loaders.webdataset   load(): a webdataset pipeline over the shards  extra: webdataset
+    gbif_dl.loaders.hf           load(): datasets.load_dataset("imagefolder") with ClassLabel
+                                 labels                                       extra: hf
+
+Every loader returns the same class index for a label: the one in ``root/classes.json``
+(:mod:`gbif_dl.writers.classes`), or, for an ImageFolder root without that file, the position of
+the label in the sorted labels of the manifest (what ``classes.json`` would say after one run,
+and the order ``torchvision.datasets.ImageFolder`` uses). Records without a split count as
+``train``. Importing this package imports none of torch, webdataset or datasets; each submodule
+raises :class:`~gbif_dl.errors.MissingExtraError` at import, naming the ``pip install`` command,
+when its extra is missing.
+
+Example:
+    >>> import tempfile
+    >>> len(read_classes(tempfile.mkdtemp()))
+    0
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from gbif_dl.writers.classes import CLASSES_NAME, ClassIndex, load_classes
+from gbif_dl.writers.manifest import SUCCESS, read_manifest
+
+__all__ = ["DEFAULT_SPLIT", "read_classes"]
+
+DEFAULT_SPLIT = "train"
+
+
+def read_classes(root: Path | str) -> ClassIndex:
+    """The class index every loader uses for ``root`` (see the module docstring).
+
+    Example:
+        >>> import tempfile
+        >>> from gbif_dl.writers.classes import update_classes
+        >>> root = tempfile.mkdtemp()
+        >>> _ = update_classes(root, ["wasp", "bee"])
+        >>> read_classes(root).labels
+        ['bee', 'wasp']
+    """
+    if (Path(root) / CLASSES_NAME).exists():
+        return load_classes(root)
+    classes = ClassIndex()
+    manifest = read_manifest(root, columns=("label", "status", "scientificName"))
+    if manifest is not None:
+        done = manifest.filter(pc.equal(manifest["status"], SUCCESS))
+        labels = done["label"].to_pylist()
+        names = {
+            label: name
+            for label, name in zip(labels, done["scientificName"].to_pylist(), strict=True)
+            if label is not None and name
+        }
+        classes.add(labels, names)
+    return classes

@@ -25,16 +25,18 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import logging
+import math
 import os
 import struct
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -45,14 +47,18 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from gbif_dl.errors import ArchiveError, ConfigError
-from gbif_dl.records import MediaRecord, is_http_url, normalize_license
+from gbif_dl.records import MediaRecord, is_http_url, normalize_license, safe_component
+from gbif_dl.sampling.filters import LicenseFilter
 
 __all__ = [
+    "DEFAULT_BATCH_ROWS",
     "DEFAULT_BLOCK_SIZE",
     "ArchiveSource",
     "ArchiveStats",
     "DataFileSpec",
+    "ResolvedArchive",
     "default_cache_dir",
+    "resolve_archive",
 ]
 
 logger = logging.getLogger(__name__)
@@ -61,12 +67,14 @@ OCCURRENCE_ROW_TYPE = "http://rs.tdwg.org/dwc/terms/Occurrence"
 MULTIMEDIA_ROW_TYPE = "http://rs.gbif.org/terms/1.0/Multimedia"
 
 #: Bytes of CSV text pyarrow parses at a time (one record batch).
-DEFAULT_BLOCK_SIZE = 1 << 20
+DEFAULT_BLOCK_SIZE = 1 << 18
+#: Rows processed together (of the few columns kept); larger is faster, smaller leaner.
+DEFAULT_BATCH_ROWS = 1 << 14
 #: A member whose declared size exceeds its compressed size this many times is refused.
 MAX_COMPRESSION_RATIO = 1000
 _MAX_META_BYTES = 16 << 20
 #: Record fields that carry licence and attribution; ``license_info=False`` drops them.
-LICENSE_FIELDS = ("publisher", "license", "rightsHolder", "creator", "license_code")
+LICENSE_FIELDS = ("publisher", "license", "rightsHolder", "license_code")
 #: Occurrence columns copied into every record (besides the label and split columns).
 _OCCURRENCE_FIELDS = (
     "datasetKey",
@@ -249,6 +257,12 @@ def _seed_value(seed: int | str | None, salt: int) -> np.uint64:
     return np.uint64(value)
 
 
+def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
 def _string_column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     column = table.column(name)
     if isinstance(column, pa.ChunkedArray):
@@ -420,9 +434,16 @@ class ArchiveSource:
         'Coccinella septempunctata Linnaeus, 1758'
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, block_size: int = DEFAULT_BLOCK_SIZE):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+    ) -> None:
         self.path = Path(path)
         self.block_size = block_size
+        self.batch_rows = batch_rows
         self.stats = ArchiveStats()
         self._where = str(self.path)
         self.core, self.multimedia = self._read_meta()
@@ -609,11 +630,21 @@ class ArchiveSource:
                 parse_options=parse_options,
                 convert_options=convert_options,
             )
+            names = list(wanted_index)
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
             for batch in reader:
                 if batch.num_rows == 0:
                     continue
+                # only the wanted columns are kept, so gathering rows is cheap
                 arrays = [_string_column(batch, generated[i]) for i in wanted_index.values()]
-                yield pa.RecordBatch.from_arrays(arrays, names=list(wanted_index))
+                pending.append(pa.RecordBatch.from_arrays(arrays, names=names))
+                pending_rows += batch.num_rows
+                if pending_rows >= self.batch_rows:
+                    yield _concat(pending)
+                    pending, pending_rows = [], 0
+            if pending:
+                yield _concat(pending)
         except ArchiveError:
             raise
         except StopIteration:
@@ -759,8 +790,8 @@ class ArchiveSource:
         weighted_streams: bool = False,
         seed: int | str | None = None,
         licenses: Iterable[str] | None = None,
-        keep_unknown_license: bool = False,
-        dedupe_urls: bool = True,
+        keep_unknown_licenses: bool = False,
+        dedupe: bool = True,
     ) -> Iterator[MediaRecord]:
         """Stream the archive's media as MediaRecords.
 
@@ -777,8 +808,8 @@ class ArchiveSource:
             weighted_streams: quotas proportional to stream sizes instead of balanced.
             seed: makes the choice of media and samples reproducible (``None`` acts as 0).
             licenses: allowed licence codes (``CC_BY_4_0``...) or ``None`` for any licence.
-            keep_unknown_license: with ``licenses``, also keep unrecognised licences.
-            dedupe_urls: yield each URL once.
+            keep_unknown_licenses: with ``licenses``, also keep unrecognised licences.
+            dedupe: yield each URL once (the first in file order).
 
         Raises:
             ConfigError: ``label`` or a split column is not an occurrence column.
@@ -815,9 +846,10 @@ class ArchiveSource:
             nb_samples_per_stream=nb_samples_per_stream,
             weighted_streams=weighted_streams,
             seed=0 if seed is None else seed,
-            licenses=None if licenses is None else list(licenses),
-            keep_unknown_license=keep_unknown_license,
-            dedupe_urls=dedupe_urls,
+            licenses=None
+            if licenses is None
+            else LicenseFilter(licenses, keep_unknown=keep_unknown_licenses),
+            dedupe=dedupe,
         )
         return self._records(options)
 
@@ -868,13 +900,12 @@ class ArchiveSource:
         # the media's own licence, else the occurrence's
         license_of = np.where(media.license != 0, media.license, occ.codes["license"][pos])
         if options.licenses is not None:
-            allowed = _license_table(
-                license_codes.values, options.licenses, options.keep_unknown_license
-            )
+            accept = options.licenses
+            allowed = np.array([accept(v) for v in license_codes.values], dtype=bool)
             _drop(keep, ~allowed[license_of], skipped, "license")
         index = np.flatnonzero(keep)
         del keep
-        if options.dedupe_urls and index.size:
+        if options.dedupe and index.size:
             _, first = np.unique(media.url_hash[index], return_index=True)
             if first.size < index.size:
                 skipped["duplicate_url"] += int(index.size - first.size)
@@ -1020,13 +1051,13 @@ class ArchiveSource:
             keys = _to_keys(pc.if_else(valid, ids, "0"))
             pos = np.minimum(np.searchsorted(occ.keys, keys), max(occ.keys.size - 1, 0))
             hit = (occ.keys[pos] == keys) if occ.keys.size else np.zeros(keys.size, dtype=bool)
-            for i in np.flatnonzero(hit).tolist():
-                waiting = pending.pop(int(pos[i]), None)
-                if not waiting:
-                    continue
-                present = [name for name in names if name in batch.schema.names]
-                row = {name: batch.column(name)[i].as_py() for name in present}
-                for record in waiting:
+            rows_hit = [i for i in np.flatnonzero(hit).tolist() if int(pos[i]) in pending]
+            if not rows_hit:
+                continue
+            present = [name for name in names if name in batch.schema.names]
+            table = batch.select(present).take(pa.array(rows_hit))
+            for i, row in zip(rows_hit, table.to_pylist(), strict=True):
+                for record in pending.pop(int(pos[i]), []):
                     record["label"] = row
                     self.stats.records += 1
                     yield record
@@ -1044,9 +1075,8 @@ class _Options:
     nb_samples_per_stream: int | None
     weighted_streams: bool
     seed: int | str
-    licenses: list[str] | None
-    keep_unknown_license: bool
-    dedupe_urls: bool
+    licenses: LicenseFilter | None
+    dedupe: bool
 
 
 class _RecordBuilder:
@@ -1067,7 +1097,12 @@ class _RecordBuilder:
         """The text of occurrence column ``name`` for occurrence positions ``o`` (None if empty)."""
         if not name:
             return [None] * o.size
-        table = self.ints.get(name) or self.occ.dictionaries[name].values
+        table = self.occ.dictionaries[name].values
+        return [table[c] for c in self.occ.codes[name][o].tolist()]
+
+    def numbers(self, name: str, o: np.ndarray) -> list[Any]:
+        """Occurrence column ``name`` as integers (None if empty) for positions ``o``."""
+        table = self.ints[name]
         return [table[c] for c in self.occ.codes[name][o].tolist()]
 
     def gbif_ids(self, o: np.ndarray) -> list[str]:
@@ -1101,8 +1136,8 @@ class _RecordBuilder:
             media["format"],
             self.gbif_ids(o),
             self.values("datasetKey", o),
-            self.values("speciesKey", o),
-            self.values("taxonKey", o),
+            self.numbers("speciesKey", o),
+            self.numbers("taxonKey", o),
             self.values("scientificName", o),
             strict=True,
         )
@@ -1130,13 +1165,14 @@ class _RecordBuilder:
                     "license_code": license_codes[code],
                 }
         else:
-            for (url, label, _, _, _, _, _, _, refs, fmt, gbif_id, dataset, species, taxon,
+            for (url, label, _, _, _, _, creator, _, refs, fmt, gbif_id, dataset, species, taxon,
                  name) in columns:  # fmt: skip
                 yield {
                     "url": url,
                     "basename": sha1(url.encode("utf-8")).hexdigest(),
                     "label": label,
                     "subset": None,
+                    "creator": creator or None,
                     "references": refs or None,
                     "format": fmt or None,
                     "gbifID": gbif_id,
@@ -1156,14 +1192,6 @@ def _drop(keep: np.ndarray, mask: np.ndarray, skipped: Counter[str], reason: str
         keep &= ~mask
 
 
-def _license_table(values: list[str], allowed: Iterable[str], keep_unknown: bool) -> np.ndarray:
-    """For each licence text in ``values``: is it allowed?"""
-    from gbif_dl.sampling.filters import LicenseFilter
-
-    accept = LicenseFilter(allowed, keep_unknown=keep_unknown)
-    return np.array([bool(accept(normalize_license(v))) for v in values], dtype=bool)
-
-
 def _int_or_none(text: str) -> int | str | None:
     if not text:
         return None
@@ -1171,3 +1199,255 @@ def _int_or_none(text: str) -> int | str | None:
         return int(text)
     except ValueError:
         return text
+
+
+# --- resolving and fetching -----------------------------------------------------------------
+
+#: Download formats whose zip has no multimedia extension, hence no media URLs.
+MEDIALESS_FORMATS = frozenset({"SIMPLE_CSV", "SIMPLE_PARQUET", "SIMPLE_AVRO", "SPECIES_LIST"})
+_URL_CHUNK = 1 << 16
+_URL_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedArchive:
+    """Where an identifier's archive is on disk.
+
+    Attributes:
+        path: the zip file.
+        key: the GBIF download key (``None`` for a local file or a plain URL).
+        fetched: True when gbif-dl stored the file in its cache (so ``delete=`` may remove it).
+        metadata: GBIF's download metadata, when the identifier was a key or DOI.
+
+    Example:
+        >>> ResolvedArchive(Path("a.zip"), None, False).fetched
+        False
+    """
+
+    path: Path
+    key: str | None
+    fetched: bool
+    metadata: dict[str, Any] | None = None
+
+
+def _is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def _not_ready(key: str, status: str, meta: Mapping[str, Any], api_url: str) -> Exception:
+    from gbif_dl.errors import DownloadNotReadyError
+
+    if status == "FILE_ERASED":
+        text = (
+            f"GBIF download {key} is FILE_ERASED: its file was deleted (GBIF keeps files about "
+            "six months). Request it again: gbif_dl.dwca.request(<the same query>), or "
+            f"'Rerun query' on https://www.gbif.org/occurrence/download/{key}"
+        )
+    elif status in ("PREPARING", "RUNNING", "SUSPENDED"):
+        text = (
+            f"GBIF download {key} is {status}, not SUCCEEDED yet; wait for it "
+            "(GbifClient.wait_for_download) and try again"
+        )
+    else:
+        text = (
+            f"GBIF download {key} is {status or 'of unknown status'}, not SUCCEEDED, so it has "
+            "no file; request it again"
+        )
+    err = DownloadNotReadyError(text, url=f"{api_url}/occurrence/download/{key}", status=200)
+    err.status_name = status
+    return err
+
+
+def _check_metadata(meta: Mapping[str, Any], api_url: str) -> tuple[str, int | None]:
+    """The key and size of a SUCCEEDED DWCA download, or the error that explains why not."""
+    key = str(meta.get("key") or "")
+    status = str(meta.get("status") or "").upper()
+    request = meta.get("request") if isinstance(meta.get("request"), Mapping) else {}
+    fmt = str((request or {}).get("format") or "DWCA").upper()
+    if fmt in MEDIALESS_FORMATS:
+        raise ArchiveError(
+            f"GBIF download {key} has format {fmt}, which carries no media URLs (no multimedia "
+            "extension); request a DWCA download instead, e.g. gbif_dl.dwca.request(query)",
+            path=key,
+        )
+    if status != "SUCCEEDED":
+        raise _not_ready(key, status, meta, api_url)
+    size = meta.get("size")
+    return key, int(size) if isinstance(size, int) and size > 0 else None
+
+
+def _is_complete(path: Path, size: int | None) -> bool:
+    if not path.is_file() or (size is not None and path.stat().st_size != size):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "meta.xml" in {n.lower() for n in archive.namelist()}
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+async def _fetch_key(
+    ident: str, root: Path, api_url: str | None
+) -> tuple[Path, str, dict[str, Any]]:
+    from gbif_dl.gbif.client import GbifClient
+
+    async with GbifClient(api_url) as gbif:
+        meta = await gbif.download_metadata(ident)
+        key, size = _check_metadata(meta, gbif.api_url)
+        dest = root / f"{key}.zip"
+        if _is_complete(dest, size):
+            logger.info("using the cached archive %s", dest)
+            return dest, key, meta
+        if dest.exists():
+            logger.warning("cached archive %s is incomplete or corrupt; fetching it again", dest)
+            dest.unlink()
+        logger.info("fetching GBIF download %s (%s bytes) to %s", key, size or "?", dest)
+        await gbif.fetch_download(key, dest, expected_size=size, progress=_progress_logger(key))
+        if not _is_complete(dest, size):
+            raise ArchiveError(
+                f"GBIF download {key} arrived corrupt ({dest}); it was removed, try again",
+                path=str(dest),
+            )
+        return dest, key, meta
+
+
+def _progress_logger(name: str) -> Callable[[int, int | None], None]:
+    """A progress callback that logs every 10 % (the CLI draws bars from the logs it owns)."""
+    state = {"next": 0.1}
+
+    def report(done: int, total: int | None) -> None:
+        if total and done / total >= state["next"]:
+            logger.info("%s: %d of %d bytes (%.0f %%)", name, done, total, 100 * done / total)
+            state["next"] = math.floor(done / total * 10 + 1) / 10
+
+    return report
+
+
+def _url_file_name(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    tail = urlsplit(url).path.rsplit("/", 1)[-1]
+    digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:12]
+    if tail.lower().endswith(".zip") and tail == safe_component(tail):
+        return f"{tail[:-4]}-{digest}.zip"
+    return f"archive-{digest}.zip"
+
+
+async def _fetch_url(url: str, root: Path) -> Path:
+    """Stream a zip at ``url`` into the cache, resuming a partial file with ``Range``."""
+    import aiohttp
+
+    dest = root / _url_file_name(url)
+    if _is_complete(dest, None):
+        logger.info("using the cached archive %s", dest)
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    timeout = aiohttp.ClientTimeout(total=None, connect=60, sock_read=120)
+    failures = 0
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        while True:
+            offset = part.stat().st_size if part.exists() else 0
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            expected: int | None = None
+            try:
+                async with session.get(url, headers=headers) as response:
+                    if response.status == 416 and offset:
+                        part.unlink()
+                        continue
+                    if response.status not in (200, 206):
+                        from gbif_dl.errors import GbifApiError
+
+                        raise GbifApiError(
+                            f"fetching the archive {url} failed with HTTP {response.status}; "
+                            "check the URL",
+                            url=url,
+                            status=response.status,
+                        )
+                    mode = "ab" if response.status == 206 and offset else "wb"
+                    done = offset if mode == "ab" else 0
+                    if response.content_length is not None:
+                        expected = done + response.content_length
+                    with part.open(mode) as out:
+                        async for chunk in response.content.iter_chunked(_URL_CHUNK):
+                            out.write(chunk)
+                            done += len(chunk)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+                failures += 1
+                if failures >= _URL_ATTEMPTS:
+                    raise ArchiveError(
+                        f"fetching {url} keeps failing ({exc}); the partial file {part} is kept "
+                        "and resumed next time",
+                        path=str(part),
+                    ) from exc
+                logger.warning("fetching %s was cut (%s); resuming", url, exc)
+                await asyncio.sleep(min(2.0**failures * 0.1, 5.0))
+                continue
+            size = part.stat().st_size
+            if expected is not None and size < expected:
+                failures += 1
+                if failures >= _URL_ATTEMPTS:
+                    raise ArchiveError(f"{url} keeps arriving incomplete", path=str(part))
+                continue
+            break
+    os.replace(part, dest)
+    if not _is_complete(dest, None):
+        dest.unlink()
+        raise ArchiveError(
+            f"{url} is not a valid Darwin Core Archive zip (corrupt, or not an archive); "
+            "it was removed",
+            path=url,
+        )
+    return dest
+
+
+def resolve_archive(
+    identifier: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    api_url: str | None = None,
+) -> ResolvedArchive:
+    """Find or fetch the archive of ``identifier``: a download key, a DOI, a zip URL or a path.
+
+    Keys and DOIs are resolved through GBIF's download metadata (a download that is not
+    SUCCEEDED raises :class:`~gbif_dl.errors.DownloadNotReadyError` with its status). Files are
+    streamed to ``root`` (default :func:`default_cache_dir`), resumed with ``Range`` after a
+    cut, checked (size and zip directory) and not fetched again once complete.
+
+    Raises:
+        ConfigError: ``identifier`` is none of the accepted forms.
+        DownloadNotReadyError: the download is not SUCCEEDED (``.status_name``).
+        ArchiveError: a media-less format (SIMPLE_CSV, ...) or a corrupt file.
+        GbifApiError: GBIF answered with an error (unknown key: 404).
+
+    Example:
+        >>> resolve_archive("tests/data/dwca-0022697-200613084148143.zip").fetched
+        False
+    """
+    if isinstance(identifier, os.PathLike) or (
+        isinstance(identifier, str) and not _is_url(identifier) and Path(identifier).is_file()
+    ):
+        path = Path(identifier)
+        if not path.is_file():
+            raise ConfigError(f"archive file {path} does not exist; check the path")
+        return ResolvedArchive(path, None, False)
+    if not isinstance(identifier, str):
+        raise ConfigError(
+            f"identifier must be a download key, DOI, URL or path, not {type(identifier).__name__}"
+        )
+    from gbif_dl._aio import run_sync
+    from gbif_dl.gbif.params import parse_download_id
+
+    folder = Path(root).expanduser() if root is not None else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    text = identifier.strip()
+    try:
+        _, ident = parse_download_id(text)
+    except ConfigError:
+        if not _is_url(text):
+            raise ConfigError(
+                f"{identifier!r} is not an existing file, a URL, a GBIF download key "
+                "(0022697-200613084148143) or a DOI (10.15468/dl.abc123); check it"
+            ) from None
+        return ResolvedArchive(run_sync(_fetch_url(text, folder)), None, True)
+    path, key, meta = run_sync(_fetch_key(ident, folder, api_url))
+    return ResolvedArchive(path, key, True, meta)

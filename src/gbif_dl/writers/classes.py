@@ -109,7 +109,7 @@ class ClassIndex:
         return self._positions[label]
 
     def get(self, label: Any, default: int = NO_CLASS) -> int:
-        """The index of a record label (any form accepted by :func:`class_label`), or ``default``."""
+        """The index of a record label (as :func:`class_label` reads it), or ``default``."""
         text = class_label(label)
         if text is None:
             return default

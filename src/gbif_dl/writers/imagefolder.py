@@ -170,7 +170,7 @@ class ImageFolderWriter:
         self._check_inside(final)
         label = record.get("label")
         if isinstance(label, dict):
-            sidecar = json.dumps(label, ensure_ascii=False, default=str).encode("utf-8")
+            sidecar = json.dumps(label, ensure_ascii=False, default=str).encode("utf-8", "replace")
             atomic_write_bytes(folder / f"{stem}.json", sidecar, fsync=self.fsync)
         atomic_write_bytes(final, result.body, fsync=self.fsync)
         return f"{rel}/{stem}{ext}" if rel else f"{stem}{ext}"

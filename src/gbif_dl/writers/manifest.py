@@ -114,6 +114,15 @@ _RECORD_FIELDS = (
 _MAX_TEXT = 2000  # bound on free-text cells taken from untrusted records
 
 
+def _utf8(text: str) -> str:
+    """``text`` with lone surrogates (unencodable, e.g. JSON's ``"\\ud800"``) replaced by ``?``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -121,7 +130,7 @@ def _text(value: Any) -> str | None:
         text = json.dumps(value, sort_keys=True, default=str)
     else:
         text = str(value)
-    return text[:_MAX_TEXT]
+    return _utf8(text[:_MAX_TEXT])
 
 
 def manifest_row(
@@ -147,7 +156,7 @@ def manifest_row(
         >>> row["gbifID"], row["reason"], row["path"]
         ('12', 'http_status', None)
     """
-    url = str(record.get("url") or "")
+    url = _utf8(str(record.get("url") or ""))
     row: dict[str, Any] = {
         "url": url,
         "basename": _text(record.get("basename")) or url_basename(url),
@@ -161,7 +170,7 @@ def manifest_row(
         status=status,
         reason=str(getattr(reason, "value", reason)) if reason is not None else None,
         http_status=int(http_status) if http_status is not None else None,
-        detail=(detail or "")[:_MAX_TEXT] or None,
+        detail=_utf8((detail or "")[:_MAX_TEXT]) or None,
         bytes=nbytes,
         sha256=sha256,
         mime=mime,

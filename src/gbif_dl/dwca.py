@@ -1,0 +1,254 @@
+"""Media records from a GBIF Darwin Core Archive download, compatible with gbif-dl 0.1.
+
+``identifier`` may be a GBIF download key, a DOI in any common form, the URL of a zip or a
+local path. Archives are cached under ``dwca_root_path`` (default: the user's cache directory)
+and parsed as a stream with bounded memory; see :mod:`gbif_dl.sources.archive`.
+
+Example:
+    >>> import gbif_dl
+    >>> doi = "10.15468/dl.vnm42s"
+    >>> urls = gbif_dl.dwca.generate_urls(doi, label="speciesKey")  # doctest: +SKIP
+    >>> stats = gbif_dl.io.download(urls, root="data")              # doctest: +SKIP
+
+A new download from a search query (needs a GBIF account)::
+
+    urls = gbif_dl.dwca.request({"taxonKey": 212, "year": "2000,2020"}, label="speciesKey",
+                                user="me", password="...")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gbif_dl.errors import ConfigError, TooManyDownloadsError
+from gbif_dl.records import MediaRecord
+from gbif_dl.sources.archive import ArchiveSource, ArchiveStats, resolve_archive
+
+__all__ = ["doi_to_gbif_key", "generate_urls", "is_doi", "request"]
+
+logger = logging.getLogger(__name__)
+
+#: First wait after GBIF refused a new download because too many are running (HTTP 420/429).
+TOO_MANY_DOWNLOADS_WAIT_S = 60.0
+
+
+def is_doi(identifier: str) -> bool:
+    """True when ``identifier`` is a DOI (``10.x/y``, ``doi:10.x/y``, ``https://doi.org/...``).
+
+    Example:
+        >>> is_doi("10.15468/dl.vnm42s"), is_doi("xyz")
+        (True, False)
+    """
+    from gbif_dl.gbif.params import normalize_doi
+
+    return normalize_doi(identifier) is not None
+
+
+def doi_to_gbif_key(doi: str, *, api_url: str | None = None) -> str:
+    """The GBIF download key of a download DOI, from GBIF's download metadata.
+
+    Example:
+        >>> doi_to_gbif_key("10.15468/dl.vnm42s")  # doctest: +SKIP
+        '0117522-200613084148143'
+    """
+    from gbif_dl._aio import run_sync
+    from gbif_dl.gbif.client import GbifClient
+
+    async def lookup() -> str:
+        async with GbifClient(api_url) as gbif:
+            return str((await gbif.download_metadata(doi))["key"])
+
+    return run_sync(lookup())
+
+
+def generate_urls(
+    identifier: str | os.PathLike[str],
+    dwca_root_path: str | os.PathLike[str] | None = None,
+    label: str | None = None,
+    mediatype: str | None = "StillImage",
+    license_info: bool = True,
+    one_media_per_occurrence: bool = True,
+    delete: bool = False,
+    *,
+    split_streams_by: str | Sequence[str] | None = None,
+    nb_samples: int | None = None,
+    nb_samples_per_stream: int | None = None,
+    weighted_streams: bool = False,
+    seed: int | None = None,
+    licenses: Iterable[str] | None = None,
+    keep_unknown_licenses: bool = False,
+    dedupe: bool = True,
+    api_url: str | None = None,
+    stats: ArchiveStats | None = None,
+) -> Iterator[MediaRecord]:
+    """Media records (``url``, ``basename``, ``label``, licence, GBIF ids...) of an archive.
+
+    Args:
+        identifier: a GBIF download key, a DOI, the URL of a zip or a local zip path.
+        dwca_root_path: where fetched archives are kept (default: the user's cache directory,
+            ``$GBIF_DL_CACHE`` overrides); a complete archive there is not fetched again.
+        label: the occurrence column whose value (a string) is the label (``speciesKey``,
+            ``scientificName``, ``family``...); ``None`` gives the whole occurrence row.
+        mediatype: the multimedia ``type`` to keep; ``None`` keeps all.
+        license_info: include ``publisher``, ``license``, ``rightsHolder``, ``license_code``.
+        one_media_per_occurrence: one media per occurrence, chosen reproducibly from ``seed``.
+        delete: remove the fetched archive once every record was yielded (a local file given
+            as ``identifier`` is never deleted).
+        split_streams_by, nb_samples, nb_samples_per_stream, weighted_streams, seed: the same
+            stream sampling as :func:`gbif_dl.api.generate_urls`, on archive columns.
+        licenses, keep_unknown_licenses: a licence allow-list (``["CC0_1_0", "CC_BY_4_0"]``).
+        dedupe: yield each URL once.
+        api_url: GBIF API base URL (default ``$GBIF_API_URL`` or the public API).
+        stats: an :class:`ArchiveStats` to fill with counters (rows, skipped by reason).
+
+    Raises:
+        ConfigError: bad identifier, or ``label``/split column not in the archive (the message
+            lists the columns).
+        DownloadNotReadyError: the download is not SUCCEEDED (``status_name``), e.g. erased.
+        ArchiveError: corrupt zip, SIMPLE_CSV/SIMPLE_PARQUET download, no multimedia extension.
+
+    Example:
+        >>> recs = generate_urls("tests/data/dwca-0022697-200613084148143.zip", label="speciesKey")
+        >>> sorted(next(recs))[:4]
+        ['basename', 'creator', 'datasetKey', 'format']
+    """
+    resolved = resolve_archive(identifier, dwca_root_path, api_url=api_url)
+    source = ArchiveSource(resolved.path)
+    records = source.records(
+        label=label,
+        mediatype=mediatype,
+        one_media_per_occurrence=one_media_per_occurrence,
+        license_info=license_info,
+        split_streams_by=split_streams_by,
+        nb_samples=nb_samples,
+        nb_samples_per_stream=nb_samples_per_stream,
+        weighted_streams=weighted_streams,
+        seed=seed,
+        licenses=licenses,
+        keep_unknown_licenses=keep_unknown_licenses,
+        dedupe=dedupe,
+    )
+    return _yield(records, source, stats, resolved.path if delete and resolved.fetched else None)
+
+
+def _yield(
+    records: Iterator[MediaRecord],
+    source: ArchiveSource,
+    stats: ArchiveStats | None,
+    delete_path: Path | None,
+) -> Iterator[MediaRecord]:
+    try:
+        yield from records
+    finally:
+        if stats is not None:
+            stats.__dict__.update(source.stats.__dict__)
+    if delete_path is not None:
+        delete_path.unlink(missing_ok=True)
+        logger.info("deleted %s", delete_path)
+
+
+def request(
+    queries: Mapping[str, Any],
+    dwca_root_path: str | os.PathLike[str] | None = None,
+    label: str | None = None,
+    mediatype: str | None = "StillImage",
+    *,
+    user: str | None = None,
+    password: str | None = None,
+    api_url: str | None = None,
+    poll_interval_s: float = 15.0,
+    max_interval_s: float = 300.0,
+    timeout_s: float | None = None,
+    too_many_wait_s: float = TOO_MANY_DOWNLOADS_WAIT_S,
+    on_status: Callable[[dict[str, Any]], None] | None = None,
+    **options: Any,
+) -> Iterator[MediaRecord]:
+    """Create a GBIF download (DWCA) for a search query, wait for it, then yield its media.
+
+    ``queries`` is the same dict as for :func:`gbif_dl.api.generate_urls`: lists become ``in``
+    predicates, ``"a,b"`` ranges range predicates; ``mediaType`` is added from ``mediatype``
+    when the query has none. Credentials: ``user``/``password`` or ``$GBIF_USER``/``$GBIF_PWD``.
+    Polling starts at ``poll_interval_s`` and slows down to ``max_interval_s`` (downloads can
+    take hours; ``timeout_s=None`` waits for ever); a "too many downloads" refusal (HTTP
+    420/429) waits ``too_many_wait_s`` (doubling) and tries again. The remaining keyword
+    ``options`` are those of :func:`generate_urls`.
+
+    Raises:
+        ConfigError: a bad query, or no credentials.
+        DownloadNotReadyError: the download failed, was cancelled, or ``timeout_s`` passed.
+
+    Example:
+        >>> urls = request({"taxonKey": 212, "country": ["FR", "DE"]}, label="speciesKey",
+        ...                user="me", password="secret")  # doctest: +SKIP
+    """
+    from gbif_dl._aio import run_sync
+    from gbif_dl.gbif.client import GbifClient
+    from gbif_dl.gbif.params import to_predicate
+
+    unknown = set(options) - _GENERATE_OPTIONS
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) for gbif_dl.dwca.request: {', '.join(sorted(unknown))}; "
+            f"accepted: {', '.join(sorted(_GENERATE_OPTIONS))}"
+        )
+    query = dict(queries)
+    if mediatype is not None and not any(k.lower() == "mediatype" for k in query):
+        query["mediaType"] = mediatype
+    predicate = to_predicate(query)
+
+    async def create_and_wait() -> str:
+        async with GbifClient(api_url, user=user, password=password) as gbif:
+            started = time.monotonic()
+            wait = too_many_wait_s
+            while True:
+                try:
+                    key = await gbif.request_download(predicate, format="DWCA")
+                    break
+                except TooManyDownloadsError as exc:
+                    waited = time.monotonic() - started
+                    if timeout_s is not None and waited + wait > timeout_s:
+                        raise
+                    logger.warning("%s; trying again in %.0f s", exc, wait)
+                    await asyncio.sleep(wait)
+                    wait = min(wait * 2, max_interval_s)
+            logger.info("GBIF download %s requested; waiting for it", key)
+            remaining = (
+                None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
+            )
+            await gbif.wait_for_download(
+                key,
+                poll_interval_s=poll_interval_s,
+                max_interval_s=max_interval_s,
+                timeout_s=remaining,
+                on_status=on_status,
+            )
+            return key
+
+    key = run_sync(create_and_wait())
+    return generate_urls(
+        key, dwca_root_path, label=label, mediatype=mediatype, api_url=api_url, **options
+    )
+
+
+_GENERATE_OPTIONS = frozenset(
+    {
+        "license_info",
+        "one_media_per_occurrence",
+        "delete",
+        "split_streams_by",
+        "nb_samples",
+        "nb_samples_per_stream",
+        "weighted_streams",
+        "seed",
+        "licenses",
+        "keep_unknown_licenses",
+        "dedupe",
+        "stats",
+    }
+)

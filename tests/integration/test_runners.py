@@ -1,0 +1,254 @@
+"""Shards, run_shard and the local and Dask runners: real HTTP to the media hosts, real files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from gbif_dl.errors import ConfigError, MissingExtraError
+from gbif_dl.fetch import FetchConfig
+from gbif_dl.io import download
+from gbif_dl.plan import shard_files
+from gbif_dl.records import url_basename
+from gbif_dl.runners import run, share_fetch
+from gbif_dl.shard import run_shard
+from gbif_dl.testing.mediahost import HostFaults, MediaHosts
+from gbif_dl.writers._atomic import is_temp_name
+from gbif_dl.writers.manifest import MANIFEST_NAME
+
+TIMING_COLUMNS = {"updated"}
+
+
+@pytest.fixture
+def hosts() -> Iterator[MediaHosts]:
+    with MediaHosts(n_hosts=2) as media:
+        yield media
+
+
+def _records(bases: list[str], n: int, *, start: int = 0) -> list[dict[str, Any]]:
+    out = []
+    for i in range(start, start + n):
+        url = f"{bases[i % len(bases)]}/media/{5000 + i // 2}/{i}.jpg"
+        out.append(
+            {
+                "url": url,
+                "basename": url_basename(url),
+                "label": f"species {i % 3}",
+                "gbifID": str(5000 + i // 2),
+                "datasetKey": f"ds-{i % 2}",
+                "license": "http://creativecommons.org/licenses/by/4.0/",
+                "rightsHolder": f"holder {i}",
+            }
+        )
+    return out
+
+
+def _files(root: Path) -> list[str]:
+    """Every file below a folder of the root, relative and sorted (images and sidecars)."""
+    return sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and path.parent != root
+    )
+
+
+def _rows(root: Path) -> list[dict[str, Any]]:
+    rows = pq.read_table(root / MANIFEST_NAME).to_pylist()
+    return sorted(
+        ({k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows),
+        key=lambda row: row["url"],
+    )
+
+
+def _requests(media: MediaHosts) -> int:
+    return sum(s.requests for s in media.stats().values())
+
+
+def test_sharded_local_run_matches_plain_download_and_reruns_for_free(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """runner="local" stores the same files and manifest rows as the plain download (splits
+    included), keeps run state in files at the root, and a rerun makes no request."""
+    records = _records(hosts.base_urls, 30)
+    splits = {"train": 0.7, "test": 0.3}
+    plain = download(records, root=tmp_path / "plain", splits=splits, progress=False)
+    sharded = download(
+        records,
+        root=tmp_path / "sharded",
+        splits=splits,
+        runner="local",
+        shard_size=8,
+        progress=False,
+    )
+    assert (plain["success"], sharded["success"], sharded["failed"]) == (30, 30, 0)
+    assert _files(tmp_path / "sharded") == _files(tmp_path / "plain")
+    assert _rows(tmp_path / "sharded") == _rows(tmp_path / "plain")
+    root_dirs = {p.name for p in (tmp_path / "sharded").iterdir() if p.is_dir()}
+    assert root_dirs == {"train", "test"}  # class folders only; shard state is in root files
+    for sid in range(4):
+        assert (tmp_path / "sharded" / shard_files(sid).done).is_file()
+    attribution = (tmp_path / "sharded" / "ATTRIBUTION.csv").read_text().splitlines()
+    assert len(attribution) == 31
+
+    before = _requests(hosts)
+    again = download(
+        records, root=tmp_path / "sharded", runner="local", shard_size=8, splits=splits
+    )
+    assert (again["success"], again["skipped"]) == (0, 30)
+    assert _requests(hosts) == before
+
+
+def test_half_done_shard_resumes_and_changed_input_runs_only_new_items(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """A shard without its marker resumes from its manifest part (no request for stored items);
+    added records change only the shards they land in; repeated URLs are fetched once."""
+    records = _records(hosts.base_urls, 20)
+    stats = run(records + records[:3], tmp_path, shard_size=10)
+    assert (stats.success, stats.skipped) == (20, 3)
+    os.unlink(tmp_path / shard_files(1).done)  # as if killed after its last item
+    before = _requests(hosts)
+    assert run_shard(1, tmp_path).skipped == 10
+    assert _requests(hosts) == before
+
+    more = records + _records(hosts.base_urls, 5, start=20)
+    stats = run(more, tmp_path, shard_size=10)
+    assert (stats.success, stats.skipped) == (5, 20)
+    assert _requests(hosts) == before + 5
+    rows = _rows(tmp_path)
+    assert [row["url"] for row in rows] == sorted(r["url"] for r in more)
+    assert len(_files(tmp_path)) == 25
+
+
+def test_process_pool_runner_resizes_and_matches_one_process(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """workers=2 (a process pool over run_shard) gives the same files and rows as one process."""
+    records = _records(hosts.base_urls, 16)
+    fetch = FetchConfig(max_size=48, resize_workers=1, concurrency=8, per_host=4)
+    one = run(records, tmp_path / "one", shard_size=4, workers=1, fetch=fetch)
+    two = run(records, tmp_path / "two", shard_size=4, workers=2, fetch=fetch)
+    assert one.success == two.success == 16
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+    assert _rows(tmp_path / "one") == _rows(tmp_path / "two")
+    for rel in _files(tmp_path / "two"):
+        with Image.open(tmp_path / "two" / rel) as image:
+            assert max(image.size) <= 48
+
+
+def test_share_fetch_divides_politeness_and_bad_options_fail_fast(tmp_path: Path) -> None:
+    """Caps are divided among workers (never below 1); wrong runner options raise ConfigError."""
+    shared = share_fetch(FetchConfig(concurrency=100, per_host=16), 3)
+    assert (shared.concurrency, shared.per_host) == (33, 5)
+    assert share_fetch(FetchConfig(per_host=2), 20).per_host == 1
+    with pytest.raises(ConfigError, match="unknown runner"):
+        run(["http://127.0.0.1:9/a.jpg"], tmp_path, runner="spark")
+    with pytest.raises(ConfigError, match="runner='dask'"):
+        run(["http://127.0.0.1:9/a.jpg"], tmp_path, dask_address="tcp://127.0.0.1:8786")
+    with pytest.raises(ConfigError, match="shard_size"):
+        run(["http://127.0.0.1:9/a.jpg"], tmp_path, shard_size=0)
+    with pytest.raises(ConfigError, match="imagefolder"):
+        download(["http://127.0.0.1:9/a.jpg"], root=tmp_path, runner="local", output="hf")
+
+
+def test_missing_dask_fails_at_once_with_the_pip_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without dask.distributed, runner="dask" raises MissingExtraError before any work."""
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    with pytest.raises(MissingExtraError, match=r"pip install 'gbif-dl\[dask\]'"):
+        run(["http://127.0.0.1:9/a.jpg"], tmp_path, runner="dask")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_matches_local_runner_and_shares_per_host_cap(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """A 4-shard job on a LocalCluster of 2 worker processes stores the same files and manifest
+    rows as the local runner, and both workers together stay within per_host."""
+    records = _records(hosts.base_urls, 40)
+    local = download(records, root=tmp_path / "local", runner="local", shard_size=10)
+    hosts.reset_stats()
+    dask_stats = download(
+        records, root=tmp_path / "dask", runner="dask", workers=2, shard_size=10, per_host=4
+    )
+    assert local["success"] == dask_stats["success"] == 40
+    assert _files(tmp_path / "dask") == _files(tmp_path / "local")
+    assert _rows(tmp_path / "dask") == _rows(tmp_path / "local")
+    assert max(s.max_in_flight for s in hosts.stats().values()) <= 4
+
+
+def _executing(dask_worker: Any) -> tuple[list[str], int]:
+    return [str(ts.key) for ts in dask_worker.state.executing], os.getpid()
+
+
+@pytest.mark.slow
+def test_killed_worker_loses_nothing(tmp_path: Path) -> None:
+    """SIGKILL of the worker running a shard mid-way: Dask runs the shard again elsewhere, it
+    resumes from its journal, and every item is in the manifest and on disk exactly once."""
+    import distributed
+
+    slow = HostFaults(latency_s=0.25)
+    with (
+        MediaHosts(n_hosts=2, faults={1: slow}) as media,
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        fast_base, slow_base = media.base_urls
+        records = _records([fast_base], 30) + _records([slow_base], 20, start=30)
+        outcome: dict[str, Any] = {}
+
+        def job() -> None:
+            try:
+                outcome["stats"] = run(
+                    records,
+                    tmp_path,
+                    runner="dask",
+                    dask_client=client,
+                    shard_size=10,
+                    fetch=FetchConfig(per_host=2, concurrency=8),
+                )
+            except BaseException as exc:  # re-raised in the test thread
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=job)
+        thread.start()
+        journal = tmp_path / shard_files(4).journal  # the last shard: all from the slow host
+        deadline = time.monotonic() + 40
+        killed = None
+        while killed is None and time.monotonic() < deadline:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 3:
+                for keys, pid in client.run(_executing).values():
+                    if any("gbif-dl-shard-000004" in key for key in keys):
+                        os.kill(pid, signal.SIGKILL)
+                        killed = pid
+            time.sleep(0.05)
+        thread.join(timeout=50)
+        slow_requests = media.stats()[slow_base.split("//")[1]].requests
+
+    assert killed is not None, "the slow shard was never seen running"
+    assert not thread.is_alive(), "the job did not finish after the kill"
+    assert "error" not in outcome, outcome.get("error")
+    assert all((tmp_path / shard_files(sid).done).is_file() for sid in range(5))
+    stats = outcome["stats"]
+    assert (stats.success + stats.skipped, stats.failed) == (50, 0)
+    urls = [row["url"] for row in _rows(tmp_path)]
+    assert sorted(urls) == sorted(r["url"] for r in records)  # each exactly once
+    stems = [Path(rel).stem for rel in _files(tmp_path)]
+    assert sorted(stems) == sorted(r["basename"] for r in records)  # one file per item
+    assert not [p for p in tmp_path.rglob("*") if is_temp_name(p.name)]
+    # journaled items of the killed run were not fetched again: at most the one in flight
+    assert slow_requests <= 20 + 1

@@ -1,0 +1,416 @@
+"""Hostile and malformed Darwin Core Archives: ArchiveError (or skipped rows), never a crash.
+
+Every archive here is built with ``zipfile`` in the test: without ``meta.xml``, with wrong
+columns, truncated, with a zip-bomb member, with member names or a ``meta.xml`` location that try
+to escape, with corrupted bytes. The parser is
+:class:`gbif_dl.sources.archive.ArchiveSource` (also reached through ``dwca.generate_urls``).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reliability_helpers import fuzz
+
+from gbif_dl import dwca
+from gbif_dl.errors import ArchiveError, ConfigError
+from gbif_dl.sources.archive import MULTIMEDIA_ROW_TYPE, OCCURRENCE_ROW_TYPE, ArchiveSource
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "dwca-0022697-200613084148143.zip"
+
+OCC_TERMS = [
+    "http://rs.gbif.org/terms/1.0/gbifID",
+    "http://rs.tdwg.org/dwc/terms/scientificName",
+    "http://rs.gbif.org/terms/1.0/speciesKey",
+    "http://rs.tdwg.org/dwc/terms/datasetKey",
+]
+MEDIA_TERMS = [
+    "http://rs.gbif.org/terms/1.0/gbifID",
+    "http://purl.org/dc/terms/type",
+    "http://purl.org/dc/terms/format",
+    "http://purl.org/dc/terms/identifier",
+    "http://purl.org/dc/terms/license",
+]
+
+
+def meta_xml(
+    occurrence: str = "occurrence.txt",
+    multimedia: str = "multimedia.txt",
+    occ_terms: list[str] = OCC_TERMS,
+    media_terms: list[str] = MEDIA_TERMS,
+    id_index: str = "0",
+    extra: str = "",
+) -> str:
+    def fields(terms: list[str]) -> str:
+        return "".join(f'<field index="{i}" term="{t}"/>' for i, t in enumerate(terms))
+
+    common = 'encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" ignoreHeaderLines="1"'
+    return (
+        '<archive xmlns="http://rs.tdwg.org/dwc/text/">'
+        f'<core {common} rowType="{OCCURRENCE_ROW_TYPE}"><files><location>{occurrence}'
+        f'</location></files><id index="{id_index}"/>{fields(occ_terms)}</core>'
+        f'<extension {common} rowType="{MULTIMEDIA_ROW_TYPE}"><files><location>{multimedia}'
+        f'</location></files><coreid index="0"/>{fields(media_terms)}</extension>{extra}'
+        "</archive>"
+    )
+
+
+def occurrence_rows(n: int) -> str:
+    lines = ["gbifID\tscientificName\tspeciesKey\tdatasetKey"]
+    lines += [f"{i}\tSpecies {i % 3}\t{100 + i % 3}\td{i % 2}" for i in range(1, n + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def media_rows(n: int) -> str:
+    lines = ["gbifID\ttype\tformat\tidentifier\tlicense"]
+    lines += [
+        f"{i}\tStillImage\timage/jpeg\thttp://127.0.0.1:9/m/{i}.jpg\tCC_BY_4_0"
+        for i in range(1, n + 1)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def build(path: Path, members: dict[str, str | bytes], method: int = zipfile.ZIP_DEFLATED) -> Path:
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        for name, data in members.items():
+            archive.writestr(zipfile.ZipInfo(name), data, compress_type=method)
+    return path
+
+
+def good_members(n: int = 20) -> dict[str, str | bytes]:
+    return {
+        "meta.xml": meta_xml(),
+        "occurrence.txt": occurrence_rows(n),
+        "multimedia.txt": media_rows(n),
+    }
+
+
+def read_all(path: Path, **kwargs: object) -> list[dict[str, object]]:
+    return list(ArchiveSource(path).records(**kwargs))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    return build(tmp_path / "good.zip", good_members())
+
+
+def test_the_hand_built_archive_is_valid(good: Path) -> None:
+    """The baseline the hostile variants start from parses into one record per media."""
+    records = read_all(good, label="speciesKey")
+    assert len(records) == 20
+    assert {r["label"] for r in records} == {"100", "101", "102"}
+
+
+# --- structure -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "members", "message"),
+    [
+        ("no meta.xml", {"occurrence.txt": occurrence_rows(3)}, "no meta.xml"),
+        ("simple csv", {"0001.csv": "a,b\n"}, "SIMPLE_CSV"),
+        ("empty zip", {}, "no meta.xml"),
+        ("meta.xml not xml", {"meta.xml": "<archive><core"}, "meta.xml"),
+        ("meta.xml binary", {"meta.xml": b"\x00\xff\xfe" * 10}, "meta.xml"),
+        ("no core", {"meta.xml": '<archive xmlns="http://rs.tdwg.org/dwc/text/"/>'}, "core"),
+        (
+            "no multimedia extension",
+            {
+                "meta.xml": meta_xml().replace(MULTIMEDIA_ROW_TYPE, "http://example.org/Other"),
+                "occurrence.txt": occurrence_rows(3),
+                "multimedia.txt": media_rows(3),
+            },
+            "multimedia",
+        ),
+        (
+            "no identifier column",
+            {
+                "meta.xml": meta_xml(media_terms=MEDIA_TERMS[:3]),
+                "occurrence.txt": occurrence_rows(3),
+                "multimedia.txt": media_rows(3),
+            },
+            "identifier",
+        ),
+        (
+            "data file missing",
+            {"meta.xml": meta_xml(), "occurrence.txt": occurrence_rows(3)},
+            "multimedia.txt",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and " " in v else "",
+)
+def test_structurally_broken_archive_raises_archive_error(
+    tmp_path: Path, name: str, members: dict[str, str | bytes], message: str
+) -> None:
+    """Missing or unreadable meta.xml, core or multimedia: ArchiveError naming the problem."""
+    path = build(tmp_path / "a.zip", members)
+    with pytest.raises(ArchiveError, match=message) as info:
+        read_all(path)
+    assert info.value.path == str(path)
+
+
+def test_not_a_zip_and_missing_file_raise_archive_error(tmp_path: Path) -> None:
+    """A non-zip file and a path that does not exist: ArchiveError that says what to do."""
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"<html>Service unavailable</html>")
+    with pytest.raises(ArchiveError, match="not a valid zip"):
+        ArchiveSource(junk)
+    with pytest.raises(ArchiveError, match="does not exist"):
+        ArchiveSource(tmp_path / "missing.zip")
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["../../etc/passwd", "/etc/passwd", "..\\..\\windows\\win.ini", "C:/x.txt", "a/../../b.txt"],
+)
+def test_meta_xml_location_that_escapes_is_refused(tmp_path: Path, location: str) -> None:
+    """meta.xml pointing outside the archive: ArchiveError, nothing read from that path."""
+    members = good_members(3)
+    members["meta.xml"] = meta_xml(multimedia=location)
+    path = build(tmp_path / "a.zip", members)
+    with pytest.raises(ArchiveError, match="not a member"):
+        read_all(path)
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "/abs.txt", "a/../../evil.txt", "x\\..\\y"])
+def test_member_names_that_escape_are_refused(tmp_path: Path, name: str) -> None:
+    """A zip with a member name that climbs out of any extraction folder is refused whole,
+    and nothing is written anywhere (the reader streams, it never extracts)."""
+    members = good_members(3)
+    members[name] = "owned"
+    path = build(tmp_path / "a.zip", members)
+    before = set(tmp_path.parent.rglob("*"))
+    with pytest.raises(ArchiveError, match="escape"):
+        read_all(path)
+    assert set(tmp_path.parent.rglob("*")) == before
+
+
+def test_dwca_generate_urls_surfaces_archive_errors(tmp_path: Path) -> None:
+    """The public entry point (``dwca.generate_urls`` on a local zip) raises the same
+    ArchiveError for a hostile archive."""
+    members = good_members(3)
+    members["meta.xml"] = meta_xml(occurrence="../../etc/passwd")
+    path = build(tmp_path / "a.zip", members)
+    with pytest.raises(ArchiveError):
+        list(dwca.generate_urls(str(path), label="speciesKey"))
+
+
+# --- wrong columns -------------------------------------------------------------------------
+
+
+def test_rows_with_wrong_column_counts_are_skipped_and_counted(tmp_path: Path) -> None:
+    """Rows with too few or too many fields are skipped and counted, the good rows kept."""
+    media = media_rows(10).splitlines()
+    media[3] = media[3] + "\textra\tfields"
+    media[5] = "5\tStillImage"
+    members = good_members(10)
+    members["multimedia.txt"] = "\n".join(media) + "\n"
+    path = build(tmp_path / "a.zip", members)
+    source = ArchiveSource(path)
+    records = list(source.records(label="speciesKey"))
+    assert len(records) == 8
+    assert sum(source.stats.skipped.values()) >= 2
+
+
+def test_meta_xml_declaring_more_columns_than_the_file_has(tmp_path: Path) -> None:
+    """meta.xml describes columns the file does not have: ArchiveError or no records for the
+    short rows, never another exception."""
+    members = good_members(5)
+    members["meta.xml"] = meta_xml(media_terms=[*MEDIA_TERMS, "http://purl.org/dc/terms/creator"])
+    path = build(tmp_path / "a.zip", members)
+    try:
+        records = read_all(path, label="speciesKey")
+    except ArchiveError:
+        return
+    assert len(records) <= 5
+
+
+def test_label_that_is_not_a_column_is_a_config_error(good: Path) -> None:
+    """label= a column the archive lacks: ConfigError listing the available columns."""
+    with pytest.raises(ConfigError, match="scientificName"):
+        read_all(good, label="family")
+
+
+# --- truncation, corruption, bombs ---------------------------------------------------------
+
+
+def test_truncated_real_archive_raises_archive_error(tmp_path: Path) -> None:
+    """The real GBIF archive cut short anywhere: ArchiveError (the download was incomplete)."""
+    data = REAL.read_bytes()
+    for cut in (10, 1000, len(data) // 3, len(data) // 2, len(data) - 100, len(data) - 1):
+        path = tmp_path / f"cut{cut}.zip"
+        path.write_bytes(data[:cut])
+        with pytest.raises(ArchiveError):
+            read_all(path, label="speciesKey")
+
+
+@fuzz(60)
+@given(st.integers(min_value=0), st.integers(min_value=1, max_value=255), st.booleans())
+def test_corrupted_bytes_give_archive_error_or_records(
+    offset: int, xor: int, stored: bool
+) -> None:
+    """One corrupted byte anywhere in a small archive (deflated or stored): either it still
+    parses (the byte was in a harmless place) or ArchiveError; never another exception."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = build(
+            Path(folder) / "a.zip",
+            good_members(30),
+            zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED,
+        )
+        data = bytearray(path.read_bytes())
+        data[offset % len(data)] ^= xor
+        path.write_bytes(bytes(data))
+        try:
+            records = read_all(path, label="speciesKey")
+        except ArchiveError:
+            return
+        assert len(records) <= 30
+
+
+@fuzz(60)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                '<id index="x"/>',
+                '<field index="-1" term="http://purl.org/dc/terms/identifier"/>',
+                '<field index="999" term="http://purl.org/dc/terms/identifier"/>',
+                '<field term="http://purl.org/dc/terms/identifier"/>',
+                '<field index="1"/>',
+                "<files/>",
+                "<files><location></location></files>",
+                "<!-- comment -->",
+                "&amp;",
+                "\x00",
+            ]
+        ),
+        max_size=3,
+    ),
+    st.sampled_from(["core", "extension"]),
+    st.sampled_from(['fieldsTerminatedBy="\\t"', 'fieldsTerminatedBy=",,"', 'encoding="bogus"',
+                     'ignoreHeaderLines="x"', 'fieldsEnclosedBy="|"', 'encoding="latin-1"']),
+)
+def test_odd_meta_xml_gives_archive_error_or_records(
+    fragments: list[str], where: str, attribute: str
+) -> None:
+    """meta.xml with odd ids, indices, attributes or fragments: records or ArchiveError."""
+    import tempfile
+
+    text = meta_xml()
+    tag = "<core " if where == "core" else "<extension "
+    head, _, tail = text.partition(tag)
+    close = "</core>" if where == "core" else "</extension>"
+    body, _, rest = tail.partition(close)
+    text = f"{head}{tag}{attribute} {body}{''.join(fragments)}{close}{rest}"
+    with tempfile.TemporaryDirectory() as folder:
+        members = good_members(5)
+        members["meta.xml"] = text
+        path = build(Path(folder) / "a.zip", members)
+        try:
+            records = read_all(path, label="speciesKey")
+        except ArchiveError:
+            return
+        assert len(records) <= 5
+
+
+def _zeros_deflated(size: int) -> tuple[bytes, int]:
+    """``size`` newline bytes deflated at the maximum ratio: (raw deflate data, crc)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = b"\n" * (1 << 20)
+    out = io.BytesIO()
+    crc = 0
+    left = size
+    while left:
+        part = chunk[: min(left, len(chunk))]
+        out.write(compressor.compress(part))
+        crc = zlib.crc32(part, crc)
+        left -= len(part)
+    out.write(compressor.flush())
+    return out.getvalue(), crc
+
+
+def _raw_zip(path: Path, members: list[tuple[str, bytes, int, int, int]]) -> Path:
+    """A zip whose headers say what we want: (name, deflated data, crc, declared size, method)."""
+    out = io.BytesIO()
+    central = io.BytesIO()
+    for name, data, crc, declared, method in members:
+        offset = out.tell()
+        encoded = name.encode()
+        out.write(
+            struct.pack(
+                "<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, crc, len(data), declared,
+                len(encoded), 0,
+            )
+        )
+        out.write(encoded + data)
+        central.write(
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, crc, len(data),
+                declared, len(encoded), 0, 0, 0, 0, 0, offset,
+            )
+        )
+        central.write(encoded)
+    start = out.tell()
+    directory = central.getvalue()
+    out.write(directory)
+    out.write(
+        struct.pack(
+            "<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(directory), start, 0
+        )
+    )
+    path.write_bytes(out.getvalue())
+    return path
+
+
+def _bomb_members(declared_media: int, media: bytes, media_crc: int) -> list[tuple]:
+    small = good_members(3)
+    out = []
+    for name in ("meta.xml", "occurrence.txt"):
+        data = small[name].encode() if isinstance(small[name], str) else small[name]
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        packed = compressor.compress(data) + compressor.flush()
+        out.append((name, packed, zlib.crc32(data), len(data), zipfile.ZIP_DEFLATED))
+    out.append(("multimedia.txt", media, media_crc, declared_media, zipfile.ZIP_DEFLATED))
+    return out
+
+
+@pytest.mark.slow
+def test_zip_bomb_member_is_refused_before_inflating(tmp_path: Path) -> None:
+    """A member claiming 1 GiB from ~1 MiB (ratio > 1000): ArchiveError naming a zip bomb,
+    refused from the headers alone."""
+    data, crc = _zeros_deflated(1 << 30)
+    path = _raw_zip(tmp_path / "bomb.zip", _bomb_members(1 << 30, data, crc))
+    with pytest.raises(ArchiveError, match="zip bomb"):
+        read_all(path)
+
+
+@pytest.mark.slow
+def test_member_inflating_beyond_its_declared_size_is_bounded(tmp_path: Path) -> None:
+    """A member whose headers lie (declares 1 KiB, inflates to 64 MiB of rows): ArchiveError,
+    and the parser stops near the declared size instead of reading all 64 MiB."""
+    row = b"1\tStillImage\timage/jpeg\thttp://127.0.0.1:9/m/1.jpg\tCC_BY_4_0\n"
+    size = 64 << 20
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = row * (size // len(row))
+    data = compressor.compress(body) + compressor.flush()
+    crc = zlib.crc32(body)
+    path = _raw_zip(tmp_path / "liar.zip", _bomb_members(1024, data, crc))
+    source = ArchiveSource(path)
+    with pytest.raises(ArchiveError):
+        list(source.records(label="speciesKey"))
+    assert source.stats.media_rows <= 10 * (1024 // len(row) + 1) + (1 << 20) // len(row)
+
+
+def _members(path: Path) -> Iterator[str]:
+    with zipfile.ZipFile(path) as archive:
+        yield from archive.namelist()
