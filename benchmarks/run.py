@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import time
@@ -40,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cases", nargs="*", metavar="CASE", help=f"{', '.join(CASES)}, download")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: print the markdown table from the saved results/*.json",
+    )
+    parser.add_argument(
         "--repeats", type=int, default=None, help="rounds per case (default 3; 1 with --quick)"
     )
     args = parser.parse_args(argv)
@@ -51,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"unknown case {n!r}; choose from {', '.join(CASES)}, download")
             if n not in names:
                 names.append(n)
+
+    if args.report:
+        print(report(names if args.cases else CASES, quick=args.quick))
+        return 0
 
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
     ctx = core.Context(quick=args.quick, repeats=max(1, repeats))
@@ -65,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.log(f"== {name}{' (quick)' if args.quick else ''}")
         case_start = time.monotonic()
         load_start = os.getloadavg()[0]
+        started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         try:
             res = case_runner(name)(ctx)
         except Exception as exc:  # one broken case must not hide the others' numbers
@@ -73,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         res.params["case_wall_s"] = round(time.monotonic() - case_start, 1)
         # other work on the machine skews timings: record the load around the case
         res.params["loadavg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+        res.params["started"] = started
         meta["versions"] = versions()
+        res.params["gbif_dl_version"] = meta["versions"]["gbif-dl"]
         path = res.write(meta)
         ctx.log(
             f"   {name} took {res.params['case_wall_s']} s -> {path.relative_to(core.BENCH.parent)}"
@@ -84,6 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     print(core.markdown(results, meta))
     ctx.log(f"\ntotal {time.monotonic() - start:.0f} s")
     return 0
+
+
+def report(names: list[str], quick: bool) -> str:
+    """The markdown table of the saved results of ``names`` (the newest file gives the header)."""
+    folder = core.RESULTS / "quick" if quick else core.RESULTS
+    loaded = []
+    for name in names:
+        path = folder / f"{name}.json"
+        if path.exists():
+            loaded.append(json.loads(path.read_text()))
+    if not loaded:
+        return f"no saved results in {folder}"
+    newest = max(loaded, key=lambda d: d["params"].get("started", ""))
+    meta = {k: newest[k] for k in ("machine", "versions", "quick", "repeats") if k in newest}
+    return core.markdown([core.CaseResult.from_json(d) for d in loaded], meta)
 
 
 def versions() -> dict[str, str]:

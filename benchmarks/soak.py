@@ -145,8 +145,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         manifest_rows = pq.read_metadata(root / "manifest.parquet").num_rows
     except Exception:  # reported as null
         pass
-    if not (args.keep or args.root):
-        shutil.rmtree(root, ignore_errors=True)
 
     slices = []
     for (n0, t0, _), (n1, t1, rss1) in zip(
@@ -164,6 +162,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rss_series = [rss for _, _, rss in sampler.samples]
     fetch_series = [rss for t, _, rss in sampler.samples if t <= input_done]
     return {
+        "root": str(root),
         "records": args.records,
         "hosts": args.hosts,
         "concurrency": args.concurrency,
@@ -233,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(summary))
     if args.json:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
+    if not (args.keep or args.root):  # after printing: removing 1M files takes minutes
+        shutil.rmtree(summary["root"], ignore_errors=True)
     ok = summary["success"] == args.records and summary["manifest_rows"] == args.records
     return 0 if ok else 1
 

@@ -31,7 +31,7 @@ class Context:
     quick: bool
     repeats: int
     log: Callable[[str], None] = print
-    budget_s: float = 540.0  # a case stops starting new rounds past this
+    budget_s: float = 600.0  # no new round starts that would end past this
 
     def scratch(self, case: str) -> Path:
         path = WORK / "runs" / case
@@ -117,6 +117,23 @@ class CaseResult:
     notes: list[str] = field(default_factory=list)
     skipped: str | None = None
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CaseResult:
+        """Rebuild a saved result (for ``run.py --report``)."""
+        return cls(
+            data["case"],
+            data.get("title", data["case"]),
+            data.get("params", {}),
+            lines=[Line(**line) for line in data.get("table", [])],
+            runs=data.get("runs", {}),
+            notes=data.get("notes", []),
+            skipped=data.get("skipped"),
+        )
+
+    @property
+    def rounds(self) -> int:
+        return max((len(v) for v in self.runs.values()), default=0)
+
     def add_runs(self, key: str, runs: dict[str, list[Run]]) -> None:
         for tool, rs in runs.items():
             self.runs[f"{key}/{tool}"] = [r.as_dict() for r in rs]
@@ -145,7 +162,7 @@ def markdown(results: Sequence[CaseResult], meta: dict[str, Any]) -> str:
     v = meta["versions"]
     out = [
         f"Run {m['date']}{' (--quick sizes)' if meta.get('quick') else ''}, "
-        f"{meta.get('repeats')} repeats (median), on {m['nproc']} cores ({m['cpu_model']}), "
+        f"up to {meta.get('repeats')} rounds (median), on {m['nproc']} cores ({m['cpu_model']}), "
         f"{m['ram_gib']} GiB RAM, {m['os']}, Python {m['python']}.",
         "",
         "Versions: " + "; ".join(f"{k} {val}" for k, val in v.items()) + ".",
@@ -165,14 +182,15 @@ def markdown(results: Sequence[CaseResult], meta: dict[str, Any]) -> str:
                 + " | ".join(cells)
                 + f" | {line.ratio} | {line.goal}{mark if line.goal else ''} |"
             )
-    loads = [
-        f"{r.case} {r.params['loadavg_1m_start_end'][0]}→{r.params['loadavg_1m_start_end'][1]}"
-        for r in results
-        if "loadavg_1m_start_end" in r.params
-    ]
     notes = [f"- {r.case}: {n}" for r in results for n in r.notes]
-    if loads:
-        notes.append("- 1-minute load average at start→end of each case: " + ", ".join(loads))
+    for r in results:
+        p = r.params
+        load = p.get("loadavg_1m_start_end")
+        notes.append(
+            f"- {r.case}: run {p.get('started', '?')}, {r.rounds} round(s), "
+            f"{p.get('case_wall_s', '?')} s, gbif-dl {p.get('gbif_dl_version', '?')}"
+            + (f", 1-min load average {load[0]} → {load[1]}" if load else "")
+        )
     if notes:
         out += ["", "Notes:", *notes]
     return "\n".join(out)

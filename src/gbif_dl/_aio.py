@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
@@ -88,10 +89,9 @@ def iterate_sync(agen: AsyncIterator[T], *, buffer: int = 1024) -> Iterator[T]:
         finally:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
-                try:
+                # already failing or cancelled: an error while closing adds nothing
+                with contextlib.suppress(BaseException):
                     await aclose()
-                except BaseException:  # already failing or cancelled; nothing to add
-                    pass
 
     def target() -> None:
         try:
@@ -103,10 +103,8 @@ def iterate_sync(agen: AsyncIterator[T], *, buffer: int = 1024) -> Iterator[T]:
                     break
                 except queue.Full:
                     if stop.is_set():
-                        try:
+                        with contextlib.suppress(queue.Empty):
                             items.get_nowait()
-                        except queue.Empty:
-                            pass
 
     thread = threading.Thread(target=target, name="gbif-dl-iter", daemon=True)
     thread.start()
@@ -121,8 +119,6 @@ def iterate_sync(agen: AsyncIterator[T], *, buffer: int = 1024) -> Iterator[T]:
     finally:
         stop.set()
         while thread.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 items.get(timeout=0.05)
-            except queue.Empty:
-                pass
         thread.join()

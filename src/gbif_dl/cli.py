@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gbif_dl._version import __version__
-from gbif_dl.config import RunConfig, load_config
+from gbif_dl.config import OUTPUT_LAYOUTS, RUNNER_NAMES, RunConfig, load_config
 from gbif_dl.errors import ConfigError, GbifDlError, MissingExtraError
 
 __all__ = ["EXIT_FAILURES", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
@@ -290,6 +290,8 @@ _EXAMPLES = {
       --label speciesKey --split-streams-by speciesKey --nb-samples 200 \\
       --splits train=0.8,test=0.2 -o bees
   gbif-dl download --dwca 0022697-200613084148143 --label speciesKey -o from-archive
+  gbif-dl download examples/query.toml --output webdataset --shard-size 5000
+  gbif-dl download examples/query.toml --max-size 512 --runner local --workers 4
   gbif-dl download --urls urls.txt -o images""",
     "plan": """examples:
   gbif-dl plan examples/query.toml
@@ -396,6 +398,13 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("download")
     group.add_argument("-o", "--root", help="output folder (default: data)")
     group.add_argument(
+        "-O",
+        "--output",
+        choices=OUTPUT_LAYOUTS,
+        help="layout: imagefolder (class folders, default), webdataset (.tar shards) or hf "
+        "(class folders + metadata.jsonl for Hugging Face datasets)",
+    )
+    group.add_argument(
         "--splits",
         metavar="NAME=FRACTION,...",
         help="assign records to splits, e.g. train=0.8,val=0.1,test=0.1",
@@ -408,6 +417,32 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="FRACTION",
         help="exit with 1 when more than this share of images failed (default 0.1)",
+    )
+    group.add_argument(
+        "--shard-size",
+        type=int,
+        metavar="N",
+        help="webdataset: samples per .tar shard; with --runner: records per shard (default 10000)",
+    )
+    group.add_argument(
+        "--shard-bytes", type=int, metavar="BYTES", help="webdataset: close a shard at this size"
+    )
+    group = parser.add_argument_group("runner (shards in several processes or on a Dask cluster)")
+    group.add_argument(
+        "--runner",
+        choices=RUNNER_NAMES,
+        help="run the download in resumable shards: local (processes on this machine) or dask",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local: processes; dask: workers of the local cluster started for the run",
+    )
+    group.add_argument(
+        "--dask-address",
+        metavar="tcp://HOST:PORT",
+        help="scheduler of a running Dask cluster (with --runner dask)",
     )
 
 
@@ -622,6 +657,12 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         "concurrency": getattr(args, "concurrency", None),
         "per_host": getattr(args, "per_host", None),
         "fail_threshold": getattr(args, "fail_threshold", None),
+        "output": getattr(args, "output", None),
+        "shard_size": getattr(args, "shard_size", None),
+        "shard_bytes": getattr(args, "shard_bytes", None),
+        "runner": getattr(args, "runner", None),
+        "workers": getattr(args, "workers", None),
+        "dask_address": getattr(args, "dask_address", None),
     }
     return base.merged(overrides)
 

@@ -1,7 +1,9 @@
 """Query files for the ``gbif-dl`` command: TOML or YAML, the same keys as the Python API.
 
 A query file describes one dataset: where the records come from (``queries`` for the occurrence
-search, or ``dwca``, or ``urls``), how to sample them, and where and how to download them::
+search, or ``dwca``, or ``urls``), how to sample them, and where and how to download them
+(``root`` is the folder, ``output`` the layout: ``imagefolder``, ``webdataset`` or ``hf``;
+``runner``/``workers``/``dask_address`` run it in shards)::
 
     # bees.toml
     label = "speciesKey"
@@ -10,6 +12,7 @@ search, or ``dwca``, or ``urls``), how to sample them, and where and how to down
     seed = 42
     licenses = ["CC0_1_0", "CC_BY_4_0"]
     root = "bees"
+    output = "webdataset"
     splits = { train = 0.8, val = 0.1, test = 0.1 }
 
     [queries]
@@ -40,12 +43,26 @@ from typing import Any
 
 from gbif_dl.errors import ConfigError
 
-__all__ = ["CONFIG_KEYS", "DEFAULT_SPLITS", "RunConfig", "load_config", "suggest_key"]
+__all__ = [
+    "CONFIG_KEYS",
+    "DEFAULT_SPLITS",
+    "OUTPUT_LAYOUTS",
+    "RUNNER_NAMES",
+    "RunConfig",
+    "load_config",
+    "suggest_key",
+]
 
 #: The splits ``gbif-dl demo`` uses; ``download`` uses none unless asked.
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
 
-_ALIASES = {"output": "root", "random_subsets": "splits", "api": "api_url"}
+#: The values of ``output`` (the names of :data:`gbif_dl.io.OUTPUTS`, kept here so reading a
+#: query file imports no download code).
+OUTPUT_LAYOUTS: tuple[str, ...] = ("imagefolder", "webdataset", "hf")
+#: The values of ``runner`` (:data:`gbif_dl.runners.RUNNERS`).
+RUNNER_NAMES: tuple[str, ...] = ("local", "dask")
+
+_ALIASES = {"random_subsets": "splits", "api": "api_url"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,11 +98,17 @@ class RunConfig:
     dedupe: bool = True
     # download (the keyword arguments of gbif_dl.io.download)
     root: str = "data"
+    output: str = "imagefolder"
     splits: Mapping[str, float] | None = None
     max_size: int | None = None
     concurrency: int | None = None
     per_host: int | None = None
     fail_threshold: float = 0.1
+    shard_size: int | None = None
+    shard_bytes: int | None = None
+    runner: str | None = None
+    workers: int | None = None
+    dask_address: str | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -120,6 +143,8 @@ class RunConfig:
                 raise ConfigError(_unknown_key_message(str(raw_key), where))
             if key in values:
                 raise ConfigError(f"{_at(where)}{raw_key!r} and {key!r} mean the same; keep one")
+            if value is None:  # `key:` without a value in YAML: not given, the default applies
+                continue
             values[key] = _check_type(key, value, where)
         config = cls(base_dir=str(base_dir), **values)
         config.validate(where)
@@ -154,10 +179,11 @@ class RunConfig:
             value = getattr(self, key)
             if value is not None and value < -1:
                 raise ConfigError(f"{_at(where)}{key} must be a positive number or -1 (all)")
-        for key in ("max_size", "concurrency", "per_host"):
+        for key in ("max_size", "concurrency", "per_host", "shard_size", "shard_bytes", "workers"):
             value = getattr(self, key)
             if value is not None and value <= 0:
                 raise ConfigError(f"{_at(where)}{key} must be a positive number, got {value}")
+        self._validate_layout(where)
         if not 0.0 <= self.fail_threshold <= 1.0:
             raise ConfigError(
                 f"{_at(where)}fail_threshold is a fraction of failed images between 0 and 1, "
@@ -170,6 +196,51 @@ class RunConfig:
                     f"{_at(where)}splits must be non-negative fractions that sum to 1, such as "
                     "{train = 0.8, val = 0.1, test = 0.1}; got " + repr(dict(self.splits))
                 )
+
+    def _validate_layout(self, where: str) -> None:
+        """``output``, the shard options and the runner options, and how they combine."""
+        at = _at(where)
+        if self.output not in OUTPUT_LAYOUTS:
+            close = difflib.get_close_matches(self.output, OUTPUT_LAYOUTS, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"{at}output = {self.output!r} is not a layout; {hint}output is the layout, one "
+                f"of {', '.join(map(repr, OUTPUT_LAYOUTS))}. The output folder is set with "
+                f"root = {self.output!r} (-o/--root on the command line)"
+            )
+        if self.runner is not None and self.runner not in RUNNER_NAMES:
+            raise ConfigError(
+                f"{at}runner = {self.runner!r} is unknown; use one of "
+                f"{', '.join(map(repr, RUNNER_NAMES))}, or leave it out for one process"
+            )
+        if self.runner is not None and self.output == "webdataset":
+            raise ConfigError(
+                f"{at}runner = {self.runner!r} writes output 'imagefolder' or 'hf', not "
+                "'webdataset'; drop runner for WebDataset shards"
+            )
+        if self.shard_bytes is not None and (self.output != "webdataset" or self.runner):
+            raise ConfigError(
+                f"{at}shard_bytes is the size of a WebDataset shard: it needs "
+                "output = 'webdataset' and no runner"
+            )
+        if self.shard_size is not None and self.output != "webdataset" and not self.runner:
+            raise ConfigError(
+                f"{at}shard_size needs output = 'webdataset' (samples per .tar shard) or a "
+                f"runner (records per shard); got output = {self.output!r} and no runner"
+            )
+        if self.workers is not None and self.runner is None:
+            raise ConfigError(
+                f"{at}workers needs a runner: add runner = 'local' (processes on this machine) "
+                "or runner = 'dask' (workers of a local Dask cluster)"
+            )
+        if self.dask_address is not None and self.runner != "dask":
+            raise ConfigError(
+                f"{at}dask_address needs runner = 'dask'; got runner = {self.runner!r}"
+            )
+        if self.dask_address is not None and not self.dask_address.strip():
+            raise ConfigError(
+                f"{at}dask_address must be a scheduler address such as tcp://host:8786"
+            )
 
     def resolve_path(self, value: str) -> str:
         """A relative path from the query file, resolved against the file's folder."""
@@ -198,17 +269,23 @@ class RunConfig:
         """The keyword arguments for ``gbif_dl.io.download`` (``None`` values left out)."""
         kwargs = {
             "root": self.root,
+            "output": self.output,
             "splits": dict(self.splits) if self.splits else None,
             "seed": self.seed,
             "max_size": self.max_size,
             "concurrency": self.concurrency,
             "per_host": self.per_host,
+            "shard_size": self.shard_size,
+            "shard_bytes": self.shard_bytes,
+            "runner": self.runner,
+            "workers": self.workers,
+            "dask_address": self.dask_address,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
 
-#: Every key a query file may use (plus the aliases ``output`` for ``root`` and
-#: ``random_subsets`` for ``splits``).
+#: Every key a query file may use (plus the aliases ``random_subsets`` for ``splits`` and ``api``
+#: for ``api_url``).
 CONFIG_KEYS: frozenset[str] = frozenset(
     f.name for f in dataclasses.fields(RunConfig) if f.name != "base_dir"
 )
@@ -231,11 +308,17 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "licenses": (list, str),
     "dedupe": (bool,),
     "root": (str,),
+    "output": (str,),
     "splits": (dict,),
     "max_size": (int,),
     "concurrency": (int,),
     "per_host": (int,),
     "fail_threshold": (float, int),
+    "shard_size": (int,),
+    "shard_bytes": (int,),
+    "runner": (str,),
+    "workers": (int,),
+    "dask_address": (str,),
 }
 
 

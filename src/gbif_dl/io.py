@@ -409,6 +409,15 @@ def _file_facts(body: bytes) -> dict[str, Any]:
     }
 
 
+def _timing(result: FetchResult) -> dict[str, Any]:
+    """The manifest columns that say how a fetch went: attempts, host and elapsed seconds."""
+    return {
+        "attempts": result.attempts,
+        "host": result.host or None,
+        "elapsed_s": result.elapsed_s if result.attempts else None,
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class RunFiles:
     """Which state files at the root a run journals to and merges into.
@@ -597,7 +606,7 @@ class _Run:
                 reason=reason,
                 http_status=result.http_status,
                 detail=result.detail,
-                attempts=result.attempts,
+                **_timing(result),
             )
             self._finish(row, "failed", reason=reason)
             return
@@ -607,6 +616,7 @@ class _Run:
                 status=FAILED,
                 reason=Reason.WRITE_ERROR.value,
                 detail="not written: the disk is full",
+                **_timing(result),
             )
             self._finish(row, "failed", reason=Reason.WRITE_ERROR.value)
             return
@@ -620,7 +630,7 @@ class _Run:
                 reason=Reason.WRITE_ERROR.value,
                 http_status=result.http_status,
                 detail=str(exc),
-                attempts=result.attempts,
+                **_timing(result),
             )
             self._finish(row, "failed", reason=Reason.WRITE_ERROR.value)
             self._check_disk_full(exc)
@@ -639,7 +649,7 @@ class _Run:
             mime=result.mime,
             width=result.width,
             height=result.height,
-            attempts=result.attempts,
+            **_timing(result),
         )
         if self.committed is None:
             self._finish(row, "success", nbytes=nbytes)
@@ -935,7 +945,8 @@ def download(
             10,000) and/or a size in bytes at which a shard is closed.
         runner: None (default): one process, streaming, no shard files. ``"local"`` or
             ``"dask"``: cut the job into shards of ``shard_size`` records (default 10,000) run
-            by :mod:`gbif_dl.runners` (``output="imagefolder"`` only); see docs/distributed.md.
+            by :mod:`gbif_dl.runners` (``output="imagefolder"`` or ``"hf"``); see
+            docs/distributed.md.
         workers: processes of the local runner, or of the Dask LocalCluster started when
             neither ``dask_address`` nor ``dask_client`` is given.
         dask_address, dask_client: the Dask scheduler (``"tcp://host:8786"``) or an existing
@@ -1039,12 +1050,15 @@ def _download_with_runner(
     """``download(..., runner=...)``: plan shards, run them with the runner, merge."""
     from gbif_dl.plan import DEFAULT_SHARD_SIZE
     from gbif_dl.runners import run
+    from gbif_dl.shard import hf_writer, imagefolder_writer
 
-    if output != "imagefolder" or shard_bytes is not None:
+    writers = {"imagefolder": imagefolder_writer, "hf": hf_writer}
+    writer = writers.get(output) if isinstance(output, str) else None
+    if writer is None or shard_bytes is not None:
         raise ConfigError(
-            f"runner={runner!r} writes output='imagefolder' only (got output={output!r}"
+            f"runner={runner!r} writes output='imagefolder' or 'hf' (got output={output!r}"
             f"{', shard_bytes=' + repr(shard_bytes) if shard_bytes is not None else ''}); "
-            "drop runner= for other outputs"
+            "drop runner= for output='webdataset'"
         )
     return run(
         items,
@@ -1059,4 +1073,5 @@ def _download_with_runner(
         overwrite=overwrite,
         fail_threshold=fail_threshold,
         verbose=verbose,
+        writer=writer,
     )

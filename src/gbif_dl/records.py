@@ -51,6 +51,9 @@ def url_basename(url: str) -> str:
     return hashlib.sha1(url.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def is_http_url(url: object) -> bool:
     """True for an absolute ``http``/``https`` URL with a host and a bounded length.
 
@@ -60,7 +63,7 @@ def is_http_url(url: object) -> bool:
     """
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         return False
-    if any(ord(c) < 0x20 or c == "\x7f" for c in url):
+    if _CONTROL_CHARS.search(url):
         return False
     try:
         url.encode("utf-8")  # a lone surrogate ("\ud800" from JSON) cannot be requested

@@ -259,7 +259,7 @@ def summarize(
         if kind == "skipped":
             summary.n_skipped += 1
             continue
-        host = _host(_text(row.get("url")))
+        host = _text(row.get("host")) or _host(_text(row.get("url")))
         host_requests[host] += 1
         seconds = _duration(row)
         if seconds is not None:

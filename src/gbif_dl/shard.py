@@ -16,7 +16,8 @@ root's. It is idempotent:
   child processes) keeps two processes from running one shard at the same time.
 
 :func:`merge_shards` folds every manifest part into ``manifest.parquet`` (one row per url, the
-latest wins) and rewrites ``ATTRIBUTION.csv`` and ``CITATION.txt``.
+latest wins) and rewrites ``ATTRIBUTION.csv``, ``CITATION.txt`` and ``classes.json`` (plus
+``metadata.jsonl`` for the Hugging Face layout).
 
 Example:
     >>> import tempfile
@@ -68,8 +69,10 @@ from gbif_dl.writers.manifest import MANIFEST_NAME, SCHEMA, merge_journal
 
 __all__ = [
     "DEFAULT_SHARD_CONFIG",
+    "MERGE_WRITER_ID",
     "ShardConfig",
     "ShardResult",
+    "hf_writer",
     "imagefolder_writer",
     "merge_shards",
     "remove_leftover_temp_files",
@@ -77,6 +80,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+#: The shard id :func:`merge_shards` passes to a shard writer function when it makes the writer
+#: whose ``finalize(manifest)`` hook runs on the merged manifest (no shard is written with it).
+MERGE_WRITER_ID = -1
 
 
 def imagefolder_writer(root: Path, shard_id: int) -> Writer:
@@ -88,6 +96,19 @@ def imagefolder_writer(root: Path, shard_id: int) -> Writer:
         True
     """
     return ImageFolderWriter(root, clean_temp_files=False)
+
+
+def hf_writer(root: Path, shard_id: int) -> Writer:
+    """The shard writer of ``output="hf"``: ImageFolder files; ``metadata.jsonl`` after the merge.
+
+    Example:
+        >>> import tempfile
+        >>> type(hf_writer(Path(tempfile.mkdtemp()), 0)).__name__
+        'HFWriter'
+    """
+    from gbif_dl.writers.hf import HFWriter
+
+    return HFWriter(root, clean_temp_files=False)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -306,11 +327,17 @@ def _latest_per_url(table: pa.Table) -> pa.Table:
     return table.take(pa.array(keep))
 
 
-def merge_shards(root: str | os.PathLike[str]) -> pa.Table:
+def merge_shards(
+    root: str | os.PathLike[str],
+    writer: Callable[[Path, int], Writer] | None = imagefolder_writer,
+) -> pa.Table:
     """Merge every shard's manifest part into ``root/manifest.parquet``; rewrite attribution.
 
     Rows of an earlier ``manifest.parquet`` are kept unless a part has a newer row for the same
-    url. Idempotent: the parts stay, so the next rerun skips done shards at once.
+    url. Idempotent: the parts stay, so the next rerun skips done shards at once. Then the
+    ``finalize(manifest)`` hook of ``writer(root, MERGE_WRITER_ID)``, if it has one, runs on the
+    merged manifest, as after a plain download: ``classes.json``, and for the Hugging Face
+    layout (:func:`hf_writer`) every ``metadata.jsonl``. ``writer=None`` skips it.
 
     Example:
         >>> import tempfile
@@ -333,6 +360,9 @@ def merge_shards(root: str | os.PathLike[str]) -> pa.Table:
     with atomic_path(root_path / MANIFEST_NAME) as tmp:
         pq.write_table(merged, tmp)
     write_attribution(root_path, merged)
+    finalize = getattr(writer(root_path, MERGE_WRITER_ID), "finalize", None) if writer else None
+    if finalize is not None:  # files derived from the whole manifest (classes.json, metadata)
+        finalize(merged)
     logger.debug("merged %d manifest parts into %d rows", len(tables), merged.num_rows)
     return merged
 

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
 import zipfile
@@ -210,6 +211,102 @@ def test_too_many_failures_exit_1_unless_threshold_allows(
     err = capsys.readouterr().err
     assert "more than the threshold of 10.0%" in err and "Traceback" not in err
     assert main([*args, "--fail-threshold", "1"]) == EXIT_OK
+
+
+def test_download_output_webdataset_writes_tar_shards(
+    simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--output webdataset --shard-size N: samples land in root/{split}-NNNNNN.tar shards of at
+    most N samples (image + .json + .cls each), with classes.json; no class folders."""
+    keys = _species(simu, 2)
+    root = tmp_path / "wds"
+    args = ["download", "--api-url", simu.api_url, "-o", str(root), "--label", "speciesKey"]
+    args += [f"--query=speciesKey={k}" for k in keys] + ["--split-streams-by", "speciesKey"]
+    args += ["--nb-samples", "12", "--seed", "2", "--splits", "train=0.5,test=0.5"]
+    assert main([*args, "--output", "webdataset", "--shard-size", "4", "-q"]) == EXIT_OK
+    ok = [r for r in _manifest(root) if r["status"] == "success"]
+    assert len(ok) == 12
+    shards = sorted(p.name for p in root.glob("*.tar"))
+    assert shards and all(re.fullmatch(r"(train|test)-\d{6}\.tar", name) for name in shards)
+    assert not [p for p in root.iterdir() if p.is_dir()]
+    members: list[str] = []
+    for shard in shards:
+        with tarfile.open(root / shard) as tar:
+            names = tar.getnames()
+        assert len({n.split(".", 1)[0] for n in names}) <= 4  # --shard-size 4
+        members += names
+    assert sum(n.endswith(".cls") for n in members) == 12
+    assert sum(n.endswith(".json") for n in members) == 12
+    assert {r["path"].split("/", 1)[0] for r in ok} == set(shards)
+    classes = json.loads((root / "classes.json").read_text(encoding="utf-8"))["classes"]
+    assert [c["label"] for c in classes] == sorted(str(k) for k in keys)
+
+
+def test_download_with_local_runner_and_two_workers(
+    simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--runner local --workers 2 --shard-size N: the job runs in shards (done markers at the
+    root), every image is stored once in its class folder, and a rerun requests nothing."""
+    keys = _species(simu, 2)
+    root = tmp_path / "sharded"
+    args = ["download", "--api-url", simu.api_url, "-o", str(root), "--label", "speciesKey"]
+    args += [f"--query=speciesKey={k}" for k in keys] + ["--split-streams-by", "speciesKey"]
+    args += ["--nb-samples", "10", "--seed", "3", "-q"]
+    args += ["--runner", "local", "--workers", "2", "--shard-size", "4"]
+    assert main(args) == EXIT_OK
+    assert "10 images downloaded, 0 failed" in capsys.readouterr().out
+    rows = _manifest(root)
+    assert len(rows) == 10 and all(r["status"] == "success" for r in rows)
+    assert len(list(root.glob(".gbif-dl-shard-*.done"))) == 3  # 10 records in shards of 4
+    assert {r["path"].rsplit("/", 1)[0] for r in rows} == {str(k) for k in keys}
+    assert sum(1 for p in root.glob("*/*") if p.is_file()) == 10
+    assert (root / "classes.json").is_file()
+    simu.hosts.reset_stats()
+    assert main(args) == EXIT_OK
+    assert "0 images downloaded" in capsys.readouterr().out
+    assert sum(s.requests for s in simu.hosts.stats().values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--output", "zip"], "invalid choice: 'zip'"),
+        (["--runner", "spark"], "invalid choice: 'spark'"),
+        (["--workers", "two"], "invalid int value: 'two'"),
+        (["--runner", "local", "--workers", "0"], "workers must be a positive number"),
+        (["--workers", "2"], "workers needs a runner"),
+        (["--shard-bytes", "1000"], "needs output = 'webdataset'"),
+        (["--shard-size", "10"], "shard_size needs output = 'webdataset'"),
+        (["--runner", "local", "--output", "webdataset"], "drop runner for WebDataset"),
+        (["--dask-address", "tcp://127.0.0.1:9"], "dask_address needs runner = 'dask'"),
+    ],
+)
+def test_bad_output_and_runner_flags_exit_2(
+    simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str],
+    message: str,
+) -> None:  # fmt: skip
+    """Bad --output/--runner/--workers/--shard-* values exit 2 with one line; nothing is sent."""
+    before = len(simu.api.requests)
+    simu.hosts.reset_stats()
+    args = ["download", "--api-url", simu.api_url, "-o", str(tmp_path / "x")]
+    assert main([*args, "--query=speciesKey=1", *flags]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(simu.api.requests) == before
+    assert sum(s.requests for s in simu.hosts.stats().values()) == 0
+    assert not (tmp_path / "x").exists()
+
+
+def test_old_output_folder_key_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A query file from before `output` meant the layout (output = "some/folder") exits 2
+    with one line saying to use root."""
+    config = tmp_path / "q.toml"
+    config.write_text('output = "my/bees"\n[queries]\nspeciesKey = [1]\n')
+    assert main(["download", str(config)]) == EXIT_USAGE
+    lines = _error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and "root = 'my/bees'" in lines[0]
 
 
 # --- configuration errors -----------------------------------------------------------------------

@@ -23,10 +23,18 @@ from gbif_dl.io import DownloadStats, download, download_async
 from gbif_dl.records import url_basename
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.writers._atomic import is_temp_name
+from gbif_dl.writers.classes import CLASSES_NAME
 from gbif_dl.writers.manifest import JOURNAL_NAME, MANIFEST_NAME
 
 HERE = Path(__file__).parent
-STATE_FILES = {MANIFEST_NAME, JOURNAL_NAME, ".gbif-dl.lock", "ATTRIBUTION.csv", "CITATION.txt"}
+STATE_FILES = {
+    MANIFEST_NAME,
+    JOURNAL_NAME,
+    ".gbif-dl.lock",
+    "ATTRIBUTION.csv",
+    "CITATION.txt",
+    CLASSES_NAME,
+}
 EXT_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png"}
 
 

@@ -201,17 +201,34 @@ def test_webdataset_loader_matches_imagefolder(built: dict[str, Any]) -> None:
 
 
 def test_class_indices_agree_across_layouts(built: dict[str, Any]) -> None:
-    """ImageFolder (sorted labels), WebDataset and Hugging Face classes.json give every label
-    the same index."""
+    """ImageFolder, WebDataset and Hugging Face classes.json give every label the same index."""
     from gbif_dl.loaders import read_classes
 
     roots = built["roots"]
-    assert not (roots["imagefolder"] / CLASSES_NAME).exists()  # the 0.1 layout is unchanged
     expected = sorted(LABELS)
     for output in ("imagefolder", "webdataset", "hf"):
         assert read_classes(roots[output]).labels == expected, output
     names = load_classes(roots["hf"]).names
     assert names == {label: f"{label} L." for label in LABELS}
+
+
+def test_imagefolder_classes_json_matches_the_other_layouts(built: dict[str, Any]) -> None:
+    """The ImageFolder layout writes classes.json too, with the same entries (index, label,
+    GBIF name) as the other layouts, and the index each WebDataset sample carries in its .cls
+    and .json members for its label."""
+    roots = built["roots"]
+    folder_classes = roots["imagefolder"] / CLASSES_NAME
+    assert folder_classes.is_file()
+    entries = json.loads(folder_classes.read_text(encoding="utf-8"))["classes"]
+    assert entries == json.loads((roots["hf"] / CLASSES_NAME).read_text("utf-8"))["classes"]
+    assert entries == json.loads((roots["webdataset"] / CLASSES_NAME).read_text("utf-8"))["classes"]
+    index_of = {entry["label"]: entry["index"] for entry in entries}
+    assert sorted(index_of) == sorted(LABELS) and sorted(index_of.values()) == [0, 1, 2, 3]
+    samples = _tar_samples(roots["webdataset"])
+    assert len(samples) == N
+    for _, sample in samples:
+        record = json.loads(sample["json"])
+        assert int(sample["cls"]) == record["class_index"] == index_of[record["label"]]
 
 
 def test_torch_dataloaders_with_workers(built: dict[str, Any]) -> None:

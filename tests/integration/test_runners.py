@@ -24,9 +24,10 @@ from gbif_dl.runners import run, share_fetch
 from gbif_dl.shard import run_shard
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.writers._atomic import is_temp_name
+from gbif_dl.writers.classes import CLASSES_NAME, load_classes
 from gbif_dl.writers.manifest import MANIFEST_NAME
 
-TIMING_COLUMNS = {"updated"}
+TIMING_COLUMNS = {"updated", "elapsed_s"}
 
 
 @pytest.fixture
@@ -99,6 +100,9 @@ def test_sharded_local_run_matches_plain_download_and_reruns_for_free(
         assert (tmp_path / "sharded" / shard_files(sid).done).is_file()
     attribution = (tmp_path / "sharded" / "ATTRIBUTION.csv").read_text().splitlines()
     assert len(attribution) == 31
+    classes = [(tmp_path / name / CLASSES_NAME).read_text() for name in ("plain", "sharded")]
+    assert classes[0] == classes[1]
+    assert load_classes(tmp_path / "sharded").labels == ["species 0", "species 1", "species 2"]
 
     before = _requests(hosts)
     again = download(
@@ -130,6 +134,44 @@ def test_half_done_shard_resumes_and_changed_input_runs_only_new_items(
     assert len(_files(tmp_path)) == 25
 
 
+def test_sharded_hf_run_writes_the_same_metadata_and_classes_as_a_plain_run(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """runner= with output="hf" writes classes.json and every split's metadata.jsonl after the
+    merge, identical to the plain download's; a rerun with new labels appends to classes.json."""
+    records = _records(hosts.base_urls, 18)
+    for record in records:
+        record["scientificName"] = record["label"].upper()
+    splits = {"train": 0.5, "test": 0.5}
+    download(records, root=tmp_path / "plain", output="hf", splits=splits, progress=False)
+    stats = download(
+        records, root=tmp_path / "sharded", output="hf", splits=splits, runner="local",
+        shard_size=5, progress=False,
+    )  # fmt: skip
+    assert (stats["success"], stats["failed"]) == (18, 0)
+    for name in (CLASSES_NAME, "train/metadata.jsonl", "test/metadata.jsonl"):
+        plain = (tmp_path / "plain" / name).read_text().splitlines()
+        sharded = (tmp_path / "sharded" / name).read_text().splitlines()
+        assert sorted(sharded) == sorted(plain) and plain, name
+    assert load_classes(tmp_path / "sharded").names["species 1"] == "SPECIES 1"
+
+    more = _records(hosts.base_urls, 4, start=18)
+    for record in more:
+        record["label"] = "a new species"
+    download(
+        records + more, root=tmp_path / "sharded", output="hf", splits=splits, runner="local",
+        shard_size=5, progress=False,
+    )  # fmt: skip
+    labels = load_classes(tmp_path / "sharded").labels
+    assert labels == ["species 0", "species 1", "species 2", "a new species"]
+    lines = [
+        line
+        for split in ("train", "test")
+        for line in (tmp_path / "sharded" / split / "metadata.jsonl").read_text().splitlines()
+    ]
+    assert len(lines) == 22 and sum('"class_index": 3' in line for line in lines) == 4
+
+
 def test_process_pool_runner_resizes_and_matches_one_process(
     hosts: MediaHosts, tmp_path: Path
 ) -> None:
@@ -158,7 +200,7 @@ def test_share_fetch_divides_politeness_and_bad_options_fail_fast(tmp_path: Path
     with pytest.raises(ConfigError, match="shard_size"):
         run(["http://127.0.0.1:9/a.jpg"], tmp_path, shard_size=0)
     with pytest.raises(ConfigError, match="imagefolder"):
-        download(["http://127.0.0.1:9/a.jpg"], root=tmp_path, runner="local", output="hf")
+        download(["http://127.0.0.1:9/a.jpg"], root=tmp_path, runner="local", output="webdataset")
 
 
 def test_missing_dask_fails_at_once_with_the_pip_command(

@@ -150,7 +150,7 @@ class ResetServer:
         while not self.closed:
             try:
                 conn, _ = self.sock.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

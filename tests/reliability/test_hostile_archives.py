@@ -12,7 +12,6 @@ import io
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,7 +51,9 @@ def meta_xml(
     def fields(terms: list[str]) -> str:
         return "".join(f'<field index="{i}" term="{t}"/>' for i, t in enumerate(terms))
 
-    common = 'encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" ignoreHeaderLines="1"'
+    common = (
+        'encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" ignoreHeaderLines="1"'
+    )
     return (
         '<archive xmlns="http://rs.tdwg.org/dwc/text/">'
         f'<core {common} rowType="{OCCURRENCE_ROW_TYPE}"><files><location>{occurrence}'
@@ -254,9 +255,7 @@ def test_truncated_real_archive_raises_archive_error(tmp_path: Path) -> None:
 
 @fuzz(60)
 @given(st.integers(min_value=0), st.integers(min_value=1, max_value=255), st.booleans())
-def test_corrupted_bytes_give_archive_error_or_records(
-    offset: int, xor: int, stored: bool
-) -> None:
+def test_corrupted_bytes_give_archive_error_or_records(offset: int, xor: int, stored: bool) -> None:
     """One corrupted byte anywhere in a small archive (deflated or stored): either it still
     parses (the byte was in a harmless place) or ArchiveError; never another exception."""
     import tempfile
@@ -297,16 +296,25 @@ def test_corrupted_bytes_give_archive_error_or_records(
         max_size=3,
     ),
     st.sampled_from(["core", "extension"]),
-    st.sampled_from(['fieldsTerminatedBy="\\t"', 'fieldsTerminatedBy=",,"', 'encoding="bogus"',
-                     'ignoreHeaderLines="x"', 'fieldsEnclosedBy="|"', 'encoding="latin-1"']),
+    st.sampled_from(
+        [
+            'fieldsTerminatedBy="\\t"',
+            'fieldsTerminatedBy=",,"',
+            'encoding="bogus"',
+            'ignoreHeaderLines="x"',
+            'fieldsEnclosedBy="|"',
+            'encoding="latin-1"',
+        ]
+    ),
+    st.sampled_from(["0", "x", "", "-1", "99", "1.5"]),
 )
 def test_odd_meta_xml_gives_archive_error_or_records(
-    fragments: list[str], where: str, attribute: str
+    fragments: list[str], where: str, attribute: str, id_index: str
 ) -> None:
     """meta.xml with odd ids, indices, attributes or fragments: records or ArchiveError."""
     import tempfile
 
-    text = meta_xml()
+    text = meta_xml(id_index=id_index)
     tag = "<core " if where == "core" else "<extension "
     head, _, tail = text.partition(tag)
     close = "</core>" if where == "core" else "</extension>"
@@ -348,15 +356,41 @@ def _raw_zip(path: Path, members: list[tuple[str, bytes, int, int, int]]) -> Pat
         encoded = name.encode()
         out.write(
             struct.pack(
-                "<IHHHHHIIIHH", 0x04034B50, 20, 0, method, 0, 0, crc, len(data), declared,
-                len(encoded), 0,
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                20,
+                0,
+                method,
+                0,
+                0,
+                crc,
+                len(data),
+                declared,
+                len(encoded),
+                0,
             )
         )
         out.write(encoded + data)
         central.write(
             struct.pack(
-                "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, method, 0, 0, crc, len(data),
-                declared, len(encoded), 0, 0, 0, 0, 0, offset,
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                method,
+                0,
+                0,
+                crc,
+                len(data),
+                declared,
+                len(encoded),
+                0,
+                0,
+                0,
+                0,
+                0,
+                offset,
             )
         )
         central.write(encoded)
@@ -384,22 +418,20 @@ def _bomb_members(declared_media: int, media: bytes, media_crc: int) -> list[tup
     return out
 
 
-@pytest.mark.slow
 def test_zip_bomb_member_is_refused_before_inflating(tmp_path: Path) -> None:
-    """A member claiming 1 GiB from ~1 MiB (ratio > 1000): ArchiveError naming a zip bomb,
-    refused from the headers alone."""
-    data, crc = _zeros_deflated(1 << 30)
+    """A member claiming 1 GiB from ~16 KiB of deflate data (ratio > 1000): ArchiveError naming
+    a zip bomb, refused from the headers alone, before inflating anything."""
+    data, crc = _zeros_deflated(16 << 20)
     path = _raw_zip(tmp_path / "bomb.zip", _bomb_members(1 << 30, data, crc))
     with pytest.raises(ArchiveError, match="zip bomb"):
         read_all(path)
 
 
-@pytest.mark.slow
 def test_member_inflating_beyond_its_declared_size_is_bounded(tmp_path: Path) -> None:
-    """A member whose headers lie (declares 1 KiB, inflates to 64 MiB of rows): ArchiveError,
-    and the parser stops near the declared size instead of reading all 64 MiB."""
+    """A member whose headers lie (declares 1 KiB, inflates to 16 MiB of rows): ArchiveError,
+    and the parser stops near the declared size instead of reading all 16 MiB."""
     row = b"1\tStillImage\timage/jpeg\thttp://127.0.0.1:9/m/1.jpg\tCC_BY_4_0\n"
-    size = 64 << 20
+    size = 16 << 20
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     body = row * (size // len(row))
     data = compressor.compress(body) + compressor.flush()
@@ -408,9 +440,4 @@ def test_member_inflating_beyond_its_declared_size_is_bounded(tmp_path: Path) ->
     source = ArchiveSource(path)
     with pytest.raises(ArchiveError):
         list(source.records(label="speciesKey"))
-    assert source.stats.media_rows <= 10 * (1024 // len(row) + 1) + (1 << 20) // len(row)
-
-
-def _members(path: Path) -> Iterator[str]:
-    with zipfile.ZipFile(path) as archive:
-        yield from archive.namelist()
+    assert source.stats.media_rows <= (1024 + (1 << 20)) // len(row)  # declared + one block

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from gbif_dl.config import CONFIG_KEYS, RunConfig, load_config, suggest_key
+from gbif_dl.config import (
+    CONFIG_KEYS,
+    OUTPUT_LAYOUTS,
+    RUNNER_NAMES,
+    RunConfig,
+    load_config,
+    suggest_key,
+)
 from gbif_dl.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -17,7 +24,8 @@ split_streams_by = "speciesKey"
 nb_samples = 120
 seed = 7
 licenses = ["CC0_1_0", "CC_BY_4_0"]
-output = "bees"
+root = "bees"
+output = "hf"
 splits = { train = 0.8, val = 0.1, test = 0.1 }
 max_size = 256
 
@@ -35,7 +43,8 @@ split_streams_by: speciesKey
 nb_samples: 120
 seed: 7
 licenses: [CC0_1_0, CC_BY_4_0]
-output: bees
+root: bees
+output: hf
 splits: {train: 0.8, val: 0.1, test: 0.1}
 max_size: 256
 """
@@ -49,12 +58,13 @@ def test_toml_and_yaml_give_the_same_config(tmp_path: Path) -> None:
     b = load_config(tmp_path / "q.yaml")
     assert a == b
     assert a.queries == {"speciesKey": [1, 2], "country": "FR"}
-    assert a.root == "bees"  # 'output' is an alias of 'root'
+    assert (a.root, a.output) == ("bees", "hf")  # 'root' is the folder, 'output' the layout
     assert a.splits == {"train": 0.8, "val": 0.1, "test": 0.1}
     assert a.source == "search"
     assert a.generate_kwargs()["nb_samples"] == 120
     assert a.download_kwargs() == {
         "root": "bees",
+        "output": "hf",
         "splits": {"train": 0.8, "val": 0.1, "test": 0.1},
         "seed": 7,
         "max_size": 256,
@@ -95,9 +105,73 @@ def test_bad_values_are_config_errors(data: dict, pattern: str) -> None:
 
 
 def test_aliases_cannot_be_given_twice() -> None:
-    """'output' and 'root' are the same key: giving both is an error."""
+    """'random_subsets' and 'splits' are the same key: giving both is an error."""
     with pytest.raises(ConfigError, match="mean the same"):
-        RunConfig.from_mapping({"root": "a", "output": "b"})
+        RunConfig.from_mapping({"splits": {"a": 1.0}, "random_subsets": {"b": 1.0}})
+
+
+@pytest.mark.parametrize("folder", ["bees", "data/plants", "webdataset-out"])
+def test_old_style_output_folder_says_to_use_root(tmp_path: Path, folder: str) -> None:
+    """'output' used to name the folder; now it is the layout, and a folder there is an error
+    that names the layouts and says to write root = ... instead."""
+    (tmp_path / "q.toml").write_text(f'output = "{folder}"\n[queries]\nspeciesKey = [1]\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "q.toml")
+    message = str(info.value)
+    assert str(tmp_path / "q.toml") in message
+    assert f"root = '{folder}'" in message and "'imagefolder', 'webdataset', 'hf'" in message
+
+
+def test_output_layouts_and_runner_options() -> None:
+    """output, shard and runner keys reach download(); the layout names and runner names are
+    the ones download() and the runners accept."""
+    from gbif_dl.io import OUTPUTS
+    from gbif_dl.runners import RUNNERS
+
+    assert tuple(OUTPUTS) == OUTPUT_LAYOUTS and tuple(RUNNERS) == RUNNER_NAMES
+    assert RunConfig().download_kwargs() == {"root": "data", "output": "imagefolder"}
+    wds = RunConfig.from_mapping({"output": "webdataset", "shard_size": 500, "shard_bytes": 2**20})
+    assert wds.download_kwargs() == {
+        "root": "data",
+        "output": "webdataset",
+        "shard_size": 500,
+        "shard_bytes": 2**20,
+    }
+    dask = RunConfig.from_mapping(
+        {"runner": "dask", "workers": 3, "dask_address": "tcp://10.0.0.5:8786", "shard_size": 9}
+    )
+    assert dask.download_kwargs() == {
+        "root": "data",
+        "output": "imagefolder",
+        "runner": "dask",
+        "workers": 3,
+        "dask_address": "tcp://10.0.0.5:8786",
+        "shard_size": 9,
+    }
+    assert RunConfig.from_mapping({"output": "hf", "runner": "local"}).runner == "local"
+    assert RunConfig.from_mapping({"output": None}).output == "imagefolder"  # YAML `output:`
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ({"output": "webdatset"}, r"did you mean 'webdataset'\?.*root = 'webdatset'"),
+        ({"output": 3}, "output must be a string"),
+        ({"runner": "spark"}, r"runner = 'spark' is unknown; use one of 'local', 'dask'"),
+        ({"runner": "local", "output": "webdataset"}, "drop runner for WebDataset"),
+        ({"shard_bytes": 100}, "needs output = 'webdataset' and no runner"),
+        ({"shard_size": 100}, "shard_size needs output = 'webdataset'"),
+        ({"shard_size": 0, "output": "webdataset"}, "shard_size must be a positive"),
+        ({"workers": 2}, "workers needs a runner"),
+        ({"workers": 0, "runner": "local"}, "workers must be a positive"),
+        ({"dask_address": "tcp://h:1", "runner": "local"}, "dask_address needs runner = 'dask'"),
+        ({"dask_address": " ", "runner": "dask"}, "scheduler address"),
+    ],
+)
+def test_bad_layout_and_runner_values(data: dict, pattern: str) -> None:
+    """Impossible layouts, runners and combinations fail before any request, saying the fix."""
+    with pytest.raises(ConfigError, match=pattern):
+        RunConfig.from_mapping(data)
 
 
 def test_flags_override_the_file_and_replace_its_source(tmp_path: Path) -> None:

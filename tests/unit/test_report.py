@@ -203,3 +203,31 @@ def test_report_path_must_be_a_file(dataset: Path) -> None:
     (dataset / "folder").mkdir()
     with pytest.raises(OutputError, match="is a folder"):
         write_html(summarize(dataset), dataset / "folder")
+
+
+def test_slowest_host_is_listed_first_with_its_mean_seconds(tmp_path: Path) -> None:
+    """A real download from two hosts, one answering after 0.3 s: the manifest records each
+    fetch's host and elapsed seconds, and the report ranks the slow host first with a mean of
+    at least its latency."""
+    from gbif_dl.io import download
+    from gbif_dl.testing.mediahost import HostFaults, MediaHosts
+
+    latency = 0.3
+    with MediaHosts(n_hosts=2, faults={1: HostFaults(latency_s=latency)}) as hosts:
+        urls = [f"{base}/media/{i}/0.jpg" for base in hosts.base_urls for i in range(4)]
+        stats = download(urls, root=tmp_path, per_host=4, progress=False)
+        slow_host = hosts.base_urls[1].split("://", 1)[1]
+    assert stats["success"] == 8
+    rows = pq.read_table(tmp_path / "manifest.parquet").to_pylist()
+    assert {r["host"] for r in rows} == {b.split("://", 1)[1] for b in hosts.base_urls}
+    assert all(r["attempts"] == 1 and r["elapsed_s"] > 0 for r in rows)
+    s = summarize(tmp_path, thumbnails=0)
+    assert s.host_timing and len(s.hosts) == 2
+    first, second = s.hosts
+    assert first.host == slow_host and first.requests == 4
+    assert first.mean_seconds is not None and first.mean_seconds >= latency
+    assert second.requests == 4 and second.mean_seconds is not None
+    text = format_text(s)
+    assert "Slowest hosts:" in text and "mean s" in text
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith(slow_host))
+    assert line.split()[-1] == f"{first.mean_seconds:.2f}"

@@ -235,6 +235,29 @@ def test_old_manifest_without_new_columns_is_read(tmp_path: Path) -> None:
     assert load_index(tmp_path) == {"http://h/a": ("success", "a.jpg")}
 
 
+def test_manifest_before_timing_columns_merges_with_new_rows(tmp_path: Path) -> None:
+    """A manifest written before ``host``/``elapsed_s`` existed reads them as null, and a new
+    journal row with timing merges into it with both kept."""
+    old_schema = pa.schema([f for f in SCHEMA if f.name not in ("host", "elapsed_s")])
+    old = {name: [None] for name in old_schema.names}
+    old.update(url=["http://h:81/a"], status=["success"], path=["a.jpg"], attempts=[1])
+    pq.write_table(pa.table(old, schema=old_schema), tmp_path / MANIFEST_NAME)
+    with Journal(tmp_path) as journal:
+        journal.append(
+            manifest_row(
+                {"url": "http://H:82/b"}, status=FAILED, reason="timeout", attempts=4, elapsed_s=2.5
+            )
+        )
+    merged = merge_journal(tmp_path)
+    assert merged is not None and merged.schema == SCHEMA
+    table = read_manifest(tmp_path)
+    assert table is not None
+    rows = {r["url"]: r for r in table.to_pylist()}
+    assert (rows["http://h:81/a"]["host"], rows["http://h:81/a"]["elapsed_s"]) == (None, None)
+    assert rows["http://H:82/b"]["host"] == "h:82"  # from the url, lower-cased, with its port
+    assert (rows["http://H:82/b"]["elapsed_s"], rows["http://H:82/b"]["attempts"]) == (2.5, 4)
+
+
 def test_index_prefers_journal_rows(tmp_path: Path) -> None:
     """Unmerged journal rows override the manifest in the resume index."""
     with Journal(tmp_path) as journal:

@@ -83,8 +83,56 @@ def sniff_image(head: bytes) -> ImageType | None:
     return None
 
 
+#: JPEG start-of-frame markers (they carry the pixel size); not DHT (C4), JPG (C8), DAC (CC).
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+#: JPEG markers without a length field (TEM, RST0-7, SOI).
+_JPEG_STANDALONE = frozenset({0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7, 0xD8})
+
+
+def _jpeg_size(body: bytes) -> tuple[int, int] | None:
+    """The frame size from a JPEG's SOF segment, walking the segment lengths; None if unsure."""
+    end = len(body)
+    i = 2
+    while i + 4 <= end:
+        if body[i] != 0xFF:
+            return None
+        while i < end and body[i] == 0xFF:  # fill bytes
+            i += 1
+        if i >= end:
+            return None
+        marker = body[i]
+        i += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA) or i + 2 > end:  # EOI or scan data before any frame header
+            return None
+        length = (body[i] << 8) | body[i + 1]
+        if length < 2:
+            return None
+        if marker in _JPEG_SOF:
+            if length < 7 or i + 7 > end:
+                return None
+            height = (body[i + 3] << 8) | body[i + 4]
+            width = (body[i + 5] << 8) | body[i + 6]
+            return (width, height) if width and height else None
+        i += length
+    return None
+
+
+def _png_size(body: bytes) -> tuple[int, int] | None:
+    """The size in a PNG's IHDR chunk (always the first chunk); None if unsure."""
+    if len(body) < 24 or body[12:16] != b"IHDR":
+        return None
+    width = int.from_bytes(body[16:20], "big")
+    height = int.from_bytes(body[20:24], "big")
+    return (width, height) if 0 < width < 2**31 and 0 < height < 2**31 else None
+
+
 def image_size(body: bytes) -> tuple[int, int] | None:
     """``(width, height)`` read from the image header (cheap: nothing is decoded), or None.
+
+    JPEG and PNG headers are read directly (a few microseconds, the hot path of a download);
+    other formats, and headers that do not parse plainly, go through Pillow.
 
     Example:
         >>> from PIL import Image
@@ -92,6 +140,14 @@ def image_size(body: bytes) -> tuple[int, int] | None:
         >>> image_size(out.getvalue())
         (30, 20)
     """
+    if body[:3] == b"\xff\xd8\xff":
+        size = _jpeg_size(body)
+        if size is not None:
+            return size
+    elif body[:8] == b"\x89PNG\r\n\x1a\n":
+        size = _png_size(body)
+        if size is not None:
+            return size
     from PIL import Image, UnidentifiedImageError
 
     try:

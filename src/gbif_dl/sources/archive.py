@@ -35,6 +35,7 @@ import struct
 import sys
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,7 +172,12 @@ def _parse_file_spec(element: ET.Element, ns: str, path: str) -> DataFileSpec:
             raise ArchiveError(
                 f"meta.xml of {path}: field {term!r} has a non-numeric index {index!r}", path=path
             ) from exc
-    id_index = int(id_el.get("index", "0")) if id_el is not None else columns.get("gbifID", 0)
+    try:
+        id_index = int(id_el.get("index", "0")) if id_el is not None else columns.get("gbifID", 0)
+    except ValueError as exc:
+        raise ArchiveError(
+            f"meta.xml of {path}: the id column index is not a number", path=path
+        ) from exc
     delimiter = _unescape(element.get("fieldsTerminatedBy"), "\t")
     quote = element.get("fieldsEnclosedBy") or ""
     if len(delimiter) != 1:
@@ -249,12 +255,32 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return x
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-d integer array by sorting (numpy's hash-based unique is slower)."""
+    ordered = np.sort(values)
+    if ordered.size < 2:
+        return ordered
+    keep = np.empty(ordered.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
 def _seed_value(seed: int | str | None, salt: int) -> np.uint64:
     text = f"{seed!r}:{salt}".encode()
     value = 1469598103934665603
     for byte in text:  # FNV-1a: stable across processes, unlike hash()
         value = ((value ^ byte) * 1099511628211) & _MASK64
     return np.uint64(value)
+
+
+def _memory_pool() -> pa.MemoryPool:
+    """jemalloc where pyarrow has it: it hands freed parser blocks back to the OS promptly,
+    which keeps the peak resident memory of a pass far lower than mimalloc or malloc do."""
+    try:
+        return pa.jemalloc_memory_pool()
+    except (NotImplementedError, AttributeError):
+        return pa.default_memory_pool()
 
 
 def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
@@ -275,7 +301,7 @@ def _string_column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
 def _to_keys(ids: pa.Array) -> np.ndarray:
     """Occurrence ids -> int64 keys: the integer itself, or a stable 63-bit hash of the text."""
     try:
-        return np.asarray(pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return np.array(pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     keys = np.empty(len(ids), dtype=np.int64)
@@ -398,6 +424,9 @@ class _DeflateAsGzip(io.RawIOBase):
 # --- the source -----------------------------------------------------------------------------
 
 
+_EMPTY = np.empty(0, dtype=np.int64)
+
+
 @dataclass
 class _Media:
     """Compact columns of the multimedia rows that survived the row checks."""
@@ -480,9 +509,21 @@ class ArchiveSource:
                 raise ArchiveError(
                     f"meta.xml of {self._where} is implausibly large", path=self._where
                 )
+            if info.flag_bits & 0x1:
+                raise ArchiveError(
+                    f"meta.xml in {self._where} is encrypted; GBIF archives never are",
+                    path=self._where,
+                )
             try:
                 root = ET.fromstring(archive.read(meta_name))
-            except (ET.ParseError, zipfile.BadZipFile, OSError) as exc:
+            except (
+                ET.ParseError,
+                zipfile.BadZipFile,
+                OSError,
+                EOFError,
+                NotImplementedError,  # a compression method zipfile cannot read
+                zlib.error,
+            ) as exc:
                 raise ArchiveError(
                     f"meta.xml of {self._where} cannot be read ({exc}); the archive is corrupt",
                     path=self._where,
@@ -589,7 +630,7 @@ class ArchiveSource:
             skip_rows=spec.header_lines,
             block_size=self.block_size,
             encoding=spec.encoding,
-            use_threads=False,
+            use_threads=True,
         )
         parse_options = pacsv.ParseOptions(
             delimiter=spec.delimiter,
@@ -617,11 +658,19 @@ class ArchiveSource:
         source: Any
         if info.compress_type == zipfile.ZIP_DEFLATED:
             stream = _DeflateAsGzip(self.path, info, self._where)
-            source = pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), "gzip")
+            inflated = pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), "gzip")
+            # the gzip trailer only checks the size at the end: stop at the declared size
+            source = _BoundedReader(inflated, info.file_size, spec.location, self._where)
         else:
-            stream = _BoundedReader(
-                archive.open(spec.location), info.file_size, spec.location, self._where
-            )
+            try:
+                member = archive.open(spec.location)
+            except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError) as exc:
+                raise ArchiveError(
+                    f"cannot open {spec.location} in {self._where} ({exc}); the archive is "
+                    "corrupt: delete it and fetch it again",
+                    path=self._where,
+                ) from exc
+            stream = _BoundedReader(member, info.file_size, spec.location, self._where)
             source = stream
         try:
             reader = pacsv.open_csv(
@@ -629,6 +678,7 @@ class ArchiveSource:
                 read_options=read_options,
                 parse_options=parse_options,
                 convert_options=convert_options,
+                memory_pool=_memory_pool(),
             )
             names = list(wanted_index)
             pending: list[pa.RecordBatch] = []
@@ -862,7 +912,7 @@ class ArchiveSource:
         )
         with self._open_zip() as archive:
             media = self._scan_media(archive, options.mediatype, license_codes)
-            occ = self._scan_occurrences(archive, wanted, np.unique(media.keys), license_codes)
+            occ = self._scan_occurrences(archive, wanted, _sorted_unique(media.keys), license_codes)
             rows, occ_index, license_of = self._select(media, occ, options, license_codes)
             del media
             if label is None:
@@ -884,72 +934,108 @@ class ArchiveSource:
     def _select(
         self, media: _Media, occ: _Occurrences, options: _Options, license_codes: _Codes
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Decide which media rows become records: (rows, occurrence index, licence code)."""
+        """Decide which media rows become records: (rows, occurrence index, licence code).
+
+        Consumes ``media`` (its arrays are released as soon as they are no longer needed) and
+        keeps every temporary array one machine word per candidate at most.
+        """
         skipped = self.stats.skipped
-        keep = np.ones(media.rows.size, dtype=bool)
-        if occ.keys.size == 0:
-            skipped["no_occurrence"] += int(keep.size)
+        n_occ = occ.keys.size
+        if n_occ == 0:
+            skipped["no_occurrence"] += int(media.rows.size)
             empty = np.empty(0, dtype=np.int64)
-            return empty, empty, np.empty(0, dtype=np.int32)
-        pos = np.minimum(np.searchsorted(occ.keys, media.keys), occ.keys.size - 1)
-        _drop(keep, occ.keys[pos] != media.keys, skipped, "no_occurrence")
+            return empty, empty.astype(np.int32), np.empty(0, dtype=np.int32)
+        found = np.searchsorted(occ.keys, media.keys)
+        np.minimum(found, n_occ - 1, out=found)
+        pos = found.astype(np.int32)
+        keep = occ.keys[found] == media.keys
+        del found
+        media.keys = _EMPTY
+        orphans = int(keep.size - np.count_nonzero(keep))
+        if orphans:
+            skipped["no_occurrence"] += orphans
         if options.label is not None:
             _drop(keep, occ.codes[options.label][pos] == 0, skipped, "missing_label")
         for name in options.split:
             _drop(keep, occ.codes[name][pos] == 0, skipped, "missing_split_value")
         # the media's own licence, else the occurrence's
-        license_of = np.where(media.license != 0, media.license, occ.codes["license"][pos])
+        license_of = occ.codes["license"][pos]
+        np.copyto(license_of, media.license, where=media.license != 0)
+        media.license = _EMPTY
         if options.licenses is not None:
             accept = options.licenses
             allowed = np.array([accept(v) for v in license_codes.values], dtype=bool)
             _drop(keep, ~allowed[license_of], skipped, "license")
         index = np.flatnonzero(keep)
         del keep
-        if options.dedupe and index.size:
-            _, first = np.unique(media.url_hash[index], return_index=True)
-            if first.size < index.size:
-                skipped["duplicate_url"] += int(index.size - first.size)
-                index = index[np.sort(first)]
-            del first
-        keys = media.keys[index]
+        rows, pos, license_of = media.rows[index], pos[index], license_of[index]
+        media.rows = _EMPTY
+        url_hash = media.url_hash[index]
+        media.url_hash = _EMPTY
+        del index
+        if options.dedupe and rows.size:
+            order = np.argsort(url_hash, kind="stable")  # stable: the first in file order wins
+            sorted_hash = url_hash[order]
+            repeated = order[1:][sorted_hash[1:] == sorted_hash[:-1]]
+            del order, sorted_hash
+            if repeated.size:
+                skipped["duplicate_url"] += int(repeated.size)
+                unique = np.ones(rows.size, dtype=bool)
+                unique[repeated] = False
+                rows, pos, license_of = rows[unique], pos[unique], license_of[unique]
+            del repeated
+        del url_hash
         # a seeded rank per media, reproducible for the same archive: (occurrence, row)
-        rank = _mix(keys.view(np.uint64) ^ _seed_value(options.seed, 1))
-        rank ^= media.rows[index].view(np.uint64)
+        rank = _mix(occ.keys[pos].view(np.uint64) ^ _seed_value(options.seed, 1))
+        rank ^= rows.view(np.uint64)
         rank = _mix(rank)
-        if options.one_media_per_occurrence and index.size:
-            order = np.lexsort((rank, keys))
-            first_of_group = np.ones(order.size, dtype=bool)
-            first_of_group[1:] = keys[order[1:]] != keys[order[:-1]]
-            chosen = np.sort(order[first_of_group])
-            del order, first_of_group
-            if chosen.size < index.size:
-                skipped["other_media_of_occurrence"] += int(index.size - chosen.size)
-            index, rank = index[chosen], rank[chosen]
-        del keys
-        index = self._apply_quotas(index, rank, pos, occ, options)
-        return media.rows[index], pos[index], license_of[index]
+        if options.one_media_per_occurrence and rows.size:
+            best = np.full(n_occ, np.iinfo(np.uint64).max, dtype=np.uint64)
+            np.minimum.at(best, pos, rank)
+            chosen = rank == best[pos]
+            del best
+            n_chosen = int(np.count_nonzero(chosen))
+            if _sorted_unique(pos[chosen]).size < n_chosen:  # equal ranks (astronomically rare)
+                _, first = np.unique(pos[chosen], return_index=True)
+                keep_first = np.zeros(n_chosen, dtype=bool)
+                keep_first[first] = True
+                chosen[np.flatnonzero(chosen)[~keep_first]] = False
+            if n_chosen < rows.size:
+                skipped["other_media_of_occurrence"] += int(rows.size - np.count_nonzero(chosen))
+            rows, pos, license_of, rank = (
+                rows[chosen],
+                pos[chosen],
+                license_of[chosen],
+                rank[chosen],
+            )
+        sampled = self._apply_quotas(rank, pos, occ, options)
+        if sampled is None:
+            return rows, pos, license_of
+        return rows[sampled], pos[sampled], license_of[sampled]
 
     def _apply_quotas(
         self,
-        index: np.ndarray,
         rank: np.ndarray,
         pos: np.ndarray,
         occ: _Occurrences,
         options: _Options,
-    ) -> np.ndarray:
-        """Keep, per stream, the quota of items with the smallest seeded rank."""
+    ) -> np.ndarray | None:
+        """Positions to keep: per stream, the quota of items with the smallest seeded rank.
+
+        ``None`` when there is no sampling (keep everything).
+        """
         if options.nb_samples is None and options.nb_samples_per_stream is None:
-            return index
+            return None
         from gbif_dl.sampling.balance import allocate
 
         split = options.split
         if split:
-            stacked = np.stack([occ.codes[name][pos[index]] for name in split], axis=1)
+            stacked = np.stack([occ.codes[name][pos] for name in split], axis=1)
             combos, stream = np.unique(stacked, axis=0, return_inverse=True)
             stream = stream.reshape(-1)
         else:
             combos = np.zeros((1, 0), dtype=np.int32)
-            stream = np.zeros(index.size, dtype=np.int64)
+            stream = np.zeros(rank.size, dtype=np.int64)
         counts = np.bincount(stream, minlength=len(combos))
         names = [
             tuple(
@@ -971,13 +1057,13 @@ class ArchiveSource:
         starts = np.searchsorted(sorted_stream, np.arange(len(combos)))
         position = np.arange(order.size) - starts[sorted_stream]
         chosen = np.sort(order[position < quota[sorted_stream]])
-        if chosen.size < index.size:
-            self.stats.skipped["sampled_out"] += int(index.size - chosen.size)
+        if chosen.size < rank.size:
+            self.stats.skipped["sampled_out"] += int(rank.size - chosen.size)
         if len(combos) > 1:
             logger.info(
                 "%d streams; quotas: %s", len(combos), dict(zip(names, quota.tolist(), strict=True))
             )
-        return index[chosen]
+        return chosen
 
     # -- emitting --------------------------------------------------------------------------
 

@@ -28,13 +28,13 @@ Example:
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
+from typing import TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gbif_dl.writers._atomic import atomic_write_bytes
+from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes
 from gbif_dl.writers.manifest import SUCCESS
 
 __all__ = ["ATTRIBUTION_COLUMNS", "ATTRIBUTION_NAME", "CITATION_NAME", "write_attribution"]
@@ -63,12 +63,13 @@ def _doi_link(doi: str) -> str:
     return DOI_URL.format(doi)
 
 
-def _attribution_csv(stored: pa.Table) -> bytes:
-    out = io.StringIO(newline="")
+def _write_attribution_csv(out: TextIO, manifest: pa.Table) -> None:
+    """Stream the rows of stored images to ``out``, a batch at a time (memory stays flat)."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(ATTRIBUTION_COLUMNS)
     columns = ["path", "license", "rightsHolder", "creator", "publisher", "gbifID", "url"]
-    for batch in stored.select(columns).to_batches(max_chunksize=_BATCH):
+    for batch in manifest.select([*columns, "status"]).to_batches(max_chunksize=_BATCH):
+        batch = batch.filter(pc.equal(batch.column(len(columns)), SUCCESS))
         for path, lic, holder, creator, publisher, gbif_id, url in zip(
             *(batch.column(i).to_pylist() for i in range(len(columns))), strict=True
         ):
@@ -83,7 +84,6 @@ def _attribution_csv(stored: pa.Table) -> bytes:
                     url,
                 ]
             )
-    return out.getvalue().encode("utf-8")
 
 
 def _dataset_counts(stored: pa.Table) -> list[tuple[str, int]]:
@@ -140,7 +140,11 @@ def write_attribution(root: Path | str, manifest: pa.Table, *, fsync: bool = Fal
     Only rows with status ``success`` (stored images) are listed.
     """
     root = Path(root)
-    stored = manifest.filter(pc.equal(manifest["status"], SUCCESS))
+    with atomic_path(root / ATTRIBUTION_NAME, fsync=fsync) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            _write_attribution_csv(out, manifest)
+    # only the columns the citation needs are copied (not the whole manifest)
+    stored = manifest.select(["gbifID", "url", "datasetKey", "downloadDOI", "status"])
+    stored = stored.filter(pc.equal(stored["status"], SUCCESS))
     dois = sorted({d for d in pc.drop_null(stored["downloadDOI"]).to_pylist() if d and d.strip()})
-    atomic_write_bytes(root / ATTRIBUTION_NAME, _attribution_csv(stored), fsync=fsync)
     atomic_write_bytes(root / CITATION_NAME, _citation_text(stored, dois), fsync=fsync)

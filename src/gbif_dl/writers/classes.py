@@ -34,10 +34,13 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gbif_dl.errors import OutputError
 from gbif_dl.writers._atomic import atomic_write_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
 
 __all__ = [
     "CLASSES_NAME",
@@ -46,6 +49,7 @@ __all__ = [
     "class_label",
     "load_classes",
     "update_classes",
+    "update_classes_from_manifest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -209,3 +213,41 @@ def update_classes(
         classes.save(root)
         logger.debug("classes.json of %s now has %d classes", root, len(classes))
     return classes
+
+
+def update_classes_from_manifest(
+    root: Path | str, manifest: pa.Table, *, skip_empty: bool = False
+) -> ClassIndex:
+    """:func:`update_classes` with the labels of the images ``manifest`` lists as stored.
+
+    Only rows with status ``success`` and a path count; a label's GBIF name is the first
+    ``scientificName`` seen for it. With ``skip_empty``, a root that has no ``classes.json`` and
+    no labelled image gets no file (a URL list without labels needs no class index).
+
+    Example:
+        >>> import tempfile
+        >>> from gbif_dl.writers.manifest import SUCCESS, _rows_to_table, manifest_row
+        >>> records = [{"url": f"http://h/{x}", "label": x, "scientificName": x.upper()}
+        ...            for x in ("b", "a")]
+        >>> rows = [manifest_row(r, status=SUCCESS, path=r["label"] + "/1.jpg") for r in records]
+        >>> classes = update_classes_from_manifest(tempfile.mkdtemp(), _rows_to_table(rows))
+        >>> classes.labels, classes.names["a"]
+        (['a', 'b'], 'A')
+    """
+    import pyarrow.compute as pc
+
+    from gbif_dl.writers.manifest import SUCCESS
+
+    done = manifest.filter(
+        pc.and_(pc.equal(manifest["status"], SUCCESS), pc.is_valid(manifest["path"]))
+    )
+    labels = done["label"].to_pylist()
+    names: dict[str, str] = {}
+    for label, name in zip(labels, done["scientificName"].to_pylist(), strict=True):
+        text = class_label(label)
+        if text is not None and name and text not in names:
+            names[text] = name
+    has_class = any(class_label(label) is not None for label in labels)
+    if skip_empty and not has_class and not (Path(root) / CLASSES_NAME).exists():
+        return ClassIndex()
+    return update_classes(root, labels, names)

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gbif_dl.writers._atomic import atomic_path
-from gbif_dl.writers.classes import NO_CLASS, class_label, update_classes
+from gbif_dl.writers.classes import NO_CLASS, class_label, update_classes_from_manifest
 from gbif_dl.writers.imagefolder import ImageFolderWriter
 from gbif_dl.writers.manifest import SUCCESS
 
@@ -72,12 +72,7 @@ def write_metadata(root: Path | str, manifest: pa.Table) -> int:
     )
     columns = {name: done[name].to_pylist() for name in ("path", "subset", "label")}
     extra = {name: done[name].to_pylist() for name in METADATA_COLUMNS}
-    names = {}
-    for label, name in zip(columns["label"], extra["scientificName"], strict=True):
-        text = class_label(label)
-        if text is not None and name and text not in names:
-            names[text] = name
-    classes = update_classes(root, columns["label"], names)
+    classes = update_classes_from_manifest(root, done)
     by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row, (path, subset, label) in enumerate(
         zip(columns["path"], columns["subset"], columns["label"], strict=True)

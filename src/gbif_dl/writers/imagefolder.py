@@ -7,6 +7,8 @@
   distinct labels stay distinct.
 - The extension comes from the bytes (the fetch engine sniffs it), never from the URL.
 - Every file is written to a temp file in its folder and renamed (:mod:`gbif_dl.writers._atomic`).
+- After each run, ``root/classes.json`` (:mod:`gbif_dl.writers.classes`) gets the labels of the
+  stored images, so every layout and loader shares one class index.
 - Nothing is ever written outside ``root``.
 
 Example:
@@ -33,8 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 from gbif_dl.records import safe_component, url_basename
 from gbif_dl.writers._atomic import atomic_write_bytes, remove_temp_files
+from gbif_dl.writers.classes import update_classes_from_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
     from gbif_dl.fetch.result import FetchResult
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderWriter", "record_folder", "safe_basename"]
@@ -200,3 +205,12 @@ class ImageFolderWriter:
 
     def close(self) -> None:
         """Nothing to flush: every file is complete once :meth:`write` returns."""
+
+    def finalize(self, manifest: pa.Table) -> None:
+        """Add the labels of the stored images to ``root/classes.json`` (called after a run).
+
+        Indices follow :mod:`gbif_dl.writers.classes`: sorted on the first run (the
+        torchvision order), new labels appended on later ones. A root without any labelled
+        image gets no ``classes.json``.
+        """
+        update_classes_from_manifest(self.root, manifest, skip_empty=True)
