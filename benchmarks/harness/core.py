@@ -120,10 +120,14 @@ class CaseResult:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CaseResult:
         """Rebuild a saved result (for ``run.py --report``)."""
+        params = dict(data.get("params", {}))
+        # results saved before these keys existed: the harness run's start and its versions
+        params.setdefault("started", "harness run of " + data.get("machine", {}).get("date", "?"))
+        params.setdefault("gbif_dl_version", data.get("versions", {}).get("gbif-dl", "?"))
         return cls(
             data["case"],
             data.get("title", data["case"]),
-            data.get("params", {}),
+            params,
             lines=[Line(**line) for line in data.get("table", [])],
             runs=data.get("runs", {}),
             notes=data.get("notes", []),

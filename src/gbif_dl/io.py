@@ -74,6 +74,14 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _MIN_ITEMS_FOR_THRESHOLD = 50
 _CHUNK = 256
 _CHUNK_WAIT_S = 0.1
+#: Journal rows are written in batches: when this many are waiting, or this long after the
+#: first one. A killed run loses at most these rows, whose files a rerun adopts without a request.
+_JOURNAL_BATCH = 256
+_JOURNAL_FLUSH_S = 0.1
+#: Files up to this size are written on the event loop while writes stay fast (a moving average
+#: under _SLOW_WRITE_S): on a local disk a thread hand-off per file costs more than the write.
+_INLINE_WRITE_BYTES = 2**20
+_SLOW_WRITE_S = 0.00025
 _DEPRECATED = {"tcp_connections", "nb_workers", "batch_size"}
 
 #: ``output=`` name -> its Writer class (``"module:Class"``, imported on use). Each class takes
@@ -478,6 +486,10 @@ class _Run:
         self.is_stored: Callable[[str], bool] | None = getattr(writer, "is_stored", None)
         self.held: dict[str, tuple[dict[str, Any], int]] = {}
         self.durable: set[str] = set()  # committed before their row was held (other threads)
+        self.flush_timer: asyncio.TimerHandle | None = None
+        self.journal_error: OutputError | None = None
+        self.inline_writes = True
+        self.write_s = 0.0  # moving average of the inline write time
 
     # records -----------------------------------------------------------------------------------
 
@@ -591,6 +603,19 @@ class _Run:
         path = self.writer.write(result)
         return path, hashlib.sha256(result.body or b"").hexdigest()
 
+    async def _store_result(self, result: FetchResult) -> tuple[str, str]:
+        """Store one body: small ones on the loop while the disk is fast, else in a thread."""
+        if not self.inline_writes or len(result.body or b"") > _INLINE_WRITE_BYTES:
+            return await asyncio.to_thread(self._store, result)
+        started = time.perf_counter()
+        try:
+            return self._store(result)
+        finally:
+            self.write_s += (time.perf_counter() - started - self.write_s) / 32
+            if self.write_s > _SLOW_WRITE_S:
+                self.inline_writes = False
+                logger.debug("writes take %.1f ms: writing in threads", self.write_s * 1e3)
+
     async def on_result(self, result: FetchResult) -> None:
         """Store, journal and count one engine result."""
         record = result.record
@@ -622,7 +647,7 @@ class _Run:
             return
         previous_path = self.index.get(url, (None, None))[1]
         try:
-            path, sha256 = await asyncio.to_thread(self._store, result)
+            path, sha256 = await self._store_result(result)
         except OSError as exc:
             row = manifest_row(
                 record,
@@ -690,15 +715,16 @@ class _Run:
     ) -> None:
         """Journal ``row`` (after its file is in place) and count it."""
         assert self.journal is not None
-        try:
-            self.journal.append(row)
-        except OSError as exc:
-            self._check_disk_full(exc)
-            if self.fatal is None:
-                raise OutputError(
-                    f"cannot append to the journal in {str(self.root)!r}: {exc}; "
-                    "check the output folder"
-                ) from exc
+        self.journal.append(row, flush=False)
+        if self.journal.buffered >= _JOURNAL_BATCH:
+            self._flush_journal()
+        elif self.flush_timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush_journal()
+            else:
+                self.flush_timer = loop.call_later(_JOURNAL_FLUSH_S, self._flush_journal_later)
         self.index[row["url"]] = (row["status"], row["path"])
         self.counts[outcome] += 1
         self.bytes += nbytes
@@ -708,6 +734,43 @@ class _Run:
             log("failed %s: %s %s", row["url"], reason, row.get("detail") or "")
         self.progress.update(outcome, nbytes)
         self._check_threshold()
+
+    def _flush_journal(self) -> None:
+        """Write the buffered journal rows (their files are all in place already)."""
+        if self.flush_timer is not None:
+            self.flush_timer.cancel()
+            self.flush_timer = None
+        assert self.journal is not None
+        try:
+            self.journal.flush()
+        except OSError as exc:
+            self._check_disk_full(exc)
+            if self.fatal is None:
+                raise OutputError(
+                    f"cannot append to the journal in {str(self.root)!r}: {exc}; "
+                    "check the output folder"
+                ) from exc
+
+    def _close_journal(self) -> None:
+        """Write the buffered rows and close the journal; a failure is raised at the run's end."""
+        assert self.journal is not None
+        try:
+            self._flush_journal()
+        except OutputError as exc:
+            if self.journal_error is None:
+                self.journal_error = exc
+        finally:
+            with contextlib.suppress(OSError):
+                self.journal.close()
+
+    def _flush_journal_later(self) -> None:
+        self.flush_timer = None
+        try:
+            self._flush_journal()
+        except OutputError as exc:  # a timer callback: stop the run, raise at its end
+            if self.journal_error is None:
+                self.journal_error = exc
+            self._stop()
 
     def _check_disk_full(self, exc: OSError) -> None:
         if exc.errno in _DISK_FULL and self.fatal is None:
@@ -752,6 +815,7 @@ class _Run:
         )
         if recovered is not None:
             logger.debug("manifest has %d rows before this run", recovered.num_rows)
+            recovered = None  # not kept in memory during the run
         self.index = load_index(self.root, manifest_name=manifest_name, journal_name=journal_name)
         self.journal = Journal(self.root, self.files.journal)
         try:
@@ -768,8 +832,9 @@ class _Run:
             try:
                 self._close_writer()
             finally:
-                self.journal.close()
+                self._close_journal()
                 self.progress.close()
+                self.index = {}  # one entry per item: free it before the manifest is built
             try:
                 manifest = merge_journal(
                     self.root, manifest_name=manifest_name, journal_name=journal_name
@@ -786,6 +851,8 @@ class _Run:
                         f"{self.root / self.files.journal} keeps the progress, rerun to merge it"
                     ) from exc
                 logger.error("cannot write the manifest (%s); rerun once there is space", exc)
+        if self.journal_error is not None and self.fatal is None:
+            raise self.journal_error
 
 
 # --- public entry points ----------------------------------------------------------------------

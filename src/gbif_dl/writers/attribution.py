@@ -140,9 +140,11 @@ def write_attribution(root: Path | str, manifest: pa.Table, *, fsync: bool = Fal
     Only rows with status ``success`` (stored images) are listed.
     """
     root = Path(root)
-    with atomic_path(root / ATTRIBUTION_NAME, fsync=fsync) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
-            _write_attribution_csv(out, manifest)
+    with (
+        atomic_path(root / ATTRIBUTION_NAME, fsync=fsync) as tmp,
+        open(tmp, "w", encoding="utf-8", newline="") as out,
+    ):
+        _write_attribution_csv(out, manifest)
     # only the columns the citation needs are copied (not the whole manifest)
     stored = manifest.select(["gbifID", "url", "datasetKey", "downloadDOI", "status"])
     stored = stored.filter(pc.equal(stored["status"], SUCCESS))

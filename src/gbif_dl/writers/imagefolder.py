@@ -136,6 +136,7 @@ class ImageFolderWriter:
         self.clean_temp_files = clean_temp_files
         self._root_prefix = os.path.normpath(os.path.abspath(self.root)) + os.sep
         self._folders: dict[str, bool] = {}  # relative folder -> existed before this run
+        self._made: set[str] = set()  # relative folders known to exist (made by write)
 
     def _folder(self, rel: str) -> tuple[Path, bool]:
         """The absolute folder for ``rel`` and whether it existed before this run.
@@ -168,16 +169,24 @@ class ImageFolderWriter:
             raise ValueError("ImageFolderWriter.write needs a successful result with a body")
         rel = record_folder(record)
         folder, _ = self._folder(rel)
-        folder.mkdir(parents=True, exist_ok=True)
+        if rel not in self._made:  # one mkdir per folder and run, not per file
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(rel)
         stem = safe_basename(record)
         ext = result.ext if result.ext in IMAGE_EXTENSIONS else ".bin"
         final = folder / f"{stem}{ext}"
         self._check_inside(final)
         label = record.get("label")
+        files = [(final, result.body)]
         if isinstance(label, dict):
             sidecar = json.dumps(label, ensure_ascii=False, default=str).encode("utf-8", "replace")
-            atomic_write_bytes(folder / f"{stem}.json", sidecar, fsync=self.fsync)
-        atomic_write_bytes(final, result.body, fsync=self.fsync)
+            files.insert(0, (folder / f"{stem}.json", sidecar))
+        for path, data in files:
+            try:
+                atomic_write_bytes(path, data, fsync=self.fsync)
+            except FileNotFoundError:  # the folder was removed during the run: make it again
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(path, data, fsync=self.fsync)
         return f"{rel}/{stem}{ext}" if rel else f"{stem}{ext}"
 
     def expected_folder(self, record: Mapping[str, Any]) -> str:

@@ -355,7 +355,7 @@ def _rows_to_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(clean, schema=SCHEMA)
 
 
-_MERGE_BATCH = 8192
+_MERGE_BATCH = 1024  # rows per Arrow batch: small, so the Python objects of a batch stay few
 
 
 def _batched(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -399,8 +399,7 @@ def merge_journal(
     """
     root = Path(root)
     parts = [  # Arrow batches: a few hundred bytes per row instead of a dict of Python objects
-        _rows_to_table(chunk)
-        for chunk in _batched(_iter_journal(root, journal_name), _MERGE_BATCH)
+        _rows_to_table(chunk) for chunk in _batched(_iter_journal(root, journal_name), _MERGE_BATCH)
     ]
     old = read_manifest(root, name=manifest_name)
     if not parts:
