@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -156,8 +157,19 @@ class CaseResult:
             "notes": self.notes,
             "runs": self.runs,
         }
-        path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+        path.write_text(json.dumps(scrub(data), indent=1, default=str) + "\n")
         return path
+
+
+def scrub(value: Any) -> Any:
+    """Make paths in saved results relative to the repository (no machine-specific paths)."""
+    if isinstance(value, str):
+        return value.replace(str(BENCH.parent) + "/", "").replace(sys.prefix, "<python>")
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
 
 
 def markdown(results: Sequence[CaseResult], meta: dict[str, Any]) -> str:

@@ -78,10 +78,6 @@ _CHUNK_WAIT_S = 0.1
 #: first one. A killed run loses at most these rows, whose files a rerun adopts without a request.
 _JOURNAL_BATCH = 256
 _JOURNAL_FLUSH_S = 0.1
-#: Files up to this size are written on the event loop while writes stay fast (a moving average
-#: under _SLOW_WRITE_S): on a local disk a thread hand-off per file costs more than the write.
-_INLINE_WRITE_BYTES = 2**20
-_SLOW_WRITE_S = 0.00025
 _DEPRECATED = {"tcp_connections", "nb_workers", "batch_size"}
 
 #: ``output=`` name -> its Writer class (``"module:Class"``, imported on use). Each class takes
@@ -488,8 +484,6 @@ class _Run:
         self.durable: set[str] = set()  # committed before their row was held (other threads)
         self.flush_timer: asyncio.TimerHandle | None = None
         self.journal_error: OutputError | None = None
-        self.inline_writes = True
-        self.write_s = 0.0  # moving average of the inline write time
 
     # records -----------------------------------------------------------------------------------
 
@@ -603,19 +597,6 @@ class _Run:
         path = self.writer.write(result)
         return path, hashlib.sha256(result.body or b"").hexdigest()
 
-    async def _store_result(self, result: FetchResult) -> tuple[str, str]:
-        """Store one body: small ones on the loop while the disk is fast, else in a thread."""
-        if not self.inline_writes or len(result.body or b"") > _INLINE_WRITE_BYTES:
-            return await asyncio.to_thread(self._store, result)
-        started = time.perf_counter()
-        try:
-            return self._store(result)
-        finally:
-            self.write_s += (time.perf_counter() - started - self.write_s) / 32
-            if self.write_s > _SLOW_WRITE_S:
-                self.inline_writes = False
-                logger.debug("writes take %.1f ms: writing in threads", self.write_s * 1e3)
-
     async def on_result(self, result: FetchResult) -> None:
         """Store, journal and count one engine result."""
         record = result.record
@@ -647,7 +628,9 @@ class _Run:
             return
         previous_path = self.index.get(url, (None, None))[1]
         try:
-            path, sha256 = await self._store_result(result)
+            # in a thread: creating a file can cost a millisecond of kernel time (ext4 under
+            # churn), which then overlaps with the downloads on another core
+            path, sha256 = await asyncio.to_thread(self._store, result)
         except OSError as exc:
             row = manifest_row(
                 record,

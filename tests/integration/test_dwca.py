@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,3 +154,50 @@ def test_request_creates_waits_and_yields(sim: GbifSimulator, tmp_path: Path) ->
 def test_request_without_credentials_is_a_config_error(sim: GbifSimulator, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="GBIF_USER"):
         dwca.request({"taxonKey": 1}, tmp_path, api_url=sim.api_url)
+
+
+def test_request_waits_and_retries_while_too_many_downloads_run(
+    population: Population, tmp_path: Path
+) -> None:
+    """HTTP 420 (the user's running-download limit): wait too_many_wait_s, then try again."""
+    wait_s = 0.2
+    with GbifSimulator(
+        population, users={"alice": "secret"}, polls_per_state=1, max_running_downloads=1
+    ) as sim:
+        blocker = sim.add_download({"taxonKey": 1}, status="RUNNING", creator="alice")
+        refusals: list[str] = []
+
+        class FinishBlocker(logging.Handler):
+            """On the client's 'trying again' warning, poll the blocker until it SUCCEEDED."""
+
+            def emit(self, record: logging.LogRecord) -> None:
+                refusals.append(record.getMessage())
+                for _ in range(10):
+                    if _metadata(sim, blocker)["status"] == "SUCCEEDED":
+                        break
+
+        handler = FinishBlocker(level=logging.WARNING)
+        logger = logging.getLogger("gbif_dl.dwca")
+        logger.addHandler(handler)
+        try:
+            records = list(
+                dwca.request(
+                    {"speciesKey": sim.population.species[0]["key"]},
+                    tmp_path,
+                    label="speciesKey",
+                    user="alice",
+                    password="secret",
+                    api_url=sim.api_url,
+                    poll_interval_s=0.05,
+                    max_interval_s=0.1,
+                    too_many_wait_s=wait_s,
+                    timeout_s=60,
+                )
+            )
+        finally:
+            logger.removeHandler(handler)
+        posts = [t for t, m, p in sim.requests if m == "POST" and p.endswith("/request")]
+    assert records
+    assert len(refusals) == 1 and "too many" in refusals[0].lower()
+    assert len(posts) == 2
+    assert posts[1] - posts[0] >= wait_s  # the retry came no earlier than the wait

@@ -27,7 +27,14 @@ from gbif_dl.io import LOCK_NAME
 from gbif_dl.writers._atomic import is_temp_name
 from gbif_dl.writers.manifest import JOURNAL_NAME, MANIFEST_NAME, read_manifest
 
-STATE_FILES = {MANIFEST_NAME, JOURNAL_NAME, LOCK_NAME, "ATTRIBUTION.csv", "CITATION.txt"}
+STATE_FILES = {
+    MANIFEST_NAME,
+    JOURNAL_NAME,
+    LOCK_NAME,
+    "ATTRIBUTION.csv",
+    "CITATION.txt",
+    "classes.json",
+}
 
 
 def stored_files(root: Path) -> list[Path]:

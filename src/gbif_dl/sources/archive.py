@@ -33,7 +33,6 @@ import math
 import os
 import struct
 import sys
-import threading
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
@@ -72,6 +71,8 @@ MULTIMEDIA_ROW_TYPE = "http://rs.gbif.org/terms/1.0/Multimedia"
 DEFAULT_BLOCK_SIZE = 1 << 18
 #: Rows processed together (of the few columns kept); larger is faster, smaller leaner.
 DEFAULT_BATCH_ROWS = 1 << 14
+#: Batches between two hand-backs of freed memory to the OS (see ``_release_memory``).
+_RELEASE_EVERY = 16
 #: A member whose declared size exceeds its compressed size this many times is refused.
 MAX_COMPRESSION_RATIO = 1000
 _MAX_META_BYTES = 16 << 20
@@ -284,6 +285,33 @@ def _memory_pool() -> pa.MemoryPool:
         return pa.default_memory_pool()
 
 
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_memory() -> None:
+    """Hand freed memory back to the OS between passes: arrow's pool and glibc's heap.
+
+    The passes free many short-lived batch buffers between long-lived columns; without this
+    the process keeps those holes resident and the peak grows by tens of MB.
+    """
+    pa.default_memory_pool().release_unused()
+    _memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     if len(batches) == 1:
         return batches[0]
@@ -302,7 +330,7 @@ def _string_column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
 def _to_keys(ids: pa.Array) -> np.ndarray:
     """Occurrence ids -> int64 keys: the integer itself, or a stable 63-bit hash of the text."""
     try:
-        return np.array(pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return np.asarray(pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     keys = np.empty(len(ids), dtype=np.int64)
@@ -426,7 +454,6 @@ class _DeflateAsGzip(io.RawIOBase):
 
 
 _EMPTY = np.empty(0, dtype=np.int64)
-_PARALLEL = os.environ.get('GBIFDL_PAR', '1') == '1'
 
 
 @dataclass
@@ -600,9 +627,19 @@ class ArchiveSource:
     # -- streaming a member ----------------------------------------------------------------
 
     def _batches(
-        self, archive: zipfile.ZipFile, spec: DataFileSpec, wanted: Iterable[str], counter: str
+        self,
+        archive: zipfile.ZipFile,
+        spec: DataFileSpec,
+        wanted: Iterable[str],
+        counter: str,
+        *,
+        use_threads: bool = False,
     ) -> Iterator[pa.RecordBatch]:
         """Stream ``spec``'s rows as record batches of the ``wanted`` columns (all strings).
+
+        ``use_threads`` lets arrow inflate and parse ahead in its own threads: worth it when
+        the caller is busy with Python work between batches (the emit pass); the scans do
+        little Python work per batch and stay leaner without it.
 
         Column names in the batches are the short term names; ``"_id"`` is the id column.
         Rows with a wrong number of fields are skipped and counted under ``counter``.
@@ -632,7 +669,7 @@ class ArchiveSource:
             skip_rows=spec.header_lines,
             block_size=self.block_size,
             encoding=spec.encoding,
-            use_threads=True,
+            use_threads=use_threads,
         )
         parse_options = pacsv.ParseOptions(
             delimiter=spec.delimiter,
@@ -684,7 +721,7 @@ class ArchiveSource:
             )
             names = list(wanted_index)
             pending: list[pa.RecordBatch] = []
-            pending_rows = 0
+            pending_rows = yielded = 0
             for batch in reader:
                 if batch.num_rows == 0:
                     continue
@@ -695,6 +732,9 @@ class ArchiveSource:
                 if pending_rows >= self.batch_rows:
                     yield _concat(pending)
                     pending, pending_rows = [], 0
+                    yielded += 1
+                    if yielded % _RELEASE_EVERY == 0:
+                        _release_memory()
             if pending:
                 yield _concat(pending)
         except ArchiveError:
@@ -766,6 +806,7 @@ class ArchiveSource:
         if not chunks:
             empty = np.empty(0, dtype=np.int64)
             return _Media(empty, empty, empty, np.empty(0, dtype=np.int32))
+        _release_memory()
         columns = []
         for k in range(4):  # one column at a time: the peak is the total plus one column
             columns.append(np.concatenate([chunk[k] for chunk in chunks]))
@@ -780,10 +821,54 @@ class ArchiveSource:
         licenses: _Codes,
     ) -> _Occurrences:
         """Pass 2: the occurrences that carry candidate media, sorted by key."""
-        scan = _OccurrenceScan(self, archive, wanted)
-        scan.set_media_keys(media_keys)
-        scan.run()
-        return scan.result(media_keys, licenses)
+        stats = self.stats
+        wanted = list(dict.fromkeys(wanted))
+        dictionaries = {name: (licenses if name == "license" else _Codes()) for name in wanted}
+        key_parts: list[np.ndarray] = []
+        code_parts: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
+        odd_ids: dict[int, str] = {}
+        for batch in self._batches(archive, self.core, wanted, "invalid_occurrence_row"):
+            n = batch.num_rows
+            stats.occurrences += n
+            raw_ids = batch.column("_id")
+            ids = pc.utf8_trim_whitespace(raw_ids)
+            stats.id_whitespace += n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
+            valid = pc.greater(pc.utf8_length(ids), 0)
+            keys = _to_keys(pc.if_else(valid, ids, "0"))
+            keep = valid.to_numpy(zero_copy_only=False)
+            if media_keys.size:
+                at = np.minimum(np.searchsorted(media_keys, keys), media_keys.size - 1)
+                keep &= media_keys[at] == keys
+            else:
+                keep[:] = False
+            if not keep.any():
+                continue
+            take = pa.array(np.flatnonzero(keep))
+            kept_keys = keys[keep]
+            kept_ids = ids.take(take)
+            canonical = pc.equal(pa.array(kept_keys).cast(pa.string()), kept_ids)
+            if not pc.all(canonical).as_py():  # ids that are not plain integers: keep the text
+                for k in np.flatnonzero(~canonical.to_numpy(zero_copy_only=False)).tolist():
+                    odd_ids[int(kept_keys[k])] = kept_ids[k].as_py()
+            key_parts.append(kept_keys)
+            for name in wanted:
+                if name in batch.schema.names:
+                    column = pc.utf8_trim_whitespace(batch.column(name).take(take))
+                    code_parts[name].append(dictionaries[name].encode(column))
+                else:
+                    code_parts[name].append(np.zeros(kept_keys.size, dtype=np.int32))
+        if not key_parts:
+            no_codes = {name: np.empty(0, np.int32) for name in wanted}
+            return _Occurrences(np.empty(0, dtype=np.int64), no_codes, dictionaries, odd_ids)
+        keys = np.concatenate(key_parts)
+        del key_parts
+        # GBIF writes occurrences in key order: then there is nothing to sort
+        order = None if bool(np.all(keys[1:] >= keys[:-1])) else np.argsort(keys, kind="stable")
+        codes = {}
+        for name in wanted:
+            column = np.concatenate(code_parts.pop(name))
+            codes[name] = column if order is None else column[order]
+        return _Occurrences(keys if order is None else keys[order], codes, dictionaries, odd_ids)
 
     # -- public ----------------------------------------------------------------------------
 
@@ -871,30 +956,15 @@ class ArchiveSource:
             dict.fromkeys([*([label] if label else []), *options.split, *_OCCURRENCE_FIELDS])
         )
         with self._open_zip() as archive:
-            # the two files are inflated and parsed at the same time (zlib and the arrow
-            # parser run without the GIL): pass 2 in a thread while pass 1 runs here
-            scan = _OccurrenceScan(self, archive, wanted)
-            if _PARALLEL:
-                thread = threading.Thread(target=scan.run, name="gbif-dl-occurrences", daemon=True)
-                thread.start()
-                try:
-                    media = self._scan_media(archive, options.mediatype, license_codes)
-                    media_keys = _sorted_unique(media.keys)
-                    scan.set_media_keys(media_keys)
-                except BaseException:
-                    scan.cancelled = True
-                    raise
-                finally:
-                    thread.join()
-            else:
-                media = self._scan_media(archive, options.mediatype, license_codes)
-                media_keys = _sorted_unique(media.keys)
-                scan.set_media_keys(media_keys)
-                scan.run()
-            occ = scan.result(media_keys, license_codes)
+            media = self._scan_media(archive, options.mediatype, license_codes)
+            media_keys = _sorted_unique(media.keys)
+            _release_memory()
+            occ = self._scan_occurrences(archive, wanted, media_keys, license_codes)
             del media_keys
+            _release_memory()
             rows, occ_index, license_of = self._select(media, occ, options, license_codes)
             del media
+            _release_memory()
             if label is None:
                 yield from self._emit_with_rows(archive, rows, occ_index, license_of, occ, options)
             else:
@@ -1053,7 +1123,7 @@ class ArchiveSource:
         """The chosen multimedia rows in file order: (positions into ``rows``, columns)."""
         row0 = 0
         names = ("identifier", *_MEDIA_FIELDS)
-        for batch in self._batches(archive, self.multimedia, names, "_emit"):
+        for batch in self._batches(archive, self.multimedia, names, "_emit", use_threads=True):
             n = batch.num_rows
             lo, hi = np.searchsorted(rows, [row0, row0 + n]).tolist()
             row0 += n
@@ -1130,147 +1200,6 @@ class ArchiveSource:
                     self.stats.records += 1
                     yield record
         self.stats.skipped.pop("_emit", None)
-
-
-class _OccurrenceScan:
-    """Pass 2, runnable in a thread while pass 1 reads the multimedia file.
-
-    Until the candidate media keys are known (:meth:`set_media_keys`) every valid occurrence
-    is kept; after that only those with candidate media. :meth:`result` filters what was kept
-    early and renumbers the dictionary codes in first-appearance order of the kept rows, so
-    the outcome is the same as a pass that knew the media keys from the start.
-    """
-
-    def __init__(self, source: ArchiveSource, archive: zipfile.ZipFile, wanted: Sequence[str]):
-        self.source = source
-        self.archive = archive
-        self.wanted = list(dict.fromkeys(wanted))
-        self.dictionaries = {name: _Codes() for name in self.wanted}
-        self.key_parts: list[np.ndarray] = []
-        self.code_parts: dict[str, list[np.ndarray]] = {name: [] for name in self.wanted}
-        self.unfiltered = 0  # the first parts, kept before the media keys were known
-        self.odd_ids: dict[int, str] = {}
-        self.occurrences = 0
-        self.id_whitespace = 0
-        self.cancelled = False
-        self.error: BaseException | None = None
-        self._media_keys: np.ndarray | None = None
-
-    def set_media_keys(self, media_keys: np.ndarray) -> None:
-        """The sorted unique keys of the candidate media (from pass 1)."""
-        self._media_keys = media_keys
-
-    def run(self) -> None:
-        try:
-            self._run()
-        except BaseException as exc:  # handed to the caller by result()
-            self.error = exc
-
-    def _run(self) -> None:
-        source = self.source
-        batches = source._batches(self.archive, source.core, self.wanted, "invalid_occurrence_row")
-        try:
-            for batch in batches:
-                if self.cancelled:
-                    return
-                self._add(batch)
-        finally:
-            batches.close()
-
-    def _add(self, batch: pa.RecordBatch) -> None:
-        n = batch.num_rows
-        self.occurrences += n
-        raw_ids = batch.column("_id")
-        ids = pc.utf8_trim_whitespace(raw_ids)
-        self.id_whitespace += n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
-        valid = pc.greater(pc.utf8_length(ids), 0)
-        keys = _to_keys(pc.if_else(valid, ids, "0"))
-        keep = valid.to_numpy(zero_copy_only=False)
-        media_keys = self._media_keys
-        if media_keys is None:
-            self.unfiltered += 1
-        elif media_keys.size:
-            at = np.minimum(np.searchsorted(media_keys, keys), media_keys.size - 1)
-            keep &= media_keys[at] == keys
-        else:
-            keep[:] = False
-        if not keep.any():
-            if media_keys is None:  # an empty part keeps the count of early parts right
-                self.key_parts.append(_EMPTY)
-                for name in self.wanted:
-                    self.code_parts[name].append(np.empty(0, dtype=np.int32))
-            return
-        take = pa.array(np.flatnonzero(keep))
-        kept_keys = keys[keep]
-        kept_ids = ids.take(take)
-        canonical = pc.equal(pa.array(kept_keys).cast(pa.string()), kept_ids)
-        if not pc.all(canonical).as_py():  # ids that are not plain integers: keep the text
-            for k in np.flatnonzero(~canonical.to_numpy(zero_copy_only=False)).tolist():
-                self.odd_ids[int(kept_keys[k])] = kept_ids[k].as_py()
-        self.key_parts.append(kept_keys)
-        for name in self.wanted:
-            if name in batch.schema.names:
-                column = pc.utf8_trim_whitespace(batch.column(name).take(take))
-                self.code_parts[name].append(self.dictionaries[name].encode(column))
-            else:
-                self.code_parts[name].append(np.zeros(kept_keys.size, dtype=np.int32))
-
-    def result(self, media_keys: np.ndarray, licenses: _Codes) -> _Occurrences:
-        """The occurrences with candidate media, sorted by key (raises the pass's error)."""
-        if self.error is not None:
-            raise self.error
-        stats = self.source.stats
-        stats.occurrences += self.occurrences
-        stats.id_whitespace += self.id_whitespace
-        wanted = self.wanted
-        for k in range(self.unfiltered):  # parts read before the media keys were known
-            part = self.key_parts[k]
-            if not part.size:
-                continue
-            if media_keys.size:
-                at = np.minimum(np.searchsorted(media_keys, part), media_keys.size - 1)
-                keep = media_keys[at] == part
-            else:
-                keep = np.zeros(part.size, dtype=bool)
-            if not keep.all():
-                self.key_parts[k] = part[keep]
-                for name in wanted:
-                    self.code_parts[name][k] = self.code_parts[name][k][keep]
-        keys = np.concatenate(self.key_parts) if self.key_parts else _EMPTY
-        self.key_parts = []
-        dictionaries = {name: (licenses if name == "license" else _Codes()) for name in wanted}
-        odd_ids = self.odd_ids
-        if odd_ids and self.unfiltered:
-            kept = set(keys.tolist())
-            odd_ids = {k: v for k, v in odd_ids.items() if k in kept}
-        if not keys.size:
-            no_codes = {name: np.empty(0, np.int32) for name in wanted}
-            return _Occurrences(_EMPTY, no_codes, dictionaries, odd_ids)
-        order = np.argsort(keys, kind="stable")
-        codes = {}
-        for name in wanted:
-            local = np.concatenate(self.code_parts.pop(name))
-            mapping = _renumber(local, self.dictionaries[name], dictionaries[name])
-            codes[name] = mapping[local][order]
-        return _Occurrences(keys[order], codes, dictionaries, odd_ids)
-
-
-def _renumber(codes: np.ndarray, source: _Codes, target: _Codes) -> np.ndarray:
-    """Map ``source`` codes to ``target`` codes, adding the values in first-appearance order."""
-    size = len(source.values)
-    first = np.full(size, codes.size, dtype=np.int64)
-    np.minimum.at(first, codes, np.arange(codes.size, dtype=np.int64))
-    present = np.flatnonzero(first < codes.size)
-    present = present[np.argsort(first[present], kind="stable")]
-    mapping = np.zeros(size, dtype=np.int32)
-    for code in present.tolist():
-        value = source.values[code]
-        new = target.index.get(value)
-        if new is None:
-            new = target.index[value] = len(target.values)
-            target.values.append(value)
-        mapping[code] = new
-    return mapping
 
 
 @dataclass(frozen=True)
