@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import platform
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -45,6 +46,13 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 def build(workdir: Path, n: int, shard_size: int) -> dict[str, Path]:
     """Download n images into both layouts under workdir (reused when already complete)."""
     roots = {"imagefolder": workdir / f"imagefolder-{n}", "webdataset": workdir / f"wds-{n}"}
+    # the hosts get new ports (so new URLs) every run: reuse a complete build, never extend it
+    complete = {name: workdir / f".{root.name}.complete" for name, root in roots.items()}
+    if all(marker.exists() for marker in complete.values()):
+        return roots
+    for name, root in roots.items():
+        shutil.rmtree(root, ignore_errors=True)
+        complete[name].unlink(missing_ok=True)
     with MediaHosts(n_hosts=2) as hosts:
         records = [
             {
@@ -73,6 +81,8 @@ def build(workdir: Path, n: int, shard_size: int) -> dict[str, Path]:
                 stats["skipped"],
                 time.monotonic() - started,
             )
+            if stats["success"] + stats["skipped"] == n:
+                complete[output].touch()
     return roots
 
 

@@ -2,8 +2,9 @@
 
     python benchmarks/run.py [CASE ...] [--quick] [--repeats N]
 
-Cases: search, dwca, download (= download-a .. download-e), or any single download-X. With no
-case, all run. Peers (gbif-dl 0.1.1, img2dataset) get their own virtual environments under
+Cases: search, dwca, download (= download-a .. download-e), any single download-X, read, dask,
+soak. With no case, all run (the full soak alone takes about half an hour).
+Peers (gbif-dl 0.1.1, img2dataset) get their own virtual environments under
 ``benchmarks/.venvs/`` on first use; nginx is started and stopped by the download cases.
 Each case writes ``benchmarks/results/<case>.json``; the markdown table printed at the end goes
 into BENCHMARKS.md. ``--quick`` uses small sizes so the whole harness runs in about a minute.
@@ -26,13 +27,16 @@ from harness import core, machine, venvs
 from harness.nginx import find_nginx
 
 DOWNLOAD = ["download-a", "download-b", "download-c", "download-d", "download-e"]
-CASES = ["search", "dwca", *DOWNLOAD]
+SCRIPTS = ["read", "dask", "soak"]
+CASES = ["search", "dwca", *DOWNLOAD, *SCRIPTS]
 
 
 def case_runner(name: str):
     if name.startswith("download-"):
         module = importlib.import_module("harness.cases.download")
         return getattr(module, "run_" + name.split("-", 1)[1])
+    if name in SCRIPTS:
+        return getattr(importlib.import_module("harness.cases.scripts"), "run_" + name)
     return importlib.import_module(f"harness.cases.{name}").run
 
 

@@ -238,8 +238,9 @@ def update_classes_from_manifest(
 
     from gbif_dl.writers.manifest import SUCCESS
 
-    done = manifest.filter(
-        pc.and_(pc.equal(manifest["status"], SUCCESS), pc.is_valid(manifest["path"]))
+    columns = manifest.select(["status", "path", "label", "scientificName"])  # no full copy
+    done = columns.filter(
+        pc.and_(pc.equal(columns["status"], SUCCESS), pc.is_valid(columns["path"]))
     )
     labels = done["label"].to_pylist()
     names: dict[str, str] = {}

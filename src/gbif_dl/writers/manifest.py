@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from gbif_dl.records import url_basename
@@ -369,6 +370,46 @@ def _batched(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[st
         yield batch
 
 
+#: The journal's JSON types: ``updated`` is epoch seconds there, a timestamp in the manifest.
+_JOURNAL_SCHEMA = pa.schema(
+    [pa.field(f.name, pa.float64()) if f.name == "updated" else f for f in SCHEMA]
+)
+
+
+def _journal_table(root: Path, name: str) -> pa.Table | None:
+    """The journal as an Arrow table conformed to :data:`SCHEMA` (None when it has no rows).
+
+    Arrow's JSON reader builds the columns directly (fast, and no Python object per cell, so
+    memory stays near the table's own size); a journal it cannot take as is (a torn last line,
+    rows of an older format) is read row by row, skipping bad lines.
+    """
+    path = root / name
+    try:
+        if path.stat().st_size == 0:
+            return None
+        with pa.OSFile(str(path)) as source:  # read, not memory-mapped: RSS stays the table's
+            table = pa_json.read_json(
+                source,
+                read_options=pa_json.ReadOptions(use_threads=False),
+                parse_options=pa_json.ParseOptions(
+                    explicit_schema=_JOURNAL_SCHEMA, unexpected_field_behavior="ignore"
+                ),
+            )
+    except FileNotFoundError:
+        return None
+    except (pa.ArrowException, OSError):
+        parts = [_rows_to_table(rows) for rows in _batched(_iter_journal(root, name), _MERGE_BATCH)]
+        return pa.concat_tables(parts) if parts else None
+    if table["url"].null_count:  # (a filter copies every column)
+        table = table.filter(pc.is_valid(table["url"]))
+    if table.num_rows == 0:
+        return None
+    epoch_ms = pc.cast(pc.floor(pc.multiply(table["updated"], 1000.0)), pa.int64())
+    updated = pc.cast(epoch_ms, SCHEMA.field("updated").type)
+    index = table.schema.get_field_index("updated")
+    return table.set_column(index, SCHEMA.field("updated"), updated)
+
+
 def _latest_per_url(table: pa.Table) -> pa.Table:
     """One row per url, the latest one, in the order of the latest occurrences."""
     if pc.count_distinct(table["url"]).as_py() == table.num_rows:
@@ -398,16 +439,14 @@ def merge_journal(
     manifest part and journal, see :mod:`gbif_dl.shard`).
     """
     root = Path(root)
-    parts = [  # Arrow batches: a few hundred bytes per row instead of a dict of Python objects
-        _rows_to_table(chunk) for chunk in _batched(_iter_journal(root, journal_name), _MERGE_BATCH)
-    ]
+    journal = _journal_table(root, journal_name)
     old = read_manifest(root, name=manifest_name)
-    if not parts:
+    if journal is None:
         _truncate_journal(root, journal_name)
         return old
-    journaled = sum(part.num_rows for part in parts)
-    new = _latest_per_url(pa.concat_tables(parts))
-    del parts
+    journaled = journal.num_rows
+    new = _latest_per_url(journal)
+    del journal
     if old is not None and old.num_rows:
         keep = pc.invert(pc.is_in(old["url"], value_set=new["url"]))
         merged = pa.concat_tables([old.filter(keep), new])
