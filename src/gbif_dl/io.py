@@ -70,6 +70,9 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".gbif-dl.lock"
 _PENDING = "pending"
+#: The index entry of an item this run has finished (one shared object: the index then costs
+#: its url key only, not a tuple and a path string per item).
+_FINISHED = ("finished", None)
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _MIN_ITEMS_FOR_THRESHOLD = 50
 _CHUNK = 256
@@ -527,7 +530,7 @@ class _Run:
                 )
                 continue
             previous = self.index.get(url)
-            if previous is not None and previous[0] == _PENDING:
+            if previous is not None and previous[0] in (_PENDING, _FINISHED[0]):
                 self._skip()  # the same url twice in one run
                 continue
             if not self.overwrite and await self._settle_done(record, previous):
@@ -708,7 +711,7 @@ class _Run:
                 self._flush_journal()
             else:
                 self.flush_timer = loop.call_later(_JOURNAL_FLUSH_S, self._flush_journal_later)
-        self.index[row["url"]] = (row["status"], row["path"])
+        self.index[row["url"]] = _FINISHED
         self.counts[outcome] += 1
         self.bytes += nbytes
         if reason is not None:

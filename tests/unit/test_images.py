@@ -117,3 +117,35 @@ def test_resize_raises_on_garbage() -> None:
     """Undecodable bytes raise (the engine turns that into RESIZE_ERROR)."""
     with pytest.raises(Exception):  # noqa: B017 - Pillow's exception type varies by format
         resize_image(b"\xff\xd8\xff\xe0 definitely not a jpeg", 100)
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [
+        ("RGB", {}),
+        ("RGB", {"progressive": True}),
+        ("RGB", {"optimize": True, "subsampling": 0}),
+        ("L", {}),
+        ("CMYK", {}),
+        ("RGB", {"icc_profile": b"\x00" * 70_000}),  # APP2 segments before the frame header
+        ("RGB", {"exif": Image.Exif()}),
+    ],
+)
+def test_jpeg_header_size_matches_pillow(mode: str, options: dict[str, object]) -> None:
+    """The direct JPEG header reader gives Pillow's size for common encodings."""
+    body = encode(Image.new(mode, (1234, 567)), "JPEG", **options)
+    with Image.open(io.BytesIO(body)) as image:
+        assert image_size(body) == image.size == (1234, 567)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "1", "I;16"])
+def test_png_header_size_matches_pillow(mode: str) -> None:
+    body = encode(Image.new(mode, (321, 45)), "PNG")
+    assert image_size(body) == (321, 45)
+
+
+def test_image_size_of_cut_headers_never_raises() -> None:
+    """Headers cut anywhere give a size or None, never an exception."""
+    body = encode(Image.new("RGB", (64, 48)), "JPEG", icc_profile=b"\x00" * 3000)
+    for cut in range(0, 3200, 7):
+        assert image_size(body[:cut]) in (None, (64, 48))

@@ -197,6 +197,40 @@ def test_merge_dedupes_by_url_latest_wins_and_truncates(tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / MANIFEST_NAME).num_rows == 3
 
 
+def test_buffered_journal_rows_reach_the_file_on_flush(tmp_path: Path) -> None:
+    """append(flush=False) keeps rows in memory until flush() (or close) writes them at once."""
+    journal = Journal(tmp_path)
+    journal.append(_row("http://h/a"), flush=False)
+    journal.append(_row("http://h/b"), flush=False)
+    assert journal.buffered == 2 and read_journal(tmp_path) == []
+    journal.flush()
+    assert journal.buffered == 0
+    assert [r["url"] for r in read_journal(tmp_path)] == ["http://h/a", "http://h/b"]
+    journal.append(_row("http://h/c"), flush=False)
+    journal.close()
+    assert [r["url"] for r in read_journal(tmp_path)][-1] == "http://h/c"
+
+
+def test_merge_in_one_journal_keeps_latest_rows_in_latest_order(tmp_path: Path) -> None:
+    """Repeated urls within one journal: one row each, the latest, ordered by last occurrence;
+    a torn last line falls back to the row-by-row reader with the same result."""
+    order = [("c", FAILED), ("a", FAILED), ("b", SUCCESS), ("a", SUCCESS), ("c", SUCCESS)]
+    for torn in (False, True):
+        root = tmp_path / str(torn)
+        root.mkdir()
+        with Journal(root) as journal:
+            for name, status in order:
+                journal.append(_row(f"http://h/{name}", status), flush=False)
+        if torn:
+            with open(root / JOURNAL_NAME, "a") as handle:
+                handle.write('{"url": "http://h/d", "sta')
+        table = merge_journal(root)
+        assert table is not None and table.schema.equals(SCHEMA)
+        assert table["url"].to_pylist() == ["http://h/b", "http://h/a", "http://h/c"]
+        assert table["status"].to_pylist() == [SUCCESS, SUCCESS, SUCCESS]
+        assert table["updated"].null_count == 0
+
+
 def test_merge_is_idempotent_when_the_journal_survives(tmp_path: Path) -> None:
     """A crash after the parquet rename but before truncation: merging again changes nothing."""
     with Journal(tmp_path) as journal:
