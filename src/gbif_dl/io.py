@@ -59,9 +59,10 @@ from gbif_dl.writers.manifest import (
     MANIFEST_NAME,
     SUCCESS,
     Journal,
+    ResumeIndex,
     load_index,
     manifest_row,
-    merge_journal,
+    merge_journal_file,
 )
 
 __all__ = ["LOCK_NAME", "OUTPUTS", "DownloadStats", "download", "download_async"]
@@ -70,8 +71,8 @@ logger = logging.getLogger(__name__)
 
 LOCK_NAME = ".gbif-dl.lock"
 _PENDING = "pending"
-#: The index entry of an item this run has finished (one shared object: the index then costs
-#: its url key only, not a tuple and a path string per item).
+#: The index entry of an item this run has finished (a state, no path: the compact index keeps
+#: only the url digest of an item first seen in this run, see ResumeIndex).
 _FINISHED = ("finished", None)
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _MIN_ITEMS_FOR_THRESHOLD = 50
@@ -470,7 +471,7 @@ class _Run:
         self.fail_threshold = fail_threshold
         self.verbose = verbose
         self.progress = progress
-        self.index: dict[str, tuple[str, str | None]] = {}
+        self.index = ResumeIndex()
         self.journal: Journal | None = None
         self.counts = {"success": 0, "failed": 0, "skipped": 0}
         self.reasons: dict[str, int] = {}
@@ -796,12 +797,9 @@ class _Run:
         from gbif_dl.fetch.engine import FetchEngine
 
         manifest_name, journal_name = self.files.manifest, self.files.journal
-        recovered = merge_journal(  # a killed run's journal, if any
+        merge_journal_file(  # a killed run's journal, if any (streamed, nothing kept in memory)
             self.root, manifest_name=manifest_name, journal_name=journal_name
         )
-        if recovered is not None:
-            logger.debug("manifest has %d rows before this run", recovered.num_rows)
-            recovered = None  # not kept in memory during the run
         self.index = load_index(self.root, manifest_name=manifest_name, journal_name=journal_name)
         self.journal = Journal(self.root, self.files.journal)
         try:
@@ -820,9 +818,11 @@ class _Run:
             finally:
                 self._close_journal()
                 self.progress.close()
-                self.index = {}  # one entry per item: free it before the manifest is built
+                self.index = ResumeIndex()  # free it before the manifest is built
             try:
-                manifest = merge_journal(
+                # streamed: the merge, the attribution files and finalize read the manifest
+                # file a batch at a time, so memory stays flat whatever the number of rows
+                manifest = merge_journal_file(
                     self.root, manifest_name=manifest_name, journal_name=journal_name
                 )
                 if manifest is not None and self.files.attribution:

@@ -45,12 +45,9 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from gbif_dl.errors import OutputError
 from gbif_dl.fetch.engine import DEFAULT_FETCH, FetchConfig
@@ -62,10 +59,15 @@ from gbif_dl.plan import (
     write_marker,
 )
 from gbif_dl.writers import Writer
-from gbif_dl.writers._atomic import atomic_path, remove_temp_files
+from gbif_dl.writers._atomic import remove_temp_files
 from gbif_dl.writers.attribution import write_attribution
 from gbif_dl.writers.imagefolder import ImageFolderWriter
-from gbif_dl.writers.manifest import MANIFEST_NAME, SCHEMA, merge_journal
+from gbif_dl.writers.manifest import (
+    MANIFEST_NAME,
+    merge_journal_file,
+    merge_manifest_files,
+    read_manifest,
+)
 
 __all__ = [
     "DEFAULT_SHARD_CONFIG",
@@ -307,30 +309,30 @@ def run_shard(
     return result
 
 
-def _latest_per_url(table: pa.Table) -> pa.Table:
-    """One row per url: the one with the latest ``updated`` (ties: the later row)."""
-    if table.num_rows == 0:
-        return table
-    order = pa.table(
-        {
-            "url": table["url"],
-            "updated": table["updated"],
-            "row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
-        }
-    ).sort_by([("url", "ascending"), ("updated", "ascending"), ("row", "ascending")])
-    urls = order["url"]
-    is_last = np.ones(table.num_rows, dtype=bool)
-    if table.num_rows > 1:
-        same_as_next = pc.equal(urls.slice(0, table.num_rows - 1), urls.slice(1))
-        is_last[:-1] = ~np.asarray(pc.fill_null(same_as_next, False).to_numpy(zero_copy_only=False))
-    keep = np.sort(order["row"].to_numpy()[is_last])
-    return table.take(pa.array(keep))
+@overload
+def merge_shards(
+    root: str | os.PathLike[str],
+    writer: Callable[[Path, int], Writer] | None = ...,
+    *,
+    load: Literal[True] = ...,
+) -> pa.Table: ...
+
+
+@overload
+def merge_shards(
+    root: str | os.PathLike[str],
+    writer: Callable[[Path, int], Writer] | None = ...,
+    *,
+    load: Literal[False],
+) -> None: ...
 
 
 def merge_shards(
     root: str | os.PathLike[str],
     writer: Callable[[Path, int], Writer] | None = imagefolder_writer,
-) -> pa.Table:
+    *,
+    load: bool = True,
+) -> pa.Table | None:
     """Merge every shard's manifest part into ``root/manifest.parquet``; rewrite attribution.
 
     Rows of an earlier ``manifest.parquet`` are kept unless a part has a newer row for the same
@@ -339,32 +341,35 @@ def merge_shards(
     merged manifest, as after a plain download: ``classes.json``, and for the Hugging Face
     layout (:func:`hf_writer`) every ``metadata.jsonl``. ``writer=None`` skips it.
 
+    The merge streams (a batch of rows at a time, about 24 bytes per row besides), as do the
+    attribution files and ``finalize`` (they read the merged file); only the returned table is
+    whole: ``load=False`` returns None instead, for jobs of millions of rows.
+
     Example:
         >>> import tempfile
         >>> merge_shards(tempfile.mkdtemp()).num_rows
         0
     """
     root_path = Path(os.fspath(root))
-    tables = []
-    base = merge_journal(root_path)  # a plain download's journal, if any
+    target = root_path / MANIFEST_NAME
+    parts: list[Path] = []
+    base = merge_journal_file(root_path)  # a plain download's journal, if any
     if base is not None:
-        tables.append(base)
+        parts.append(base)
     for shard_id in shard_ids_on_disk(root_path):
         files = shard_files(shard_id)
-        part = merge_journal(  # folds in the journal of a shard killed and not rerun
+        part = merge_journal_file(  # folds in the journal of a shard killed and not rerun
             root_path, manifest_name=files.manifest, journal_name=files.journal
         )
         if part is not None:
-            tables.append(part)
-    merged = _latest_per_url(pa.concat_tables(tables)) if tables else SCHEMA.empty_table()
-    with atomic_path(root_path / MANIFEST_NAME) as tmp:
-        pq.write_table(merged, tmp)
-    write_attribution(root_path, merged)
+            parts.append(part)
+    rows = merge_manifest_files(parts, target)  # latest ``updated`` wins; streamed
+    write_attribution(root_path, target)
     finalize = getattr(writer(root_path, MERGE_WRITER_ID), "finalize", None) if writer else None
     if finalize is not None:  # files derived from the whole manifest (classes.json, metadata)
-        finalize(merged)
-    logger.debug("merged %d manifest parts into %d rows", len(tables), merged.num_rows)
-    return merged
+        finalize(target)
+    logger.debug("merged %d manifest parts into %d rows", len(parts), rows)
+    return read_manifest(root_path) if load else None
 
 
 def remove_leftover_temp_files(root: str | os.PathLike[str], depth: int = 2) -> int:

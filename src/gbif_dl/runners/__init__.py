@@ -195,7 +195,7 @@ def run(
         )
         todo = [sid for sid in plan.shard_ids if sid not in set(plan.done)]
         results = chosen.run_shards(todo, root_path, config) if todo else []
-        merge_shards(root_path, writer)
+        merge_shards(root_path, writer, load=False)
         remove_leftover_temp_files(root_path)
     reasons: dict[str, int] = {}
     for result in results:

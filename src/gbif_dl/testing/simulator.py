@@ -307,8 +307,12 @@ def _text(status: int, text: str, content_type: str | None = "text/plain") -> we
     return web.Response(status=status, body=body, content_type=content_type)
 
 
+def _compact(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
 def _json(payload: Any, status: int = 200) -> web.Response:
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    body = _compact(payload).encode("utf-8")
     return web.Response(status=status, body=body, content_type="application/json")
 
 
@@ -808,7 +812,9 @@ class GbifSimulator:
         pop = self.population
         indices = pop.select(filters)
         count = int(indices.size)
-        results = pop.records(indices[offset : offset + limit]) if limit else []
+        # the page's records are serialised straight to JSON text (same bytes as _json of the
+        # record dicts, several times faster): the simulator's CPU must not be the bottleneck
+        results = pop.records_json(indices[offset : offset + limit]) if limit else "[]"
         facet_results = []
         seen: set[str] = set()
         for name in facets:
@@ -833,16 +839,16 @@ class GbifSimulator:
                 if n >= mincount
             ][f_offset : f_offset + max(0, f_limit)]
             facet_results.append({"field": facet_field_name(param), "counts": buckets})
-        return _json(
+        head = _compact(
             {
                 "offset": offset,
                 "limit": limit,
                 "endOfRecords": count <= offset + limit,
                 "count": count,
-                "results": results,
-                "facets": facet_results,
             }
         )
+        body = f'{head[:-1]},"results":{results},"facets":{_compact(facet_results)}}}'
+        return web.Response(body=body.encode("utf-8"), content_type="application/json")
 
     async def _occurrence(self, request: web.Request) -> web.Response:
         index = self.population.index_of(request.match_info["key"])

@@ -28,14 +28,19 @@ Example:
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, Union
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes
-from gbif_dl.writers.manifest import SUCCESS
+from gbif_dl.writers.manifest import SUCCESS, iter_manifest, url_digests
+
+#: A manifest as a table, or the path of a manifest parquet file (read a batch at a time).
+Manifest = Union[pa.Table, str, "os.PathLike[str]"]
 
 __all__ = ["ATTRIBUTION_COLUMNS", "ATTRIBUTION_NAME", "CITATION_NAME", "write_attribution"]
 
@@ -63,12 +68,12 @@ def _doi_link(doi: str) -> str:
     return DOI_URL.format(doi)
 
 
-def _write_attribution_csv(out: TextIO, manifest: pa.Table) -> None:
+def _write_attribution_csv(out: TextIO, manifest: Manifest) -> None:
     """Stream the rows of stored images to ``out``, a batch at a time (memory stays flat)."""
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(ATTRIBUTION_COLUMNS)
     columns = ["path", "license", "rightsHolder", "creator", "publisher", "gbifID", "url"]
-    for batch in manifest.select([*columns, "status"]).to_batches(max_chunksize=_BATCH):
+    for batch in iter_manifest(manifest, [*columns, "status"], batch_size=_BATCH):
         batch = batch.filter(pc.equal(batch.column(len(columns)), SUCCESS))
         for path, lic, holder, creator, publisher, gbif_id, url in zip(
             *(batch.column(i).to_pylist() for i in range(len(columns))), strict=True
@@ -86,37 +91,79 @@ def _write_attribution_csv(out: TextIO, manifest: pa.Table) -> None:
             )
 
 
-def _dataset_counts(stored: pa.Table) -> list[tuple[str, int]]:
-    """(datasetKey, number of distinct occurrences) among stored images, largest first."""
-    if stored.num_rows == 0:
-        return []
-    dataset = pc.fill_null(stored["datasetKey"], "unknown")
-    has_id = pc.is_valid(stored["gbifID"])
+def _occurrence_keys(gbif_ids: pa.Array) -> np.ndarray:
+    """One 64-bit key per (non-null) gbifID: its value when it is a plain decimal number
+    (exact), else a blake2b digest with the top bit set (distinct from every number).
+
+    The choice depends on the value alone, so equal ids of different batches get equal keys.
+    """
+    keys = np.zeros(len(gbif_ids), dtype=np.uint64)
+    plain = pc.fill_null(pc.match_substring_regex(gbif_ids, r"^(0|[1-9][0-9]{0,17})$"), False)
+    plain_np = np.asarray(plain)
+    if plain_np.any():
+        keys[plain_np] = np.asarray(pc.cast(gbif_ids.filter(plain), pa.int64())).astype(np.uint64)
+    if not plain_np.all():
+        others = np.flatnonzero(~plain_np)
+        texts = pc.take(gbif_ids, pa.array(others)).to_pylist()
+        keys[others] = url_digests(texts) | np.uint64(1 << 63)
+    return keys
+
+
+def _dataset_counts(manifest: Manifest) -> tuple[list[tuple[str, int]], list[str], int]:
+    """(datasetKey, distinct occurrences) among stored images, largest first; the download
+    DOIs; the number of stored images.
+
+    Streams the manifest: per stored image it keeps a dataset number and a 64-bit occurrence
+    key (12 bytes), never Python objects per row.
+    """
+    datasets: dict[str, int] = {}
     counts: dict[str, int] = {}
-    # An image without gbifID is its own occurrence (urls are unique in a manifest): counting
-    # rows needs no hash set of urls, which costs tens of MB for 100,000 images.
-    for item in pc.value_counts(dataset.filter(pc.invert(has_id))).to_pylist():
-        key = str(item["values"])
-        counts[key] = counts.get(key, 0) + int(item["counts"])
-    with_id = pa.table({"datasetKey": dataset, "gbifID": stored["gbifID"]}).filter(has_id)
-    if with_id.num_rows:
-        grouped = with_id.group_by("datasetKey").aggregate([("gbifID", "count_distinct")])
-        for key, n in zip(
-            grouped["datasetKey"].to_pylist(),
-            grouped["gbifID_count_distinct"].to_pylist(),
-            strict=True,
-        ):
-            counts[str(key)] = counts.get(str(key), 0) + int(n)
-    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    dois: set[str] = set()
+    stored = 0
+    codes_parts: list[np.ndarray] = []
+    keys_parts: list[np.ndarray] = []
+    columns = ["gbifID", "datasetKey", "downloadDOI", "status"]
+    for batch in iter_manifest(manifest, columns):
+        batch = batch.filter(pc.equal(batch["status"], SUCCESS))
+        if batch.num_rows == 0:
+            continue
+        stored += batch.num_rows
+        dois.update(d for d in pc.unique(pc.drop_null(batch["downloadDOI"])).to_pylist() if d)
+        dataset = pc.fill_null(batch["datasetKey"], "unknown")
+        has_id = pc.is_valid(batch["gbifID"])
+        # An image without gbifID is its own occurrence (urls are unique in a manifest)
+        for item in pc.value_counts(dataset.filter(pc.invert(has_id))).to_pylist():
+            key = str(item["values"])
+            counts[key] = counts.get(key, 0) + int(item["counts"])
+        with_id = pa.table({"datasetKey": dataset, "gbifID": batch["gbifID"]}).filter(has_id)
+        if with_id.num_rows:
+            encoded = pc.dictionary_encode(with_id["datasetKey"]).combine_chunks()
+            names = encoded.dictionary.to_pylist()
+            mapping = np.array([datasets.setdefault(str(n), len(datasets)) for n in names])
+            codes_parts.append(mapping[np.asarray(encoded.indices)].astype(np.int32))
+            keys_parts.append(_occurrence_keys(with_id["gbifID"].combine_chunks()))
+    if codes_parts:
+        codes = np.concatenate(codes_parts)
+        keys = np.concatenate(keys_parts)
+        del codes_parts, keys_parts
+        order = np.lexsort((keys, codes))
+        codes, keys = codes[order], keys[order]
+        first = np.ones(len(codes), dtype=bool)
+        first[1:] = (codes[1:] != codes[:-1]) | (keys[1:] != keys[:-1])
+        distinct = np.bincount(codes[first], minlength=len(datasets))
+        for name, code in datasets.items():
+            counts[name] = counts.get(name, 0) + int(distinct[code])
+    dois_sorted = sorted(d for d in dois if d.strip())
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), dois_sorted, stored
 
 
-def _citation_text(stored: pa.Table, dois: list[str]) -> bytes:
-    counts = _dataset_counts(stored)
+def _citation_text(manifest: Manifest) -> bytes:
+    counts, dois, stored = _dataset_counts(manifest)
     lines = [
         "This image dataset was built with gbif-dl from occurrence media shared through GBIF,",
         "the Global Biodiversity Information Facility (https://www.gbif.org).",
         "",
-        f"Images: {stored.num_rows}. Occurrences: {sum(n for _, n in counts)}. "
+        f"Images: {stored}. Occurrences: {sum(n for _, n in counts)}. "
         f"Source datasets: {len(counts)}.",
         "",
     ]
@@ -139,10 +186,12 @@ def _citation_text(stored: pa.Table, dois: list[str]) -> bytes:
     return "\n".join(lines).encode("utf-8")
 
 
-def write_attribution(root: Path | str, manifest: pa.Table, *, fsync: bool = False) -> None:
+def write_attribution(root: Path | str, manifest: Manifest, *, fsync: bool = False) -> None:
     """Rewrite ``root/ATTRIBUTION.csv`` and ``root/CITATION.txt`` from ``manifest``.
 
-    Only rows with status ``success`` (stored images) are listed.
+    ``manifest`` is a table or the path of a manifest parquet file, which is then read a batch
+    at a time (memory stays flat however many rows it has). Only rows with status ``success``
+    (stored images) are listed.
     """
     root = Path(root)
     with (
@@ -150,8 +199,4 @@ def write_attribution(root: Path | str, manifest: pa.Table, *, fsync: bool = Fal
         open(tmp, "w", encoding="utf-8", newline="") as out,
     ):
         _write_attribution_csv(out, manifest)
-    # only the columns the citation needs are copied (not the whole manifest)
-    stored = manifest.select(["gbifID", "url", "datasetKey", "downloadDOI", "status"])
-    stored = stored.filter(pc.equal(stored["status"], SUCCESS))
-    dois = sorted({d for d in pc.drop_null(stored["downloadDOI"]).to_pylist() if d and d.strip()})
-    atomic_write_bytes(root / CITATION_NAME, _citation_text(stored, dois), fsync=fsync)
+    atomic_write_bytes(root / CITATION_NAME, _citation_text(manifest), fsync=fsync)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,13 +217,15 @@ def update_classes(
 
 
 def update_classes_from_manifest(
-    root: Path | str, manifest: pa.Table, *, skip_empty: bool = False
+    root: Path | str, manifest: pa.Table | str | os.PathLike[str], *, skip_empty: bool = False
 ) -> ClassIndex:
     """:func:`update_classes` with the labels of the images ``manifest`` lists as stored.
 
-    Only rows with status ``success`` and a path count; a label's GBIF name is the first
-    ``scientificName`` seen for it. With ``skip_empty``, a root that has no ``classes.json`` and
-    no labelled image gets no file (a URL list without labels needs no class index).
+    ``manifest`` is a table or the path of a manifest parquet file (read a batch at a time: only
+    the distinct labels of a batch become Python objects). Only rows with status ``success`` and
+    a path count; a label's GBIF name is the first ``scientificName`` seen for it. With
+    ``skip_empty``, a root that has no ``classes.json`` and no labelled image gets no file (a URL
+    list without labels needs no class index).
 
     Example:
         >>> import tempfile
@@ -236,19 +239,36 @@ def update_classes_from_manifest(
     """
     import pyarrow.compute as pc
 
-    from gbif_dl.writers.manifest import SUCCESS
+    from gbif_dl.writers.manifest import SUCCESS, iter_manifest
 
-    columns = manifest.select(["status", "path", "label", "scientificName"])  # no full copy
-    done = columns.filter(
-        pc.and_(pc.equal(columns["status"], SUCCESS), pc.is_valid(columns["path"]))
-    )
-    labels = done["label"].to_pylist()
+    labels: dict[str, None] = {}  # distinct class labels, first seen first
     names: dict[str, str] = {}
-    for label, name in zip(labels, done["scientificName"].to_pylist(), strict=True):
-        text = class_label(label)
-        if text is not None and name and text not in names:
-            names[text] = name
-    has_class = any(class_label(label) is not None for label in labels)
-    if skip_empty and not has_class and not (Path(root) / CLASSES_NAME).exists():
+    for batch in iter_manifest(manifest, ["status", "path", "label", "scientificName"]):
+        done = batch.filter(pc.and_(pc.equal(batch["status"], SUCCESS), pc.is_valid(batch["path"])))
+        if done.num_rows == 0:
+            continue
+        named = pc.and_(
+            pc.is_valid(done["scientificName"]), pc.not_equal(done["scientificName"], "")
+        )
+        firsts = (
+            done.select(["label", "scientificName"])
+            .filter(pc.fill_null(named, False))
+            .group_by("label", use_threads=False)
+            .aggregate([("scientificName", "first")])
+        )
+        first_name = dict(
+            zip(
+                firsts["label"].to_pylist(), firsts["scientificName_first"].to_pylist(), strict=True
+            )
+        )
+        for label in pc.unique(done["label"]).to_pylist():
+            text = class_label(label)
+            if text is None:
+                continue
+            labels.setdefault(text, None)
+            name = first_name.get(label)
+            if name and text not in names:
+                names[text] = name
+    if skip_empty and not labels and not (Path(root) / CLASSES_NAME).exists():
         return ClassIndex()
     return update_classes(root, labels, names)

@@ -29,11 +29,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections import defaultdict
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,7 +42,7 @@ import pyarrow.compute as pc
 from gbif_dl.writers._atomic import atomic_path
 from gbif_dl.writers.classes import NO_CLASS, class_label, update_classes_from_manifest
 from gbif_dl.writers.imagefolder import ImageFolderWriter
-from gbif_dl.writers.manifest import SUCCESS
+from gbif_dl.writers.manifest import SUCCESS, iter_manifest
 
 __all__ = ["METADATA_COLUMNS", "METADATA_NAME", "HFWriter", "write_metadata"]
 
@@ -61,42 +62,49 @@ METADATA_COLUMNS = (
 )
 
 
-def write_metadata(root: Path | str, manifest: pa.Table) -> int:
+def write_metadata(root: Path | str, manifest: pa.Table | str | os.PathLike[str]) -> int:
     """Rewrite ``classes.json`` and every split's ``metadata.jsonl`` from ``manifest``.
 
+    ``manifest`` is a table or the path of a manifest parquet file, read a batch at a time
+    (twice: the classes, then the lines), so memory stays flat however many rows it has.
     Returns the number of images described. Only rows with status ``success`` count.
     """
     root = Path(root)
-    done = manifest.filter(
-        pc.and_(pc.equal(manifest["status"], SUCCESS), pc.is_valid(manifest["path"]))
-    )
-    columns = {name: done[name].to_pylist() for name in ("path", "subset", "label")}
-    extra = {name: done[name].to_pylist() for name in METADATA_COLUMNS}
-    classes = update_classes_from_manifest(root, done)
-    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row, (path, subset, label) in enumerate(
-        zip(columns["path"], columns["subset"], columns["label"], strict=True)
-    ):
-        folder, _, file_name = path.partition("/") if subset is not None else ("", "", path)
-        if not file_name:  # a path without a split folder
-            folder, file_name = "", path
-        text = class_label(label)
-        line: dict[str, Any] = {
-            "file_name": file_name,
-            "label": text or "",
-            "class_index": classes.get(text, NO_CLASS) if text is not None else NO_CLASS,
-        }
-        for name in METADATA_COLUMNS:
-            value = extra[name][row]
-            line[name] = "" if value is None else str(value)
-        by_split[folder].append(line)
-    for folder, lines in by_split.items():
-        target = (root / folder if folder else root) / METADATA_NAME
-        with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8") as handle:
-            for line in lines:
+    classes = update_classes_from_manifest(root, manifest)
+    written = 0
+    with contextlib.ExitStack() as stack:
+        handles: dict[str, TextIO] = {}
+        columns = ["status", "path", "subset", "label", *METADATA_COLUMNS]
+        for batch in iter_manifest(manifest, columns):
+            done = batch.filter(
+                pc.and_(pc.equal(batch["status"], SUCCESS), pc.is_valid(batch["path"]))
+            )
+            written += done.num_rows
+            extra = {name: done[name].to_pylist() for name in METADATA_COLUMNS}
+            for row, (path, subset, label) in enumerate(
+                zip(*(done[name].to_pylist() for name in ("path", "subset", "label")), strict=True)
+            ):
+                folder, _, file_name = path.partition("/") if subset is not None else ("", "", path)
+                if not file_name:  # a path without a split folder
+                    folder, file_name = "", path
+                text = class_label(label)
+                line: dict[str, Any] = {
+                    "file_name": file_name,
+                    "label": text or "",
+                    "class_index": classes.get(text, NO_CLASS) if text is not None else NO_CLASS,
+                }
+                for name in METADATA_COLUMNS:
+                    value = extra[name][row]
+                    line[name] = "" if value is None else str(value)
+                handle = handles.get(folder)
+                if handle is None:
+                    target = (root / folder if folder else root) / METADATA_NAME
+                    tmp = stack.enter_context(atomic_path(target))
+                    handle = stack.enter_context(open(tmp, "w", encoding="utf-8"))
+                    handles[folder] = handle
                 handle.write(json.dumps(line, ensure_ascii=False) + "\n")
-    logger.debug("wrote metadata.jsonl for %d splits of %s", len(by_split), root)
-    return done.num_rows
+    logger.debug("wrote metadata.jsonl for %d splits of %s", len(handles), root)
+    return written
 
 
 class HFWriter(ImageFolderWriter):
@@ -108,6 +116,6 @@ class HFWriter(ImageFolderWriter):
         True
     """
 
-    def finalize(self, manifest: pa.Table) -> None:
-        """Rewrite the files derived from the whole manifest (called after every run)."""
+    def finalize(self, manifest: pa.Table | str | os.PathLike[str]) -> None:
+        """Rewrite the files derived from the whole manifest (a table or its parquet path)."""
         write_metadata(self.root, manifest)
