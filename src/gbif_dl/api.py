@@ -20,7 +20,7 @@ from gbif_dl.errors import ConfigError
 from gbif_dl.gbif.client import GbifClient
 from gbif_dl.gbif.params import normalize_name
 from gbif_dl.records import MediaRecord
-from gbif_dl.sources.search import agenerate_urls, check_arguments
+from gbif_dl.sources.search import agenerate_urls
 
 __all__ = ["agenerate_urls", "gbif_count", "generate_urls"]
 
@@ -107,20 +107,7 @@ def generate_urls(
         >>> next(urls)["label"]  # doctest: +SKIP
         '5352251'
     """
-    check_arguments(  # raise ConfigError now, not at the first next()
-        queries,
-        label=label,
-        split_streams_by=split_streams_by,
-        subset_streams=subset_streams,
-        nb_samples_per_stream=nb_samples_per_stream,
-        nb_samples=nb_samples,
-        mediatype=mediatype,
-        license_info=license_info,
-        one_media_per_occurrence=one_media_per_occurrence,
-        seed=seed,
-        licenses=licenses,
-        keep_unknown_licenses=keep_unknown_licenses,
-    )
+    # agenerate_urls checks the arguments now (ConfigError before any request), not at next()
     return iterate_sync(
         agenerate_urls(
             queries,

@@ -546,38 +546,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub("demo", "the whole pipeline offline against the built-in simulator")
     p.add_argument("--root", default="gbif-dl-demo", help="output folder (default: %(default)s)")
     p.add_argument(
-        "--size", type=int, default=3000, help="simulated occurrences (default: %(default)s)"
-    )
-    p.add_argument(
         "--nb-samples", type=int, default=400, help="images to download (default: %(default)s)"
     )
-    p.add_argument(
-        "--hosts", type=int, default=3, help="simulated image hosts (default: %(default)s)"
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the simulated world and sampling (default: %(default)s)",
-    )
+    _world_arguments(p, size=3000, hosts=3, seed_help="seed of the simulated world and sampling")
     p.set_defaults(handler=_cmd_demo)
 
     p = sub("simulate", "serve a simulated GBIF API and image hosts on this machine")
     p.add_argument("--port", type=int, required=True, help="port of the simulated API")
-    p.add_argument(
-        "--size", type=int, default=10_000, help="simulated occurrences (default: %(default)s)"
-    )
-    p.add_argument(
-        "--hosts", type=int, default=2, help="simulated image hosts (default: %(default)s)"
-    )
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed of the simulated world (default: %(default)s)"
-    )
+    _world_arguments(p, size=10_000, hosts=2, seed_help="seed of the simulated world")
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
     p.set_defaults(handler=_cmd_simulate)
     return parser
+
+
+def _world_arguments(p: argparse.ArgumentParser, *, size: int, hosts: int, seed_help: str) -> None:
+    """The flags that describe a simulated world (``demo`` and ``simulate``)."""
+    p.add_argument(
+        "--size", type=int, default=size, help="simulated occurrences (default: %(default)s)"
+    )
+    p.add_argument(
+        "--hosts", type=int, default=hosts, help="simulated image hosts (default: %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=0, help=f"{seed_help} (default: %(default)s)")
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from gbif_dl._aio import run_sync
+from gbif_dl._memory import release_memory
 from gbif_dl.errors import ConfigError, OutputError
 from gbif_dl.fetch.result import FetchResult, Reason
 from gbif_dl.records import is_http_url, url_basename
@@ -822,9 +823,11 @@ class _Run:
             try:
                 # streamed: the merge, the attribution files and finalize read the manifest
                 # file a batch at a time, so memory stays flat whatever the number of rows
+                release_memory()  # the fetch phase's buffers, before the merge's peak
                 manifest = merge_journal_file(
                     self.root, manifest_name=manifest_name, journal_name=journal_name
                 )
+                release_memory()
                 if manifest is not None and self.files.attribution:
                     write_attribution(self.root, manifest)
                     finalize = getattr(self.writer, "finalize", None)

@@ -8,6 +8,7 @@ import json
 import logging
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -357,3 +358,24 @@ def test_progress_logs_instead_of_printing(
     assert capsys.readouterr().out == ""
     last = caplog.records[-1].getMessage()
     assert "3/3 items" in last and "ok=1 failed=1 skipped=1" in last and "2.0 KiB" in last
+
+
+@pytest.mark.parametrize("n_datasets", [3, 70_000])
+def test_distinct_occurrences_per_dataset_match_a_set_oracle(n_datasets: int) -> None:
+    """The packed in-place count equals counting (dataset, occurrence) pairs in a set, for
+    plain ids, huge ids, digest keys of odd ids (top bit set) and many datasets (exact path)."""
+    from gbif_dl.writers.attribution import _distinct_per_dataset
+
+    rng = np.random.default_rng(7)
+    n = 5_000
+    keys = rng.integers(0, 400, n).astype(np.uint64)  # many repeats
+    keys[:500] = np.uint64(1 << 63) | rng.integers(0, 50, 500).astype(np.uint64)  # digests
+    keys[500:700] = np.uint64((1 << 47) - 1) - rng.integers(0, 5, 200).astype(np.uint64)
+    keys[700:800] = np.uint64(1 << 47) + rng.integers(0, 5, 100).astype(np.uint64)
+    codes = rng.integers(0, n_datasets, n).astype(np.int32)
+    codes[: n // 2] = rng.integers(0, 3, n // 2)  # crowd a few datasets
+    expected = np.zeros(n_datasets, dtype=np.int64)
+    for code, _ in {(int(c), int(k)) for c, k in zip(codes, keys, strict=True)}:
+        expected[code] += 1
+    got = _distinct_per_dataset(keys.copy(), codes.copy(), n_datasets)
+    assert got.tolist() == expected.tolist()

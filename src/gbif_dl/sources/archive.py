@@ -47,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from gbif_dl._memory import jemalloc_pool, release_memory
 from gbif_dl.errors import ArchiveError, ConfigError
 from gbif_dl.records import MediaRecord, is_http_url, normalize_license, safe_component
 from gbif_dl.sampling.filters import LicenseFilter
@@ -71,7 +72,7 @@ MULTIMEDIA_ROW_TYPE = "http://rs.gbif.org/terms/1.0/Multimedia"
 DEFAULT_BLOCK_SIZE = 1 << 18
 #: Rows processed together (of the few columns kept); larger is faster, smaller leaner.
 DEFAULT_BATCH_ROWS = 1 << 14
-#: Batches between two hand-backs of freed memory to the OS (see ``_release_memory``).
+#: Batches between two hand-backs of freed memory to the OS (see ``release_memory``).
 _RELEASE_EVERY = 16
 #: A member whose declared size exceeds its compressed size this many times is refused.
 MAX_COMPRESSION_RATIO = 1000
@@ -274,42 +275,6 @@ def _seed_value(seed: int | str | None, salt: int) -> np.uint64:
     for byte in text:  # FNV-1a: stable across processes, unlike hash()
         value = ((value ^ byte) * 1099511628211) & _MASK64
     return np.uint64(value)
-
-
-def _memory_pool() -> pa.MemoryPool:
-    """jemalloc where pyarrow has it: it hands freed parser blocks back to the OS promptly,
-    which keeps the peak resident memory of a pass far lower than mimalloc or malloc do."""
-    try:
-        return pa.jemalloc_memory_pool()
-    except (NotImplementedError, AttributeError):
-        return pa.default_memory_pool()
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim  # glibc only
-    except (OSError, AttributeError):
-        return None
-    return trim
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-def _release_memory() -> None:
-    """Hand freed memory back to the OS between passes: arrow's pool and glibc's heap.
-
-    The passes free many short-lived batch buffers between long-lived columns; without this
-    the process keeps those holes resident and the peak grows by tens of MB.
-    """
-    pa.default_memory_pool().release_unused()
-    _memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
@@ -717,7 +682,7 @@ class ArchiveSource:
                 read_options=read_options,
                 parse_options=parse_options,
                 convert_options=convert_options,
-                memory_pool=_memory_pool(),
+                memory_pool=jemalloc_pool(),
             )
             names = list(wanted_index)
             pending: list[pa.RecordBatch] = []
@@ -734,7 +699,7 @@ class ArchiveSource:
                     pending, pending_rows = [], 0
                     yielded += 1
                     if yielded % _RELEASE_EVERY == 0:
-                        _release_memory()
+                        release_memory()
             if pending:
                 yield _concat(pending)
         except ArchiveError:
@@ -806,7 +771,7 @@ class ArchiveSource:
         if not chunks:
             empty = np.empty(0, dtype=np.int64)
             return _Media(empty, empty, empty, np.empty(0, dtype=np.int32))
-        _release_memory()
+        release_memory()
         columns = []
         for k in range(4):  # one column at a time: the peak is the total plus one column
             columns.append(np.concatenate([chunk[k] for chunk in chunks]))
@@ -958,13 +923,13 @@ class ArchiveSource:
         with self._open_zip() as archive:
             media = self._scan_media(archive, options.mediatype, license_codes)
             media_keys = _sorted_unique(media.keys)
-            _release_memory()
+            release_memory()
             occ = self._scan_occurrences(archive, wanted, media_keys, license_codes)
             del media_keys
-            _release_memory()
+            release_memory()
             rows, occ_index, license_of = self._select(media, occ, options, license_codes)
             del media
-            _release_memory()
+            release_memory()
             if label is None:
                 yield from self._emit_with_rows(archive, rows, occ_index, license_of, occ, options)
             else:

@@ -741,7 +741,7 @@ def check_arguments(
     return options, query, streams
 
 
-async def agenerate_urls(
+def agenerate_urls(
     queries: Mapping[str, Any],
     label: str | None = None,
     split_streams_by: str | Sequence[str] | None = None,
@@ -768,7 +768,8 @@ async def agenerate_urls(
 
     The arguments are those of :func:`gbif_dl.api.generate_urls`. Also: ``client`` (an open
     :class:`GbifClient` to use instead of creating one) and ``stats`` (a :class:`SearchStats`
-    filled in while iterating).
+    filled in while iterating). The arguments are checked when it is called (a
+    :class:`ConfigError` is raised then, before any request); the records come while iterating.
 
     Example:
         >>> async def urls(api_url: str) -> list[str]:
@@ -793,7 +794,40 @@ async def agenerate_urls(
     )
     if cache_requests:
         logger.debug("cache_requests is accepted for compatibility; GBIF responses are not cached")
-    stats = stats if stats is not None else SearchStats()
+    return _generate(
+        options,
+        query,
+        streams,
+        subset_streams=subset_streams,
+        nb_samples_per_stream=nb_samples_per_stream,
+        nb_samples=nb_samples,
+        weighted_streams=weighted_streams,
+        verbose=verbose,
+        dedupe=dedupe,
+        api_url=api_url,
+        concurrency=concurrency,
+        client=client,
+        stats=stats if stats is not None else SearchStats(),
+    )
+
+
+async def _generate(
+    options: _Options,
+    query: Query,
+    streams: list[Stream],
+    *,
+    subset_streams: Any,
+    nb_samples_per_stream: int | None,
+    nb_samples: int | None,
+    weighted_streams: bool,
+    verbose: bool,
+    dedupe: bool,
+    api_url: str | None,
+    concurrency: int | None,
+    client: GbifClient | None,
+    stats: SearchStats,
+) -> AsyncIterator[MediaRecord]:
+    """The body of :func:`agenerate_urls`, once its arguments are checked."""
     log_level = logging.INFO if verbose else logging.DEBUG
     own_client = client is None
     if client is None:

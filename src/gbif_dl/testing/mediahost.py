@@ -42,7 +42,6 @@ import asyncio
 import hashlib
 import io
 import logging
-import socket
 import struct
 import threading
 import time
@@ -55,6 +54,7 @@ from typing import Any
 from aiohttp import web
 
 from gbif_dl.errors import ConfigError
+from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback
 
 __all__ = ["HostFaults", "HostStats", "MediaHosts", "render_image"]
 
@@ -333,8 +333,7 @@ class MediaHosts:
                     f"faults given for host indices {unknown}, but hosts are 0..{n_hosts - 1}."
                 )
         self._states = [_HostState(i, per_host.get(i, HostFaults())) for i in range(n_hosts)]
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._server = BackgroundLoop("gbif-dl-mediahosts")
         self._runners: list[web.AppRunner] = []
         self._base_urls: list[str] = []
         self._static: dict[str, tuple[bytes, str]] = {}
@@ -346,42 +345,12 @@ class MediaHosts:
 
     def start(self) -> MediaHosts:
         """Start the servers (idempotent); returns ``self``."""
-        if self._thread is not None:
-            return self
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start_all())
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._stop_all())
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=serve, name="gbif-dl-mediahosts", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
+        self._server.start(self._start_all, self._stop_all)
         return self
 
     def close(self) -> None:
         """Stop the servers and the background thread."""
-        if self._thread is None or self._loop is None:
-            return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._thread = None
+        self._server.stop()
 
     def __enter__(self) -> MediaHosts:
         return self.start()
@@ -397,12 +366,7 @@ class MediaHosts:
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
             await runner.setup()
             host = f"127.0.0.{state.index + 1}"
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, 0))
-            port = sock.getsockname()[1]
-            site = web.SockSite(runner, sock, backlog=1024)
-            await site.start()
+            port = await serve_on_loopback(runner, host)
             self._runners.append(runner)
             state.key = f"{host}:{port}"
             self._base_urls.append(f"http://{host}:{port}")

@@ -46,7 +46,6 @@ import hashlib
 import json
 import logging
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -62,6 +61,7 @@ import numpy.typing as npt
 from aiohttp import web
 
 from gbif_dl.errors import ConfigError
+from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback
 from gbif_dl.testing.archive import write_dwca
 from gbif_dl.testing.population import (
     InvalidSearchError,
@@ -380,8 +380,7 @@ class GbifSimulator:
         self._faults: list[_Fault] = []
         self._retry_deadlines: dict[str, float] = {}
         self._workdir: Path | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._server = BackgroundLoop("gbif-dl-simulator")
         self._runner: web.AppRunner | None = None
         self.reset_stats()
 
@@ -399,44 +398,16 @@ class GbifSimulator:
 
     def start(self) -> GbifSimulator:
         """Start serving in a background thread (idempotent); returns ``self``."""
-        if self._thread is not None:
+        if self._server.running:
             return self
         self._workdir = Path(tempfile.mkdtemp(prefix="gbif-dl-sim-"))
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list[BaseException] = []
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start_server())
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            if self._runner is not None:
-                loop.run_until_complete(self._runner.cleanup())
-            loop.close()
-
-        self._loop = loop
-        self._thread = threading.Thread(target=serve, name="gbif-dl-simulator", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failure:
-            self._thread.join()
-            self._thread = None
-            raise failure[0]
+        self._server.start(self._start_server, self._stop_server)
         logger.info("GBIF simulator listening on %s", self.api_url)
         return self
 
     def close(self) -> None:
         """Stop serving and remove the built archives."""
-        if self._thread is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join()
-            self._thread = None
+        self._server.stop()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -462,11 +433,11 @@ class GbifSimulator:
         routes.add_get(r"/archive/{name}", self._archive)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock, backlog=1024).start()
+        self.port = await serve_on_loopback(self._runner, self.host, self.port)
+
+    async def _stop_server(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
 
     # --- observability and test hooks --------------------------------------------------------
 

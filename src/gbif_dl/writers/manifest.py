@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from gbif_dl._memory import release_memory
 from gbif_dl.records import url_basename
 from gbif_dl.writers._atomic import atomic_path
 
@@ -390,6 +391,8 @@ _JOURNAL_SCHEMA = pa.schema(
 _JOURNAL_BLOCK = 1 << 20
 #: Rows per batch when the manifest parquet file is read back.
 _MANIFEST_BATCH = 16_384
+#: Batches read between two hand-backs of freed memory to the OS.
+_RELEASE_EVERY = 8
 
 
 def _conform(table: pa.Table | pa.RecordBatch, columns: Iterable[str] | None = None) -> pa.Table:
@@ -462,6 +465,7 @@ def _journal_blocks(
         handle = open(path, "rb")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         return
+    blocks = 0
     with handle:
         rest = b""
         while True:
@@ -479,6 +483,9 @@ def _journal_blocks(
                 table = _parse_journal_block(data, path)
                 if table is not None and table.num_rows:
                     yield table if wanted is None else table.select(wanted)
+                blocks += 1
+                if blocks % _RELEASE_EVERY == 0:
+                    release_memory()
             if not chunk:
                 return
 
@@ -486,7 +493,8 @@ def _journal_blocks(
 def _manifest_file_batches(path: Path, columns: Iterable[str] | None = None) -> Iterator[pa.Table]:
     """``path`` (a manifest parquet file) in tables of at most :data:`_MANIFEST_BATCH` rows."""
     wanted = list(columns) if columns is not None else SCHEMA.names
-    parquet = pq.ParquetFile(path)
+    # no pre-buffering: it keeps whole column chunks resident while they are read
+    parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     present = set(parquet.schema_arrow.names)
     read = [name for name in wanted if name in present]
     if not read:  # (only columns the file lacks: nulls, one batch per row group)
@@ -494,8 +502,11 @@ def _manifest_file_batches(path: Path, columns: Iterable[str] | None = None) -> 
             rows = parquet.metadata.row_group(group).num_rows
             yield _conform(pa.table({"_": pa.nulls(rows)}), wanted)
         return
-    for batch in parquet.iter_batches(batch_size=_MANIFEST_BATCH, columns=read, use_threads=False):
+    batches = parquet.iter_batches(batch_size=_MANIFEST_BATCH, columns=read, use_threads=False)
+    for i, batch in enumerate(batches, 1):
         yield _conform(batch, wanted)
+        if i % _RELEASE_EVERY == 0:  # the allocator keeps freed batches resident otherwise
+            release_memory()
 
 
 def iter_manifest(
