@@ -632,10 +632,19 @@ class _Run:
             self._finish(row, "failed", reason=Reason.WRITE_ERROR.value)
             return
         previous_path = self.index.get(url, (None, None))[1]
+        # in a thread: creating a file can cost a millisecond of kernel time (ext4 under
+        # churn), which then overlaps with the downloads on another core
+        store = asyncio.ensure_future(asyncio.to_thread(self._store, result))
+        cancelled: asyncio.CancelledError | None = None
         try:
-            # in a thread: creating a file can cost a millisecond of kernel time (ext4 under
-            # churn), which then overlaps with the downloads on another core
-            path, sha256 = await asyncio.to_thread(self._store, result)
+            while True:
+                try:
+                    path, sha256 = await asyncio.shield(store)
+                    break
+                except asyncio.CancelledError as exc:
+                    # the thread goes on and may put the file in place: wait for it and journal
+                    # the file, so that no stored file is left without its manifest row
+                    cancelled = exc
         except OSError as exc:
             row = manifest_row(
                 record,
@@ -647,6 +656,8 @@ class _Run:
             )
             self._finish(row, "failed", reason=Reason.WRITE_ERROR.value)
             self._check_disk_full(exc)
+            if cancelled is not None:
+                raise cancelled from None
             return
         if previous_path and previous_path != path:  # overwrite with another type or place
             with contextlib.suppress(OSError):
@@ -666,9 +677,11 @@ class _Run:
         )
         if self.committed is None:
             self._finish(row, "success", nbytes=nbytes)
-            return
-        self.held[path] = (row, nbytes)
-        self._commit()
+        else:
+            self.held[path] = (row, nbytes)
+            self._commit()
+        if cancelled is not None:
+            raise cancelled
 
     def _commit(self) -> None:
         """Journal the held rows whose files the writer has made durable."""

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +20,14 @@ import pytest
 from PIL import Image
 
 from gbif_dl.errors import ConfigError, OutputError
-from gbif_dl.io import DownloadStats, download, download_async
+from gbif_dl.fetch.result import FetchResult
+from gbif_dl.io import OUTPUTS, DownloadStats, download, download_async
 from gbif_dl.records import url_basename
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.writers._atomic import is_temp_name
 from gbif_dl.writers.classes import CLASSES_NAME
-from gbif_dl.writers.manifest import JOURNAL_NAME, MANIFEST_NAME
+from gbif_dl.writers.imagefolder import ImageFolderWriter
+from gbif_dl.writers.manifest import JOURNAL_NAME, MANIFEST_NAME, merge_journal_file
 
 HERE = Path(__file__).parent
 STATE_FILES = {
@@ -451,3 +454,48 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
     assert sorted(r["url"] for r in rows) == sorted(r["url"] for r in records)
     assert {r["status"] for r in rows} == {"success"}
     assert {r["path"] for r in rows} == {p.relative_to(root).as_posix() for p in images}
+
+
+class _GatedWriter(ImageFolderWriter):
+    """An ImageFolder writer whose writes wait for a gate: the run is cancelled meanwhile."""
+
+    entered = threading.Event()
+    gate = threading.Event()
+
+    def write(self, result: FetchResult) -> str:
+        type(self).entered.set()
+        type(self).gate.wait(10)
+        return super().write(result)
+
+
+def test_cancel_while_a_file_is_being_written_keeps_its_manifest_row(
+    hosts: MediaHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled (Ctrl-C) while a writer thread is storing a file: the thread still puts the
+    file in place, so its row must reach the manifest; the rerun then makes no request for it."""
+    monkeypatch.setitem(OUTPUTS, "gated", f"{__name__}:_GatedWriter")
+    _GatedWriter.entered.clear()
+    _GatedWriter.gate.clear()
+    records = _records(hosts, 1)
+    root = tmp_path / "out"
+
+    async def cancelled_run() -> None:
+        task = asyncio.ensure_future(download_async(records, root=root, output="gated"))
+        assert await asyncio.to_thread(_GatedWriter.entered.wait, 10)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        _GatedWriter.gate.set()  # the write completes after the cancellation
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancelled_run())
+    stored = [p for p in root.rglob("*.jpg")]
+    assert len(stored) == 1
+    merge_journal_file(root)
+    rows = pq.read_table(root / MANIFEST_NAME).to_pylist()
+    assert [(r["status"], r["path"]) for r in rows] == [
+        ("success", stored[0].relative_to(root).as_posix())
+    ]
+    before = _requests(hosts)
+    stats = download(records, root=root)
+    assert (stats.skipped, stats.success, _requests(hosts) - before) == (1, 0, 0)
