@@ -52,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeats", type=int, default=None, help="rounds per case (default 3; 1 with --quick)"
     )
+    parser.add_argument(
+        "--budget-min",
+        type=float,
+        default=10.0,
+        help="a case starts no new round that would end past this many minutes (default 10)",
+    )
     args = parser.parse_args(argv)
     names: list[str] = []
     for name in args.cases or CASES:
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     repeats = args.repeats if args.repeats is not None else (1 if args.quick else 3)
-    ctx = core.Context(quick=args.quick, repeats=max(1, repeats))
+    ctx = core.Context(quick=args.quick, repeats=max(1, repeats), budget_s=60.0 * args.budget_min)
     start = time.monotonic()
     meta = {
         "machine": machine.machine_info(),
