@@ -341,6 +341,9 @@ def test_bad_arguments_raise_before_any_request() -> None:
         gbif_dl.api.generate_urls({"speciesKey": 1}, licenses=["free for all"])
     with pytest.raises(ConfigError, match="nb_samples"):
         gbif_dl.api.generate_urls({"speciesKey": 1}, nb_samples=-5)
+    # the async form too: at the call, before any iteration (no event loop needed)
+    with pytest.raises(ConfigError, match="split_streams_by"):
+        gbif_dl.api.agenerate_urls({"speciesKey": [1]}, split_streams_by="datasetKey")
 
 
 # --- one stream of 250,000 records ----------------------------------------------------------------
