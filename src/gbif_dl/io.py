@@ -634,7 +634,7 @@ class _Run:
         previous_path = self.index.get(url, (None, None))[1]
         # in a thread: creating a file can cost a millisecond of kernel time (ext4 under
         # churn), which then overlaps with the downloads on another core
-        store = asyncio.ensure_future(asyncio.to_thread(self._store, result))
+        store = asyncio.get_running_loop().run_in_executor(None, self._store, result)
         cancelled: asyncio.CancelledError | None = None
         try:
             while True:

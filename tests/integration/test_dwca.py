@@ -123,6 +123,17 @@ def test_unknown_identifier(tmp_path: Path) -> None:
         dwca.generate_urls("not-a-key", tmp_path)
 
 
+#: dwca.request() options of the request tests: simulator credentials, fast polling.
+_QUICK_REQUEST: dict[str, Any] = {
+    "label": "speciesKey",
+    "user": "alice",
+    "password": "secret",
+    "poll_interval_s": 0.05,
+    "max_interval_s": 0.1,
+    "timeout_s": 60,
+}
+
+
 def test_request_creates_waits_and_yields(sim: GbifSimulator, tmp_path: Path) -> None:
     """request(): predicate from the query, Basic auth, PREPARING -> RUNNING -> SUCCEEDED."""
     species = [s["key"] for s in sim.population.species[:2]]
@@ -131,14 +142,9 @@ def test_request_creates_waits_and_yields(sim: GbifSimulator, tmp_path: Path) ->
         dwca.request(
             {"speciesKey": species, "year": "1990,2030"},
             tmp_path,
-            label="speciesKey",
-            user="alice",
-            password="secret",
             api_url=sim.api_url,
-            poll_interval_s=0.05,
-            max_interval_s=0.1,
-            timeout_s=60,
             on_status=lambda meta: seen.append(meta["status"]),
+            **_QUICK_REQUEST,
         )
     )
     assert records
@@ -184,14 +190,9 @@ def test_request_waits_and_retries_while_too_many_downloads_run(
                 dwca.request(
                     {"speciesKey": sim.population.species[0]["key"]},
                     tmp_path,
-                    label="speciesKey",
-                    user="alice",
-                    password="secret",
                     api_url=sim.api_url,
-                    poll_interval_s=0.05,
-                    max_interval_s=0.1,
                     too_many_wait_s=wait_s,
-                    timeout_s=60,
+                    **_QUICK_REQUEST,
                 )
             )
         finally:

@@ -29,6 +29,14 @@ def _script(name: str, args: list[str], ctx: Context, timeout_s: float) -> str:
     return done.stdout
 
 
+def _script_json(name: str, args: list[str], ctx: Context, timeout_s: float) -> dict[str, Any]:
+    """Run a script that writes its JSON summary to ``--json PATH``; return that summary."""
+    json_path = ctx.scratch(Path(name).stem) / "result.json"
+    _script(name, [*args, "--json", str(json_path)], ctx, timeout_s)
+    data: dict[str, Any] = json.loads(json_path.read_text())
+    return data
+
+
 def run_read(ctx: Context) -> CaseResult:
     images = 2_000 if ctx.quick else 50_000
     workdir: Path = ctx.scratch("read")
@@ -64,9 +72,7 @@ def run_read(ctx: Context) -> CaseResult:
 
 def run_dask(ctx: Context) -> CaseResult:
     n = 200 if ctx.quick else 2_000
-    json_path = ctx.scratch("dask") / "dask.json"
-    _script("dask_speedup.py", ["--n", str(n), "--json", str(json_path)], ctx, timeout_s=3600)
-    data: dict[str, Any] = json.loads(json_path.read_text())
+    data = _script_json("dask_speedup.py", ["--n", str(n)], ctx, timeout_s=3600)
     res = CaseResult(
         "dask",
         "CPU-heavy job (resize 1600x1200 JPEGs to 512): 2 Dask workers vs one process",
@@ -90,9 +96,7 @@ def run_dask(ctx: Context) -> CaseResult:
 
 def run_soak(ctx: Context) -> CaseResult:
     records = 20_000 if ctx.quick else 1_000_000
-    json_path = ctx.scratch("soak") / "soak.json"
-    _script("soak.py", ["--records", str(records), "--json", str(json_path)], ctx, timeout_s=7200)
-    data: dict[str, Any] = json.loads(json_path.read_text())
+    data = _script_json("soak.py", ["--records", str(records)], ctx, timeout_s=7200)
     slices = data.get("slices") or []
     res = CaseResult(
         "soak",

@@ -311,16 +311,25 @@ def _iter_journal(root: Path | str, name: str = JOURNAL_NAME) -> Iterator[dict[s
         return
     with handle:
         for number, line in enumerate(handle, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("ignoring torn line %d of %s", number, path)
-                continue
-            if isinstance(row, dict) and isinstance(row.get("url"), str):
+            row = _journal_line(line, path, number)
+            if row is not None:
                 yield row
+
+
+def _journal_line(line: str, path: Path, number: int | None = None) -> dict[str, Any] | None:
+    """One journal line as a row; None for a blank, torn (logged) or url-less line."""
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        where = f"line {number} of " if number is not None else "a line of "
+        logger.warning("ignoring torn %s%s", where, path)
+        return None
+    if isinstance(row, dict) and isinstance(row.get("url"), str):
+        return row
+    return None
 
 
 def read_manifest(
@@ -428,18 +437,8 @@ def _parse_journal_block(data: bytes, path: Path) -> pa.Table | None:
             memory_pool=pa.system_memory_pool(),
         )
     except pa.ArrowException:
-        rows = []
-        for line in data.decode("utf-8", errors="replace").splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("ignoring a torn line of %s", path)
-                continue
-            if isinstance(row, dict) and isinstance(row.get("url"), str):
-                rows.append(row)
+        lines = data.decode("utf-8", errors="replace").splitlines()
+        rows = [row for row in (_journal_line(line, path) for line in lines) if row is not None]
         return _rows_to_table(rows) if rows else None
     if table["url"].null_count:
         table = table.filter(pc.is_valid(table["url"]))
