@@ -30,6 +30,7 @@ import hashlib
 import io
 import logging
 import math
+import operator
 import os
 import struct
 import sys
@@ -37,10 +38,10 @@ import xml.etree.ElementTree as ET
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -51,6 +52,9 @@ from gbif_dl._memory import jemalloc_pool, release_memory
 from gbif_dl.errors import ArchiveError, ConfigError
 from gbif_dl.records import MediaRecord, is_http_url, normalize_license, safe_component
 from gbif_dl.sampling.filters import LicenseFilter
+
+if TYPE_CHECKING:
+    import subprocess
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -72,6 +76,9 @@ MULTIMEDIA_ROW_TYPE = "http://rs.gbif.org/terms/1.0/Multimedia"
 DEFAULT_BLOCK_SIZE = 1 << 18
 #: Rows processed together (of the few columns kept); larger is faster, smaller leaner.
 DEFAULT_BATCH_ROWS = 1 << 14
+#: Occurrence files at least this large (uncompressed bytes) are read by a worker process
+#: while the main one reads the multimedia file (below, starting a process costs more).
+WORKER_MIN_BYTES = 64 << 20
 #: Batches between two hand-backs of freed memory to the OS (see ``release_memory``).
 _RELEASE_EVERY = 16
 #: A member whose declared size exceeds its compressed size this many times is refused.
@@ -90,9 +97,16 @@ _OCCURRENCE_FIELDS = (
     "publisher",
 )
 _MEDIA_FIELDS = ("format", "references", "creator", "publisher", "license", "rightsHolder")
+#: Columns of the candidate media rows the streaming join works on.
+_CANDIDATE_COLUMNS = ("row", "key", "identifier", *_MEDIA_FIELDS)
+#: Occurrence rows the streaming join reads ahead looking for an occurrence before it gives up
+#: on file order (about 44 bytes each).
+_LOOKAHEAD_ROWS = 1 << 20
 _INT_FIELDS = frozenset({"speciesKey", "taxonKey"})
 # URLs that are certainly valid http(s) URLs; the rest go through records.is_http_url.
 _SIMPLE_URL = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?([/?#][^\x00-\x1f\x7f]*)?$"
+# The same without the scan for control characters, which ``_simple_urls`` does on the bytes.
+_SIMPLE_URL_START = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?([/?#]|$)"
 _MASK64 = (1 << 64) - 1
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 
@@ -292,10 +306,87 @@ def _string_column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
     return column
 
 
+_NUMPY_TYPES: dict[pa.DataType, np.dtype[Any]] = {
+    pa.int64(): np.dtype(np.int64),
+    pa.int32(): np.dtype(np.int32),
+    pa.uint8(): np.dtype(np.uint8),
+}
+
+
+def _numpy(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A fixed-width arrow array without nulls as a zero-copy numpy view.
+
+    (``Array.to_numpy`` would import pandas, when installed, for 40 MB and a fraction of a
+    second; these arrays never need it.)
+    """
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    dtype = _NUMPY_TYPES[values.type]
+    data = values.buffers()[1]
+    if data is None:
+        return np.empty(0, dtype=dtype)
+    return np.frombuffer(
+        data, dtype=dtype, count=len(values), offset=values.offset * dtype.itemsize
+    )
+
+
+def _arrow(values: np.ndarray) -> pa.Array:
+    """An int64 numpy array as an arrow array (zero-copy, without pandas, see ``_numpy``)."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), values.size, [None, pa.py_buffer(values)])
+
+
+def _empty_strings(n: int) -> pa.Array:
+    """``n`` empty strings (a missing column)."""
+    offsets = pa.py_buffer(np.zeros(n + 1, dtype=np.int32))
+    return pa.Array.from_buffers(pa.string(), n, [None, offsets, pa.py_buffer(b"")])
+
+
+def _mask(values: pa.Array) -> np.ndarray:
+    """A boolean arrow array (no nulls) as numpy."""
+    return _numpy(pc.cast(values, pa.uint8())).view(np.bool_)
+
+
+def _lengths(strings: pa.Array) -> np.ndarray:
+    """Character lengths of a string array (no nulls) as numpy."""
+    return _numpy(pc.utf8_length(strings))
+
+
+def _equals(strings: pa.Array, value: str) -> np.ndarray:
+    """``strings == value`` as numpy, through the (few) distinct values."""
+    encoded = pc.dictionary_encode(strings)
+    distinct = encoded.dictionary.to_pylist()
+    if value not in distinct:
+        return np.zeros(len(strings), dtype=bool)
+    return _numpy(encoded.indices) == distinct.index(value)
+
+
+def _simple_urls(urls: pa.Array) -> np.ndarray:
+    """Which URLs certainly are valid http(s) URLs (``_SIMPLE_URL``); the rest need a look.
+
+    Control characters are looked for in the batch's bytes at once: almost never there.
+    """
+    data = urls.buffers()[2]
+    if data is None:
+        return np.zeros(len(urls), dtype=bool)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if np.any((raw < 0x20) | (raw == 0x7F)):
+        return _mask(pc.match_substring_regex(urls, _SIMPLE_URL))
+    return _mask(pc.match_substring_regex(urls, _SIMPLE_URL_START))
+
+
+def _pick(table: Sequence[Any], index: np.ndarray) -> Sequence[Any]:
+    """``table[i]`` for each ``i`` in ``index``, in one C loop (a tuple)."""
+    if index.size > 1:
+        picked: Sequence[Any] = operator.itemgetter(*index.tolist())(table)
+        return picked
+    return [table[i] for i in index.tolist()]
+
+
 def _to_keys(ids: pa.Array) -> np.ndarray:
     """Occurrence ids -> int64 keys: the integer itself, or a stable 63-bit hash of the text."""
     try:
-        return np.asarray(pc.cast(ids, pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+        return _numpy(pc.cast(ids, pa.int64()))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     keys = np.empty(len(ids), dtype=np.int64)
@@ -319,17 +410,78 @@ class _Codes:
         self.values: list[str] = [""]
         self.index: dict[str, int] = {"": 0}
 
+    def code(self, value: str) -> int:
+        """The code of ``value``, added to the dictionary if it is new."""
+        code = self.index.get(value)
+        if code is None:
+            code = self.index[value] = len(self.values)
+            self.values.append(value)
+        return code
+
     def encode(self, column: pa.Array) -> np.ndarray:
         encoded = pc.dictionary_encode(column)
         uniques = encoded.dictionary.to_pylist()
-        mapping = np.empty(len(uniques), dtype=np.int32)
-        for i, value in enumerate(uniques):
-            code = self.index.get(value)
-            if code is None:
-                code = self.index[value] = len(self.values)
-                self.values.append(value)
-            mapping[i] = code
-        return mapping[encoded.indices.to_numpy(zero_copy_only=False)]
+        mapping = np.fromiter(map(self.code, uniques), dtype=np.int32, count=len(uniques))
+        return mapping[_numpy(encoded.indices)]
+
+
+class _HashSet:
+    """A growing set of int64 hashes kept as a few sorted arrays, merged like a binary counter.
+
+    Eight bytes per member and no Python object per member: a batch is checked with one
+    ``searchsorted`` per array (the batch sorted first, so each array is walked in order).
+    """
+
+    __slots__ = ("levels",)
+
+    def __init__(self) -> None:
+        self.levels: list[np.ndarray] = []
+
+    def add(self, values: np.ndarray) -> np.ndarray:
+        """Add ``values`` (distinct among themselves); True where one was not a member yet."""
+        order = np.argsort(values)
+        needles = values[order]
+        known = np.zeros(values.size, dtype=bool)
+        for level in self.levels:
+            at = np.minimum(np.searchsorted(level, needles), level.size - 1)
+            known |= level[at] == needles
+        merged = needles[~known]  # sorted
+        while self.levels and self.levels[-1].size <= 2 * merged.size:
+            merged = np.sort(np.concatenate([self.levels.pop(), merged]), kind="stable")
+        if merged.size:
+            self.levels.append(merged)
+        new = np.empty(values.size, dtype=bool)
+        new[order] = ~known
+        return new
+
+
+class _RowBits:
+    """A bitmap of multimedia row numbers (the rows already yielded as records)."""
+
+    __slots__ = ("bits",)
+
+    def __init__(self) -> None:
+        self.bits = np.zeros(1 << 12, dtype=np.uint8)
+
+    def add(self, rows: np.ndarray) -> None:
+        if not rows.size:
+            return
+        need = int(rows.max() >> 3) + 1
+        if need > self.bits.size:
+            grown = np.zeros(max(need, 2 * self.bits.size), dtype=np.uint8)
+            grown[: self.bits.size] = self.bits
+            self.bits = grown
+        np.bitwise_or.at(self.bits, rows >> 3, np.left_shift(1, rows & 7).astype(np.uint8))
+
+    def contains(self, rows: np.ndarray) -> np.ndarray:
+        byte = rows >> 3
+        inside = byte < self.bits.size
+        found = np.zeros(rows.size, dtype=bool)
+        found[inside] = (self.bits[byte[inside]] >> (rows[inside] & 7).astype(np.uint8)) & 1 == 1
+        return found
+
+    def any(self) -> bool:
+        return bool(self.bits.any())
 
 
 class _BoundedReader(io.RawIOBase):
@@ -421,6 +573,10 @@ class _DeflateAsGzip(io.RawIOBase):
 _EMPTY = np.empty(0, dtype=np.int64)
 
 
+class _OutOfOrder(Exception):
+    """The archive's multimedia rows do not follow the order of their occurrences."""
+
+
 @dataclass
 class _Media:
     """Compact columns of the multimedia rows that survived the row checks."""
@@ -439,6 +595,63 @@ class _Occurrences:
     codes: dict[str, np.ndarray]
     dictionaries: dict[str, _Codes]
     odd_ids: dict[int, str]  # key -> id text, for ids that are not plain integers
+
+
+class _Window:
+    """Occurrence messages as one growing ``_Occurrences`` (see ``_occurrence_messages``).
+
+    The feed's dictionaries are mirrored; licence codes are translated into the licence
+    dictionary shared with the multimedia rows, so the two licences compare as codes. The
+    streaming join keeps only the occurrences it has not passed yet (from ``start`` on).
+    """
+
+    def __init__(self, wanted: Sequence[str], licenses: _Codes) -> None:
+        self.licenses = licenses
+        dictionaries = {name: (licenses if name == "license" else _Codes()) for name in wanted}
+        codes = {name: np.empty(0, dtype=np.int32) for name in wanted}
+        self.occ = _Occurrences(_EMPTY, codes, dictionaries, {})
+        self._license_map = np.zeros(1, dtype=np.int32)
+        self.start = 0
+        self.done = False
+
+    def receive(self, message: Mapping[str, Any], stats: ArchiveStats) -> bool:
+        """Count ``message`` and grow the dictionaries; ``False`` for the end of the feed."""
+        if message.get("end"):
+            stats.skipped.update(message["skipped"])
+            self.done = True
+            return False
+        stats.occurrences += message["rows"]
+        stats.id_whitespace += message["ws"]
+        for name, values in message["new"].items():
+            if name == "license":
+                codes = np.fromiter(map(self.licenses.code, values), np.int32, len(values))
+                self._license_map = np.concatenate([self._license_map, codes])
+            elif values:
+                self.occ.dictionaries[name].values.extend(values)
+        self.occ.odd_ids.update(message["odd"])
+        return True
+
+    def translate(self, name: str, codes: np.ndarray) -> np.ndarray:
+        return self._license_map[codes] if name == "license" else codes
+
+    def append(self, message: Mapping[str, Any]) -> int:
+        """Add a received message's occurrences after the ones not passed yet; their count."""
+        occ, start = self.occ, self.start
+        occ.keys = np.concatenate([occ.keys[start:], message["keys"]])
+        for name, codes in message["codes"].items():
+            occ.codes[name] = np.concatenate([occ.codes[name][start:], self.translate(name, codes)])
+        self.start = 0
+        return int(message["keys"].size)
+
+    def locate(self, keys: np.ndarray) -> np.ndarray:
+        """Positions of ``keys`` among the occurrences not passed yet (-1: not there)."""
+        pending = self.occ.keys[self.start :]
+        order = np.argsort(pending, kind="stable")  # equal keys: the first in file order
+        ordered = pending[order]
+        if not ordered.size:
+            return np.full(keys.size, -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(ordered, keys), ordered.size - 1)
+        return np.where(ordered[at] == keys, order[at] + self.start, -1)
 
 
 class ArchiveSource:
@@ -468,6 +681,11 @@ class ArchiveSource:
         self.block_size = block_size
         self.batch_rows = batch_rows
         self.stats = ArchiveStats()
+        #: One pass with the streaming join when the options allow it (no quotas, a label).
+        self.streaming = True
+        #: Occurrence files at least this large (uncompressed) are read in a worker process.
+        self.worker_min_bytes = WORKER_MIN_BYTES
+        self._occurrence_process: subprocess.Popen[bytes] | None = None  # the last worker
         self._where = str(self.path)
         self.core, self.multimedia = self._read_meta()
 
@@ -599,6 +817,7 @@ class ArchiveSource:
         counter: str,
         *,
         use_threads: bool = False,
+        skipped: Counter[str] | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream ``spec``'s rows as record batches of the ``wanted`` columns (all strings).
 
@@ -607,7 +826,8 @@ class ArchiveSource:
         little Python work per batch and stay leaner without it.
 
         Column names in the batches are the short term names; ``"_id"`` is the id column.
-        Rows with a wrong number of fields are skipped and counted under ``counter``.
+        Rows with a wrong number of fields are skipped and counted under ``counter`` (in
+        ``skipped``, by default the source's statistics).
         """
         wanted_index = {"_id": spec.id_index}
         for name in wanted:
@@ -622,10 +842,10 @@ class ArchiveSource:
                 f"{info.compress_size} compressed bytes; refusing a likely zip bomb",
                 path=self._where,
             )
-        skipped = self.stats.skipped
+        invalid = self.stats.skipped if skipped is None else skipped
 
         def on_invalid(row: Any) -> str:
-            skipped[counter] += 1
+            invalid[counter] += 1
             return "skip"
 
         generated = {index: f"f{index}" for index in set(wanted_index.values())}
@@ -719,41 +939,50 @@ class ArchiveSource:
 
     # -- the passes ------------------------------------------------------------------------
 
+    def _filter_media(
+        self, batch: pa.RecordBatch, mediatype: str | None
+    ) -> tuple[np.ndarray, pa.Array, pa.Array]:
+        """The rows of a multimedia batch that can become records: (index, ids, urls).
+
+        ``ids`` and ``urls`` are the whole batch's, trimmed; rows failing a check are counted.
+        """
+        stats = self.stats
+        skipped = stats.skipped
+        n = batch.num_rows
+        stats.media_rows += n
+        raw_ids = batch.column("_id")
+        ids = pc.utf8_trim_whitespace(raw_ids)
+        stats.id_whitespace += n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
+        urls = pc.utf8_trim_whitespace(batch.column("identifier"))
+        keep = np.ones(n, dtype=bool)
+        has_id = _lengths(ids) > 0
+        _drop(keep, ~has_id, skipped, "missing_id")
+        has_url = _lengths(urls) > 0
+        _drop(keep, ~has_url, skipped, "missing_identifier")
+        if mediatype is not None:
+            types = pc.utf8_trim_whitespace(batch.column("type"))
+            has_type = _lengths(types) > 0
+            _drop(keep, ~has_type, skipped, "missing_type")
+            same = _equals(types, mediatype)
+            _drop(keep, ~same, skipped, "other_type")
+        simple = _simple_urls(urls)
+        for i in np.flatnonzero(keep & ~simple).tolist():  # rare: check the odd ones exactly
+            if not is_http_url(urls[i].as_py()):
+                keep[i] = False
+                skipped["invalid_url"] += 1
+        return np.flatnonzero(keep), ids, urls
+
     def _scan_media(
         self, archive: zipfile.ZipFile, mediatype: str | None, licenses: _Codes
     ) -> _Media:
         """Pass 1: the multimedia rows that can become records, as compact numpy columns."""
-        stats = self.stats
-        skipped = stats.skipped
         chunks: list[tuple[np.ndarray, ...]] = []
         row0 = 0
         wanted = ("type", "identifier", "license")
         for batch in self._batches(archive, self.multimedia, wanted, "invalid_row"):
-            n = batch.num_rows
-            stats.media_rows += n
-            raw_ids = batch.column("_id")
-            ids = pc.utf8_trim_whitespace(raw_ids)
-            stats.id_whitespace += n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
-            urls = pc.utf8_trim_whitespace(batch.column("identifier"))
-            keep = np.ones(n, dtype=bool)
-            has_id = pc.greater(pc.utf8_length(ids), 0).to_numpy(zero_copy_only=False)
-            _drop(keep, ~has_id, skipped, "missing_id")
-            has_url = pc.greater(pc.utf8_length(urls), 0).to_numpy(zero_copy_only=False)
-            _drop(keep, ~has_url, skipped, "missing_identifier")
-            if mediatype is not None:
-                types = pc.utf8_trim_whitespace(batch.column("type"))
-                has_type = pc.greater(pc.utf8_length(types), 0).to_numpy(zero_copy_only=False)
-                _drop(keep, ~has_type, skipped, "missing_type")
-                same = pc.equal(types, mediatype).to_numpy(zero_copy_only=False)
-                _drop(keep, ~same, skipped, "other_type")
-            simple = pc.match_substring_regex(urls, _SIMPLE_URL).to_numpy(zero_copy_only=False)
-            for i in np.flatnonzero(keep & ~simple).tolist():  # rare: check the odd ones exactly
-                if not is_http_url(urls[i].as_py()):
-                    keep[i] = False
-                    skipped["invalid_url"] += 1
-            index = np.flatnonzero(keep)
+            index, ids, urls = self._filter_media(batch, mediatype)
             if index.size:
-                take = pa.array(index)
+                take = _arrow(index)
                 kept_urls = urls.take(take).to_pylist()
                 url_hash = np.fromiter(map(hash, kept_urls), dtype=np.int64, count=index.size)
                 del kept_urls
@@ -767,7 +996,7 @@ class ArchiveSource:
                         ),
                     )
                 )
-            row0 += n
+            row0 += batch.num_rows
         if not chunks:
             empty = np.empty(0, dtype=np.int64)
             return _Media(empty, empty, empty, np.empty(0, dtype=np.int32))
@@ -777,6 +1006,52 @@ class ArchiveSource:
             columns.append(np.concatenate([chunk[k] for chunk in chunks]))
             chunks = [(*chunk[:k], np.empty(0), *chunk[k + 1 :]) for chunk in chunks]
         return _Media(*columns)
+
+    def _occurrence_messages(
+        self, archive: zipfile.ZipFile, wanted: Sequence[str]
+    ) -> Generator[dict[str, Any], None, None]:
+        """The occurrence rows with an id, batch by batch, as compact messages.
+
+        Each message has the rows' ``keys`` (int64), the ``codes`` (int32) of each ``wanted``
+        column, the dictionary values ``new`` in this batch (codes are positions in the
+        dictionary grown message by message, 0 is ``""``), the text of ``odd`` ids (not plain
+        integers), the ``rows`` read and the ids with stray whitespace (``ws``). The last
+        message is ``{"end": True, "skipped": {...}}``. Both the three-pass scan and the
+        streaming join (in a worker process, see ``_occurrence_worker``) consume these.
+        """
+        dictionaries = {name: _Codes() for name in wanted}
+        skipped: Counter[str] = Counter()
+        batches = self._batches(
+            archive, self.core, wanted, "invalid_occurrence_row", skipped=skipped
+        )
+        for batch in batches:
+            n = batch.num_rows
+            raw_ids = batch.column("_id")
+            ids = pc.utf8_trim_whitespace(raw_ids)
+            ws = n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
+            valid = _lengths(ids) > 0
+            if not valid.all():
+                take = _arrow(np.flatnonzero(valid))
+                batch, ids = batch.take(take), ids.take(take)
+            keys = _to_keys(ids)
+            odd: dict[int, str] = {}
+            canonical = pc.equal(_arrow(keys).cast(pa.string()), ids)
+            if not pc.all(canonical).as_py():  # ids that are not plain integers: keep the text
+                for k in np.flatnonzero(~_mask(canonical)).tolist():
+                    odd[int(keys[k])] = ids[k].as_py()
+            codes: dict[str, np.ndarray] = {}
+            new: dict[str, list[str]] = {}
+            for name in wanted:
+                dictionary = dictionaries[name]
+                before = len(dictionary.values)
+                if name in batch.schema.names:
+                    column = pc.utf8_trim_whitespace(batch.column(name))
+                    codes[name] = dictionary.encode(column)
+                else:
+                    codes[name] = np.zeros(keys.size, dtype=np.int32)
+                new[name] = dictionary.values[before:]
+            yield {"keys": keys, "codes": codes, "new": new, "odd": odd, "rows": n, "ws": ws}
+        yield {"end": True, "skipped": dict(skipped)}
 
     def _scan_occurrences(
         self,
@@ -788,52 +1063,36 @@ class ArchiveSource:
         """Pass 2: the occurrences that carry candidate media, sorted by key."""
         stats = self.stats
         wanted = list(dict.fromkeys(wanted))
-        dictionaries = {name: (licenses if name == "license" else _Codes()) for name in wanted}
+        window = _Window(wanted, licenses)
         key_parts: list[np.ndarray] = []
         code_parts: dict[str, list[np.ndarray]] = {name: [] for name in wanted}
-        odd_ids: dict[int, str] = {}
-        for batch in self._batches(archive, self.core, wanted, "invalid_occurrence_row"):
-            n = batch.num_rows
-            stats.occurrences += n
-            raw_ids = batch.column("_id")
-            ids = pc.utf8_trim_whitespace(raw_ids)
-            stats.id_whitespace += n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
-            valid = pc.greater(pc.utf8_length(ids), 0)
-            keys = _to_keys(pc.if_else(valid, ids, "0"))
-            keep = valid.to_numpy(zero_copy_only=False)
+        for message in self._occurrence_messages(archive, wanted):
+            if not window.receive(message, stats):
+                break
+            keys = message["keys"]
             if media_keys.size:
                 at = np.minimum(np.searchsorted(media_keys, keys), media_keys.size - 1)
-                keep &= media_keys[at] == keys
+                keep = media_keys[at] == keys
             else:
-                keep[:] = False
+                keep = np.zeros(keys.size, dtype=bool)
             if not keep.any():
                 continue
-            take = pa.array(np.flatnonzero(keep))
-            kept_keys = keys[keep]
-            kept_ids = ids.take(take)
-            canonical = pc.equal(pa.array(kept_keys).cast(pa.string()), kept_ids)
-            if not pc.all(canonical).as_py():  # ids that are not plain integers: keep the text
-                for k in np.flatnonzero(~canonical.to_numpy(zero_copy_only=False)).tolist():
-                    odd_ids[int(kept_keys[k])] = kept_ids[k].as_py()
-            key_parts.append(kept_keys)
+            key_parts.append(keys[keep])
             for name in wanted:
-                if name in batch.schema.names:
-                    column = pc.utf8_trim_whitespace(batch.column(name).take(take))
-                    code_parts[name].append(dictionaries[name].encode(column))
-                else:
-                    code_parts[name].append(np.zeros(kept_keys.size, dtype=np.int32))
+                code_parts[name].append(window.translate(name, message["codes"][name])[keep])
+        occ = window.occ
         if not key_parts:
-            no_codes = {name: np.empty(0, np.int32) for name in wanted}
-            return _Occurrences(np.empty(0, dtype=np.int64), no_codes, dictionaries, odd_ids)
+            occ.codes = {name: np.empty(0, np.int32) for name in wanted}
+            return occ
         keys = np.concatenate(key_parts)
         del key_parts
         # GBIF writes occurrences in key order: then there is nothing to sort
         order = None if bool(np.all(keys[1:] >= keys[:-1])) else np.argsort(keys, kind="stable")
-        codes = {}
         for name in wanted:
             column = np.concatenate(code_parts.pop(name))
-            codes[name] = column if order is None else column[order]
-        return _Occurrences(keys if order is None else keys[order], codes, dictionaries, odd_ids)
+            occ.codes[name] = column if order is None else column[order]
+        occ.keys = keys if order is None else keys[order]
+        return occ
 
     # -- public ----------------------------------------------------------------------------
 
@@ -920,20 +1179,47 @@ class ArchiveSource:
         wanted = list(
             dict.fromkeys([*([label] if label else []), *options.split, *_OCCURRENCE_FIELDS])
         )
+        streaming = (
+            self.streaming
+            and label is not None
+            and options.nb_samples is None
+            and options.nb_samples_per_stream is None
+        )
         with self._open_zip() as archive:
+            yielded = _RowBits()
+            if streaming:
+                try:
+                    yield from self._stream(archive, options, wanted, license_codes, yielded)
+                except _OutOfOrder as exc:
+                    logger.info(
+                        "%s: %s; reading the rest in three passes (%d records so far)",
+                        self._where,
+                        exc,
+                        stats.records,
+                    )
+                    self.stats = stats = ArchiveStats(records=stats.records)
+                    license_codes = _Codes()
+                else:
+                    self._log_stats()
+                    return
             media = self._scan_media(archive, options.mediatype, license_codes)
             media_keys = _sorted_unique(media.keys)
             release_memory()
             occ = self._scan_occurrences(archive, wanted, media_keys, license_codes)
             del media_keys
             release_memory()
-            rows, occ_index, license_of = self._select(media, occ, options, license_codes)
+            forced = yielded if yielded.any() else None
+            rows, occ_index, license_of = self._select(media, occ, options, license_codes, forced)
             del media
             release_memory()
             if label is None:
                 yield from self._emit_with_rows(archive, rows, occ_index, license_of, occ, options)
             else:
                 yield from self._emit(archive, rows, occ_index, license_of, occ, options)
+        self._log_stats()
+
+    def _log_stats(self) -> None:
+        stats = self.stats
         if stats.id_whitespace:
             logger.info(
                 "%s: %d ids had stray whitespace (stripped)", self._where, stats.id_whitespace
@@ -946,13 +1232,169 @@ class ArchiveSource:
                 ", ".join(f"{k}={v}" for k, v in sorted(stats.skipped.items())),
             )
 
+    def _stream(
+        self,
+        archive: zipfile.ZipFile,
+        options: _Options,
+        wanted: Sequence[str],
+        licenses: _Codes,
+        yielded: _RowBits,
+    ) -> Iterator[MediaRecord]:
+        """One pass: both files read side by side, records built as the rows stream by.
+
+        GBIF writes the multimedia rows in the order of their occurrences, so the join only
+        looks ahead a little in the occurrence file (read in a worker process for big
+        archives). Rows are decided exactly as the three passes decide them (same checks, the
+        first of repeated URLs in file order, the same seeded choice per occurrence); an
+        occurrence's media that continue into the next batch wait for it. An archive that is
+        not in that order raises ``_OutOfOrder`` before any record of the offending batch is
+        yielded; ``yielded`` then tells the three passes which records are out already.
+        """
+        from gbif_dl.sources._occurrence_worker import open_occurrence_feed
+
+        window = _Window(wanted, licenses)
+        build = _RecordBuilder(window.occ, options, self.stats)
+        seen = _HashSet()
+        names = ("type", "identifier", *_MEDIA_FIELDS)
+        carry: pa.RecordBatch | None = None
+        row0 = 0
+        with open_occurrence_feed(self, archive, wanted) as feed:
+            for batch in self._batches(archive, self.multimedia, names, "invalid_row"):
+                index, ids, urls = self._filter_media(batch, options.mediatype)
+                if index.size:
+                    take = _arrow(index)
+                    columns = [
+                        _arrow(index + row0),
+                        _arrow(_to_keys(ids.take(take))),
+                        urls.take(take),
+                        *(
+                            batch.column(name).take(take)
+                            if name in batch.schema.names
+                            else _empty_strings(index.size)
+                            for name in _MEDIA_FIELDS
+                        ),
+                    ]
+                    fresh = pa.RecordBatch.from_arrays(columns, names=_CANDIDATE_COLUMNS)
+                    keys = _numpy(fresh.column("key"))
+                    if carry is not None:  # the carried occurrence's media continued?
+                        other = np.flatnonzero(keys != carry.column("key")[0].as_py())
+                        cut = int(other[0]) if other.size else keys.size
+                        group = _concat([carry, fresh.slice(0, cut)])
+                        if cut == keys.size:
+                            carry = group
+                            row0 += batch.num_rows
+                            continue
+                        yield from self._join(group, window, feed, build, seen, options, yielded)
+                        fresh, keys = fresh.slice(cut), keys[cut:]
+                    # the last occurrence's media may go on in the next batch
+                    other = np.flatnonzero(keys != keys[-1])
+                    cut = int(other[-1]) + 1 if other.size else 0
+                    carry = fresh.slice(cut)
+                    if cut:
+                        head = fresh.slice(0, cut)
+                        yield from self._join(head, window, feed, build, seen, options, yielded)
+                row0 += batch.num_rows
+            if carry is not None:
+                yield from self._join(carry, window, feed, build, seen, options, yielded)
+            for message in feed:  # the rest of the file, for the statistics
+                if not window.receive(message, self.stats):
+                    break
+
+    def _join(
+        self,
+        rows: pa.RecordBatch,
+        window: _Window,
+        feed: Iterator[dict[str, Any]],
+        build: _RecordBuilder,
+        seen: _HashSet,
+        options: _Options,
+        yielded: _RowBits,
+    ) -> Iterator[MediaRecord]:
+        """Decide one batch of candidate media rows (whole occurrences): their records."""
+        stats = self.stats
+        skipped = stats.skipped
+        keys = _numpy(rows.column("key"))
+        last = keys[-1]
+        pending = window.occ.keys.size - window.start
+        while not window.done and not np.any(window.occ.keys[window.start :] == last):
+            if pending > _LOOKAHEAD_ROWS:
+                raise _OutOfOrder(f"no occurrence {last} within {_LOOKAHEAD_ROWS} rows")
+            for message in feed:
+                if window.receive(message, stats):
+                    pending += window.append(message)
+                break
+            else:
+                window.done = True
+        pos = window.locate(keys)
+        if (pos < 0).any():
+            missing = int(keys[np.flatnonzero(pos < 0)[0]])
+            raise _OutOfOrder(f"the media of occurrence {missing} are not in occurrence order")
+        occ = window.occ
+        keep = np.ones(keys.size, dtype=bool)
+        if options.label is not None:
+            _drop(keep, occ.codes[options.label][pos] == 0, skipped, "missing_label")
+        for name in options.split:
+            _drop(keep, occ.codes[name][pos] == 0, skipped, "missing_split_value")
+        license_of = window.licenses.encode(pc.utf8_trim_whitespace(rows.column("license")))
+        np.copyto(license_of, occ.codes["license"][pos], where=license_of == 0)
+        if options.licenses is not None:
+            accept = options.licenses
+            allowed = np.array([accept(v) for v in window.licenses.values], dtype=bool)
+            _drop(keep, ~allowed[license_of], skipped, "license")
+        index = np.flatnonzero(keep)
+        urls = rows.column("identifier").take(_arrow(index)).to_pylist()
+        kept = np.arange(index.size)  # positions in ``urls``
+        if options.dedupe and index.size:
+            url_hash = np.fromiter(map(hash, urls), dtype=np.int64, count=index.size)
+            first = np.zeros(index.size, dtype=bool)
+            first[np.unique(url_hash, return_index=True)[1]] = True
+            first[first] = seen.add(url_hash[first])  # and not seen in an earlier batch
+            if not first.all():
+                skipped["duplicate_url"] += int(index.size - np.count_nonzero(first))
+                kept = kept[first]
+        row_numbers = _numpy(rows.column("row"))
+        if options.one_media_per_occurrence and kept.size:
+            candidates = index[kept]
+            rank = _mix(keys[candidates].view(np.uint64) ^ _seed_value(options.seed, 1))
+            rank ^= row_numbers[candidates].view(np.uint64)
+            rank = _mix(rank)
+            order = np.lexsort((rank, pos[candidates]))  # ties: the first in file order
+            ordered = pos[candidates][order]
+            head = np.ones(order.size, dtype=bool)
+            np.not_equal(ordered[1:], ordered[:-1], out=head[1:])
+            if not head.all():
+                skipped["other_media_of_occurrence"] += int(head.size - np.count_nonzero(head))
+                kept = kept[np.sort(order[head])]
+        if kept.size:
+            index = index[kept]
+            o = pos[index]
+            take = _arrow(index)
+            media = {"identifier": _pick(urls, kept)}
+            for name in _MEDIA_FIELDS:
+                media[name] = pc.utf8_trim_whitespace(rows.column(name).take(take)).to_pylist()
+            labels = build.values(options.label or "", o)
+            yielded.add(row_numbers[index])
+            records = build.records(media, o, license_of[index], labels)
+        else:
+            records = iter(())
+        window.start = max(window.start, int(pos.max()))
+        return records
+
     def _select(
-        self, media: _Media, occ: _Occurrences, options: _Options, license_codes: _Codes
+        self,
+        media: _Media,
+        occ: _Occurrences,
+        options: _Options,
+        license_codes: _Codes,
+        forced: _RowBits | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Decide which media rows become records: (rows, occurrence index, licence code).
 
         Consumes ``media`` (its arrays are released as soon as they are no longer needed) and
-        keeps every temporary array one machine word per candidate at most.
+        keeps every temporary array one machine word per candidate at most. ``forced`` rows
+        were yielded already (by the streaming join): they stay chosen, win over later and
+        earlier copies of their URL and over the other media of their occurrence, and are
+        left out of the result.
         """
         skipped = self.stats.skipped
         n_occ = occ.keys.size
@@ -988,8 +1430,14 @@ class ArchiveSource:
         url_hash = media.url_hash[index]
         media.url_hash = _EMPTY
         del index
+        done = forced.contains(rows) if forced is not None else np.zeros(rows.size, dtype=bool)
         if options.dedupe and rows.size:
-            order = np.argsort(url_hash, kind="stable")  # stable: the first in file order wins
+            # stable: a row already yielded, then the first in file order, wins
+            order = (
+                np.lexsort((~done, url_hash))
+                if forced is not None
+                else np.argsort(url_hash, kind="stable")
+            )
             sorted_hash = url_hash[order]
             repeated = order[1:][sorted_hash[1:] == sorted_hash[:-1]]
             del order, sorted_hash
@@ -998,12 +1446,14 @@ class ArchiveSource:
                 unique = np.ones(rows.size, dtype=bool)
                 unique[repeated] = False
                 rows, pos, license_of = rows[unique], pos[unique], license_of[unique]
+                done = done[unique]
             del repeated
         del url_hash
         # a seeded rank per media, reproducible for the same archive: (occurrence, row)
         rank = _mix(occ.keys[pos].view(np.uint64) ^ _seed_value(options.seed, 1))
         rank ^= rows.view(np.uint64)
         rank = _mix(rank)
+        rank[done] = 0
         if options.one_media_per_occurrence and rows.size:
             best = np.full(n_occ, np.iinfo(np.uint64).max, dtype=np.uint64)
             np.minimum.at(best, pos, rank)
@@ -1017,16 +1467,20 @@ class ArchiveSource:
                 chosen[np.flatnonzero(chosen)[~keep_first]] = False
             if n_chosen < rows.size:
                 skipped["other_media_of_occurrence"] += int(rows.size - np.count_nonzero(chosen))
-            rows, pos, license_of, rank = (
+            rows, pos, license_of, rank, done = (
                 rows[chosen],
                 pos[chosen],
                 license_of[chosen],
                 rank[chosen],
+                done[chosen],
             )
         sampled = self._apply_quotas(rank, pos, occ, options)
-        if sampled is None:
-            return rows, pos, license_of
-        return rows[sampled], pos[sampled], license_of[sampled]
+        if sampled is not None:
+            rows, pos, license_of = rows[sampled], pos[sampled], license_of[sampled]
+            done = done[sampled]
+        if forced is not None:
+            rows, pos, license_of = rows[~done], pos[~done], license_of[~done]
+        return rows, pos, license_of
 
     def _apply_quotas(
         self,
@@ -1094,7 +1548,7 @@ class ArchiveSource:
             row0 += n
             if hi <= lo:
                 continue
-            take = pa.array(rows[lo:hi] - (row0 - n))
+            take = _arrow(rows[lo:hi] - (row0 - n))
             columns = {}
             for name in names:
                 if name in batch.schema.names:
@@ -1115,15 +1569,12 @@ class ArchiveSource:
         options: _Options,
     ) -> Iterator[MediaRecord]:
         """Pass 3: build the records of the chosen rows, batch by batch, in file order."""
-        build = _RecordBuilder(occ, options)
-        stats = self.stats
+        build = _RecordBuilder(occ, options, self.stats)
         label = options.label or ""
         for positions, columns in self._media_batches(archive, rows):
             o = occ_index[positions]
             labels = build.values(label, o)
-            for record in build.records(columns, o, license_of[positions], labels):
-                stats.records += 1
-                yield record
+            yield from build.records(columns, o, license_of[positions], labels)
 
     def _emit_with_rows(
         self,
@@ -1158,7 +1609,7 @@ class ArchiveSource:
             if not rows_hit:
                 continue
             present = [name for name in names if name in batch.schema.names]
-            table = batch.select(present).take(pa.array(rows_hit))
+            table = batch.select(present).take(_arrow(np.array(rows_hit, dtype=np.int64)))
             for i, row in zip(rows_hit, table.to_pylist(), strict=True):
                 for record in pending.pop(int(pos[i]), []):
                     record["label"] = row
@@ -1185,28 +1636,35 @@ class _Options:
 class _RecordBuilder:
     """Turns chosen media rows plus their occurrence codes into MediaRecords, quickly."""
 
-    def __init__(self, occ: _Occurrences, options: _Options) -> None:
+    def __init__(
+        self, occ: _Occurrences, options: _Options, stats: ArchiveStats | None = None
+    ) -> None:
         self.occ = occ
+        self.stats = stats  # counts the records yielded, if given
         self.license_info = options.license_info
-        licenses = occ.dictionaries["license"].values
-        self.license_codes = [normalize_license(value) for value in licenses]
-        self.licenses = [value or None for value in licenses]
-        self.ints = {
-            name: [_int_or_none(value) for value in occ.dictionaries[name].values]
-            for name in _INT_FIELDS
-        }
+        self.license_codes: list[str | None] = []
+        self.licenses: list[str | None] = []
+        self.ints: dict[str, list[Any]] = {name: [] for name in _INT_FIELDS}
 
-    def values(self, name: str, o: np.ndarray) -> list[Any]:
+    def _sync(self) -> None:
+        """Extend the per-code lookups to values the dictionaries gained since last time."""
+        licenses = self.occ.dictionaries["license"].values
+        for value in licenses[len(self.licenses) :]:
+            self.license_codes.append(normalize_license(value))
+            self.licenses.append(value or None)
+        for name, table in self.ints.items():
+            values = self.occ.dictionaries[name].values
+            table.extend(_int_or_none(value) for value in values[len(table) :])
+
+    def values(self, name: str, o: np.ndarray) -> Sequence[Any]:
         """The text of occurrence column ``name`` for occurrence positions ``o`` (None if empty)."""
         if not name:
             return [None] * o.size
-        table = self.occ.dictionaries[name].values
-        return [table[c] for c in self.occ.codes[name][o].tolist()]
+        return _pick(self.occ.dictionaries[name].values, self.occ.codes[name][o])
 
-    def numbers(self, name: str, o: np.ndarray) -> list[Any]:
+    def numbers(self, name: str, o: np.ndarray) -> Sequence[Any]:
         """Occurrence column ``name`` as integers (None if empty) for positions ``o``."""
-        table = self.ints[name]
-        return [table[c] for c in self.occ.codes[name][o].tolist()]
+        return _pick(self.ints[name], self.occ.codes[name][o])
 
     def gbif_ids(self, o: np.ndarray) -> list[str]:
         keys = self.occ.keys[o].tolist()
@@ -1217,12 +1675,13 @@ class _RecordBuilder:
 
     def records(
         self,
-        media: dict[str, list[Any]],
+        media: Mapping[str, Sequence[Any]],
         o: np.ndarray,
         license_of: np.ndarray,
-        labels: list[Any],
+        labels: Sequence[Any],
     ) -> Iterator[MediaRecord]:
         """One record per chosen media, in the order given."""
+        self._sync()
         lic = license_of.tolist()
         occ_publisher = self.values("publisher", o)
         occ_rights = self.values("rightsHolder", o)
@@ -1246,44 +1705,51 @@ class _RecordBuilder:
         )
         licenses, license_codes = self.licenses, self.license_codes
         sha1 = hashlib.sha1
-        if self.license_info:
-            for (url, label, pub, occ_pub, code, rights, creator, occ_rh, refs, fmt, gbif_id,
-                 dataset, species, taxon, name) in columns:  # fmt: skip
-                yield {
-                    "url": url,
-                    "basename": sha1(url.encode("utf-8")).hexdigest(),
-                    "label": label,
-                    "subset": None,
-                    "publisher": pub or occ_pub or None,
-                    "license": licenses[code],
-                    "rightsHolder": rights or creator or occ_rh or None,
-                    "creator": creator or None,
-                    "references": refs or None,
-                    "format": fmt or None,
-                    "gbifID": gbif_id,
-                    "datasetKey": dataset or None,
-                    "speciesKey": species,
-                    "taxonKey": taxon,
-                    "scientificName": name or None,
-                    "license_code": license_codes[code],
-                }
-        else:
-            for (url, label, _, _, _, _, creator, _, refs, fmt, gbif_id, dataset, species, taxon,
-                 name) in columns:  # fmt: skip
-                yield {
-                    "url": url,
-                    "basename": sha1(url.encode("utf-8")).hexdigest(),
-                    "label": label,
-                    "subset": None,
-                    "creator": creator or None,
-                    "references": refs or None,
-                    "format": fmt or None,
-                    "gbifID": gbif_id,
-                    "datasetKey": dataset or None,
-                    "speciesKey": species,
-                    "taxonKey": taxon,
-                    "scientificName": name or None,
-                }
+        n = 0  # records handed out, counted even when the consumer stops early
+        try:
+            if self.license_info:
+                for (url, label, pub, occ_pub, code, rights, creator, occ_rh, refs, fmt,
+                     gbif_id, dataset, species, taxon, name) in columns:  # fmt: skip
+                    n += 1
+                    yield {
+                        "url": url,
+                        "basename": sha1(url.encode()).hexdigest(),
+                        "label": label,
+                        "subset": None,
+                        "publisher": pub or occ_pub or None,
+                        "license": licenses[code],
+                        "rightsHolder": rights or creator or occ_rh or None,
+                        "creator": creator or None,
+                        "references": refs or None,
+                        "format": fmt or None,
+                        "gbifID": gbif_id,
+                        "datasetKey": dataset or None,
+                        "speciesKey": species,
+                        "taxonKey": taxon,
+                        "scientificName": name or None,
+                        "license_code": license_codes[code],
+                    }
+            else:
+                for (url, label, _, _, _, _, creator, _, refs, fmt, gbif_id, dataset, species,
+                     taxon, name) in columns:  # fmt: skip
+                    n += 1
+                    yield {
+                        "url": url,
+                        "basename": sha1(url.encode()).hexdigest(),
+                        "label": label,
+                        "subset": None,
+                        "creator": creator or None,
+                        "references": refs or None,
+                        "format": fmt or None,
+                        "gbifID": gbif_id,
+                        "datasetKey": dataset or None,
+                        "speciesKey": species,
+                        "taxonKey": taxon,
+                        "scientificName": name or None,
+                    }
+        finally:
+            if self.stats is not None:
+                self.stats.records += n
 
 
 def _drop(keep: np.ndarray, mask: np.ndarray, skipped: Counter[str], reason: str) -> None:
