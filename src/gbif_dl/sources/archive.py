@@ -84,6 +84,8 @@ _RELEASE_EVERY = 16
 #: A member whose declared size exceeds its compressed size this many times is refused.
 MAX_COMPRESSION_RATIO = 1000
 _MAX_META_BYTES = 16 << 20
+#: Blocks grow up to this size when a single row does not fit in one.
+_MAX_BLOCK_SIZE = 64 << 20
 #: Record fields that carry licence and attribution; ``license_info=False`` drops them.
 LICENSE_FIELDS = ("publisher", "license", "rightsHolder", "license_code")
 #: Occurrence columns copied into every record (besides the label and split columns).
@@ -818,6 +820,7 @@ class ArchiveSource:
         *,
         use_threads: bool = False,
         skipped: Counter[str] | None = None,
+        block_size: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream ``spec``'s rows as record batches of the ``wanted`` columns (all strings).
 
@@ -843,6 +846,7 @@ class ArchiveSource:
                 path=self._where,
             )
         invalid = self.stats.skipped if skipped is None else skipped
+        block = block_size or self.block_size
 
         def on_invalid(row: Any) -> str:
             invalid[counter] += 1
@@ -852,7 +856,7 @@ class ArchiveSource:
         read_options = pacsv.ReadOptions(
             autogenerate_column_names=True,
             skip_rows=spec.header_lines,
-            block_size=self.block_size,
+            block_size=block,
             encoding=spec.encoding,
             use_threads=use_threads,
         )
@@ -896,6 +900,7 @@ class ArchiveSource:
                 ) from exc
             stream = _BoundedReader(member, info.file_size, spec.location, self._where)
             source = stream
+        pending_rows = yielded = 0
         try:
             reader = pacsv.open_csv(
                 source,
@@ -906,7 +911,6 @@ class ArchiveSource:
             )
             names = list(wanted_index)
             pending: list[pa.RecordBatch] = []
-            pending_rows = yielded = 0
             for batch in reader:
                 if batch.num_rows == 0:
                     continue
@@ -928,6 +932,24 @@ class ArchiveSource:
             return
         except (pa.ArrowInvalid, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
             if "Empty CSV file" in str(exc):
+                if yielded or pending_rows or info.file_size <= block:
+                    return  # nothing but the header
+                # the first row does not fit in the first block: read with larger blocks
+                if block >= _MAX_BLOCK_SIZE:
+                    raise ArchiveError(
+                        f"{spec.location} in {self._where} has a row longer than "
+                        f"{_MAX_BLOCK_SIZE} bytes; it is not a GBIF data file",
+                        path=self._where,
+                    ) from exc
+                yield from self._batches(
+                    archive,
+                    spec,
+                    wanted,
+                    counter,
+                    use_threads=use_threads,
+                    skipped=skipped,
+                    block_size=block * 16,
+                )
                 return
             raise ArchiveError(
                 f"cannot read {spec.location} in {self._where} ({exc}); the archive is corrupt "

@@ -1,0 +1,273 @@
+"""The one-pass streaming join of DwC-A archives against the three-pass reader.
+
+Both read the same real zip files; the streaming join must yield exactly the records of the
+three passes (same order, same counters) when the multimedia rows follow their occurrences, as
+GBIF writes them, and must fall back to the three passes, without repeating a record, an URL or
+an occurrence, when they do not. The occurrence worker is a real child process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import zipfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gbif_dl.errors import ArchiveError
+from gbif_dl.sources.archive import ArchiveSource, _HashSet, _RowBits
+from gbif_dl.testing import Population
+from gbif_dl.testing.archive import write_dwca
+
+REAL = Path(__file__).resolve().parents[1] / "data" / "dwca-0022697-200613084148143.zip"
+# small arrow blocks and batches: an archive of a few hundred rows spans many batches
+SMALL = {"block_size": 1 << 14, "batch_rows": 64}
+
+
+def _source(path: Path, *, streaming: bool, worker: bool = False, **kwargs: Any) -> ArchiveSource:
+    source = ArchiveSource(path, **kwargs)
+    source.streaming = streaming
+    source.worker_min_bytes = 0 if worker else 1 << 62
+    return source
+
+
+def _both(
+    path: Path, worker: bool = False, **options: Any
+) -> tuple[list[Any], ArchiveSource, list[Any], ArchiveSource]:
+    streamed = _source(path, streaming=True, worker=worker, **SMALL)
+    passes = _source(path, streaming=False, **SMALL)
+    return list(streamed.records(**options)), streamed, list(passes.records(**options)), passes
+
+
+def _assert_same(path: Path, worker: bool = False, **options: Any) -> list[Any]:
+    got, streamed, expected, passes = _both(path, worker, **options)
+    assert got == expected
+    assert streamed.stats == passes.stats
+    return got
+
+
+@pytest.fixture(scope="module")
+def population() -> Population:
+    return Population(seed=11, size=400, n_species=5, n_datasets=3)
+
+
+@pytest.fixture(scope="module")
+def shuffled(population: Population, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Occurrences in no id order (as GBIF writes them), media following their occurrence."""
+    path = tmp_path_factory.mktemp("dwca") / "shuffled.zip"
+    write_dwca(population, np.random.default_rng(3).permutation(population.size), path)
+    return path
+
+
+def _rewrite_media(source: Path, target: Path, reorder: Any) -> Path:
+    """A copy of ``source`` whose multimedia data rows are ``reorder(rows)``."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            data = old.read(info.filename)
+            if info.filename == "multimedia.txt":
+                header, *rows = data.decode().splitlines(keepends=True)
+                data = (header + "".join(reorder(rows))).encode()
+            new.writestr(info.filename, data)
+    return target
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"label": "speciesKey"},
+        {"label": "scientificName", "mediatype": None},
+        {"label": "family", "one_media_per_occurrence": False, "dedupe": False},
+        {"label": "speciesKey", "licenses": ["CC_BY_4_0"], "seed": 5},
+        {"label": "speciesKey", "split_streams_by": "datasetKey", "license_info": False},
+    ],
+)
+def test_streaming_equals_three_passes_on_the_real_download(options: dict[str, Any]) -> None:
+    """The real GBIF download (not in id order, media in occurrence order): same records."""
+    assert _assert_same(REAL, **options)
+
+
+def test_streaming_equals_three_passes_in_a_worker_process(shuffled: Path) -> None:
+    """Occurrences read by a child process: the same records and counters as in one process."""
+    got, streamed, expected, _ = _both(shuffled, worker=True, label="speciesKey")
+    assert got == expected and got
+    process = streamed._occurrence_process
+    assert process is not None and process.returncode is not None  # it ran, and was reaped
+    assert _assert_same(REAL, worker=True, label="scientificName") == _assert_same(
+        REAL, label="scientificName"
+    )
+
+
+def _invariants(records: list[dict[str, Any]]) -> None:
+    urls = Counter(r["url"] for r in records)
+    occurrences = Counter(r["gbifID"] for r in records)
+    assert max(urls.values()) == 1 and max(occurrences.values()) == 1
+
+
+def _image(row: str) -> bool:
+    return "\tStillImage\t" in row and "\thttp" in row
+
+
+def _streamed_before_fallback(caplog: pytest.LogCaptureFixture) -> int:
+    note = next(m for m in caplog.messages if "three passes" in m)
+    found = re.search(r"\((\d+) records so far\)", note)
+    assert found is not None
+    return int(found.group(1))
+
+
+def test_media_out_of_occurrence_order_fall_back_without_repeats(
+    shuffled: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The second half of the multimedia rows reversed: the first half is streamed, the
+    three passes do the rest, and no record, URL or occurrence comes twice."""
+
+    def half_reversed(rows: list[str]) -> list[str]:
+        half = len(rows) // 2
+        return rows[:half] + rows[half:][::-1]
+
+    mixed = _rewrite_media(shuffled, tmp_path / "mixed.zip", half_reversed)
+    caplog.set_level(logging.INFO, logger="gbif_dl.sources.archive")
+    got, streamed, expected, passes = _both(mixed, label="speciesKey")
+    assert _streamed_before_fallback(caplog) > 0
+    _invariants(got)
+    # media of one occurrence stay together here, so the records are those of the three passes
+    assert sorted(r["url"] for r in got) == sorted(r["url"] for r in expected)
+    assert streamed.stats.records == len(got) == passes.stats.records
+
+
+def test_an_occurrence_whose_media_come_back_later_is_yielded_once(
+    shuffled: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One image row moved to the end: its occurrence's record was streamed already, the
+    three passes keep that choice (the row yielded wins over the row that came back)."""
+    with zipfile.ZipFile(shuffled) as archive:
+        _, *rows = archive.read("multimedia.txt").decode().splitlines(keepends=True)
+    ids = [row.split("\t", 1)[0] for row in rows]
+    moved_row = next(
+        i
+        for i in range(1, len(rows) // 4)
+        if ids[i] == ids[i - 1] and _image(rows[i]) and _image(rows[i - 1])
+    )
+
+    def move(rows: list[str]) -> list[str]:
+        return [*rows[:moved_row], *rows[moved_row + 1 :], rows[moved_row]]
+
+    moved = _rewrite_media(shuffled, tmp_path / "moved.zip", move)
+    caplog.set_level(logging.INFO, logger="gbif_dl.sources.archive")
+    got, _, expected, _ = _both(moved, label="speciesKey")
+    assert _streamed_before_fallback(caplog) > 0
+    _invariants(got)
+    assert sum(r["gbifID"] == ids[moved_row] for r in got) == 1
+    assert {r["gbifID"] for r in got} == {r["gbifID"] for r in expected}
+    assert len(got) == len(expected)
+
+
+def test_media_of_unknown_occurrences_fall_back_and_are_counted(
+    shuffled: Path, tmp_path: Path
+) -> None:
+    """An image row whose occurrence does not exist: counted as no_occurrence, as in 3 passes."""
+
+    def orphan(rows: list[str]) -> list[str]:
+        at = next(i for i in range(5, len(rows)) if _image(rows[i]))
+        return [*rows[:at], "999999999\t" + rows[at].split("\t", 1)[1], *rows[at + 1 :]]
+
+    orphaned = _rewrite_media(shuffled, tmp_path / "orphan.zip", orphan)
+    got, streamed, expected, passes = _both(orphaned, label="speciesKey")
+    _invariants(got)
+    assert sorted(r["url"] for r in got) == sorted(r["url"] for r in expected)
+    assert streamed.stats.skipped["no_occurrence"] == passes.stats.skipped["no_occurrence"] == 1
+
+
+def test_worker_errors_reach_the_caller_as_archive_errors(shuffled: Path, tmp_path: Path) -> None:
+    """Corrupt occurrence bytes, read by the worker: an ArchiveError naming the member."""
+    broken = tmp_path / "broken.zip"
+    data = bytearray(shuffled.read_bytes())
+    with zipfile.ZipFile(shuffled) as archive:
+        info = archive.getinfo("occurrence.txt")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for offset in range(start + 200, start + info.compress_size - 200, 97):
+        data[offset] ^= 0x5A
+    broken.write_bytes(bytes(data))
+    source = _source(broken, streaming=True, worker=True)
+    with pytest.raises(ArchiveError, match=r"occurrence\.txt"):
+        list(source.records(label="speciesKey"))
+    assert source._occurrence_process is not None
+
+
+def test_stopping_early_stops_the_worker_and_counts_what_was_handed_out(shuffled: Path) -> None:
+    source = _source(shuffled, streaming=True, worker=True)
+    records = source.records(label="speciesKey")
+    first = [next(records) for _ in range(5)]
+    assert len({r["url"] for r in first}) == 5
+    process = source._occurrence_process
+    assert process is not None
+    records.close()  # type: ignore[attr-defined]
+    assert process.poll() is not None
+    assert source.stats.records == 5
+
+
+@pytest.mark.parametrize("executable", ["/nonexistent/python", "false"])
+def test_a_worker_that_cannot_run_leaves_the_work_to_this_process(
+    shuffled: Path, monkeypatch: pytest.MonkeyPatch, executable: str
+) -> None:
+    """No interpreter at all, or one that exits at once: the records come all the same."""
+    expected = list(_source(shuffled, streaming=False).records(label="speciesKey"))
+    if executable == "false":
+        executable = next(
+            str(p / "false") for p in map(Path, ("/bin", "/usr/bin")) if (p / "false").exists()
+        )
+    monkeypatch.setattr(sys, "executable", executable)
+    assert list(_source(shuffled, streaming=True, worker=True).records(label="speciesKey")) == (
+        expected
+    )
+
+
+def test_sampling_and_whole_row_labels_still_use_three_passes(shuffled: Path) -> None:
+    """Quotas need every candidate first: the same result whether streaming is on or off."""
+    for options in ({"label": "speciesKey", "nb_samples": 50, "split_streams_by": "speciesKey"},
+                    {"label": None}):  # fmt: skip
+        assert _assert_same(shuffled, **options)
+
+
+def _stream_of_sets(rng: np.random.Generator) -> Iterator[np.ndarray]:
+    for size in rng.integers(1, 3000, size=40):
+        values = rng.integers(-(1 << 20), 1 << 20, size=int(size))
+        values[: size // 10] = 0  # zero is the empty mark inside the table: still a value
+        yield np.unique(values)  # distinct within a batch, as the join hands them in
+
+
+def test_hash_set_agrees_with_a_python_set() -> None:
+    rng = np.random.default_rng(0)
+    seen, reference = _HashSet(), set()
+    for batch in _stream_of_sets(rng):
+        new = seen.add(batch)
+        assert new.tolist() == [int(v) not in reference for v in batch]
+        reference.update(batch.tolist())
+
+
+def test_row_bits_remember_exactly_the_rows_added() -> None:
+    rng = np.random.default_rng(1)
+    bits, reference = _RowBits(), set()
+    for _ in range(30):
+        rows = np.unique(rng.integers(0, 200_000, size=500))
+        bits.add(rows)
+        reference.update(rows.tolist())
+        probe = rng.integers(0, 400_000, size=2000)
+        assert bits.contains(probe).tolist() == [int(p) in reference for p in probe]
+    assert bits.any()
+
+
+def test_a_first_row_longer_than_a_block_is_still_read() -> None:
+    """The real download's header and first row exceed a 4 KiB block: the block grows
+    (arrow reports such a block as an empty file, which once yielded no record at all)."""
+    small = ArchiveSource(REAL, block_size=1 << 12)
+    small.streaming = False
+    default = ArchiveSource(REAL)
+    default.streaming = False
+    assert list(small.records(label="speciesKey")) == list(default.records(label="speciesKey"))
+    assert small.stats.records == 1074
