@@ -271,3 +271,16 @@ def test_a_first_row_longer_than_a_block_is_still_read() -> None:
     default.streaming = False
     assert list(small.records(label="speciesKey")) == list(default.records(label="speciesKey"))
     assert small.stats.records == 1074
+
+
+def test_zlib_reads_what_isal_reads(monkeypatch: pytest.MonkeyPatch, shuffled: Path) -> None:
+    """Where ISA-L cannot be installed, zlib inflates the members: the same records."""
+    import zlib
+
+    from gbif_dl.sources import archive
+
+    fast = list(_source(shuffled, streaming=True).records(label="speciesKey"))
+    assert archive._INFLATE is not zlib
+    monkeypatch.setattr(archive, "_INFLATE", zlib)
+    assert list(_source(shuffled, streaming=True).records(label="speciesKey")) == fast
+    assert list(_source(REAL, streaming=False).records(label="speciesKey"))

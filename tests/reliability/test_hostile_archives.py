@@ -441,3 +441,23 @@ def test_member_inflating_beyond_its_declared_size_is_bounded(tmp_path: Path) ->
     with pytest.raises(ArchiveError):
         list(source.records(label="speciesKey"))
     assert source.stats.media_rows <= (1024 + (1 << 20)) // len(row)  # declared + one block
+
+
+@pytest.mark.parametrize("member", ["occurrence.txt", "multimedia.txt"])
+def test_member_whose_crc_does_not_match_is_refused(tmp_path: Path, member: str) -> None:
+    """Valid deflate data whose CRC-32 in the central directory is wrong: ArchiveError."""
+    path = build(tmp_path / "crc.zip", good_members())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        crc = archive.getinfo(member).CRC
+    entry = data.index(b"PK\x01\x02")
+    while True:  # the central directory entry of ``member``
+        name_length = struct.unpack("<H", data[entry + 28 : entry + 30])[0]
+        if data[entry + 46 : entry + 46 + name_length].decode() == member:
+            break
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    assert struct.unpack("<I", data[entry + 16 : entry + 20])[0] == crc
+    data[entry + 16 : entry + 20] = struct.pack("<I", crc ^ 0xFFFF)
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="CRC-32"):
+        read_all(path, label="speciesKey")

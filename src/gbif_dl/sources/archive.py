@@ -69,6 +69,13 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_INFLATE: Any
+try:  # ISA-L: the same API as zlib, several times faster to inflate
+    from isal import isal_zlib as _INFLATE
+except ImportError:  # pragma: no cover - isal is a dependency; zlib where it cannot install
+    _INFLATE = zlib
+#: What inflates deflated members: ``isal_zlib`` or ``zlib`` (same API).
+
 OCCURRENCE_ROW_TYPE = "http://rs.tdwg.org/dwc/terms/Occurrence"
 MULTIMEDIA_ROW_TYPE = "http://rs.gbif.org/terms/1.0/Multimedia"
 
@@ -110,7 +117,8 @@ _SIMPLE_URL = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?([/?#][^\x
 # The same without the scan for control characters, which ``_simple_urls`` does on the bytes.
 _SIMPLE_URL_START = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?([/?#]|$)"
 _MASK64 = (1 << 64) - 1
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+#: Compressed bytes read at a time from a deflated member.
+_INFLATE_CHUNK = 1 << 18
 
 
 def default_cache_dir() -> Path:
@@ -516,11 +524,12 @@ class _BoundedReader(io.RawIOBase):
         super().close()
 
 
-class _DeflateAsGzip(io.RawIOBase):
-    """The raw bytes of a deflated zip member, framed as a gzip stream.
+class _InflateMember(io.RawIOBase):
+    """A deflated zip member, inflated as it is read; its size and CRC-32 are checked.
 
-    pyarrow then inflates it natively; zlib checks the gzip trailer, which carries the CRC-32
-    and size from the zip's central directory, so a corrupt or oversized member fails.
+    ISA-L (``isal``) inflates about four times as fast as zlib on one core; zlib is the
+    fallback where it is missing. More bytes than the member declares (a zip bomb), a
+    truncated member or a wrong CRC-32 raise :class:`ArchiveError`.
     """
 
     def __init__(self, path: Path, info: zipfile.ZipInfo, where: str) -> None:
@@ -540,29 +549,65 @@ class _DeflateAsGzip(io.RawIOBase):
         except BaseException:
             self._file.close()
             raise
+        self._info = info
+        self._where = where
         self._left = info.compress_size
-        self._head = _GZIP_HEADER
-        self._tail = struct.pack("<II", info.CRC, info.file_size & 0xFFFFFFFF)
+        self._inflater = _INFLATE.decompressobj(-15)
+        self._input = b""
+        self._crc = 0
+        self._size = 0
 
     def readable(self) -> bool:
         return True
 
+    def _corrupt(self, what: str) -> ArchiveError:
+        return ArchiveError(
+            f"{self._info.filename} in {self._where} {what}; the archive is corrupt or "
+            "incomplete: delete it and fetch it again",
+            path=self._where,
+        )
+
     def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` (short only at the end: arrow takes each read for a whole block)."""
         view = memoryview(buffer).cast("B")
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        if self._left > 0:
-            n = self._file.readinto(view[: min(len(view), self._left)]) or 0
-            self._left = self._left - n if n else 0  # a truncated file: zlib reports it
-            if n:
-                return n
-        n = min(len(view), len(self._tail))
-        view[:n] = self._tail[:n]
-        self._tail = self._tail[n:]
-        return n
+        filled = 0
+        while filled < len(view):
+            n = self._inflate_into(view[filled:])
+            if not n:
+                break
+            filled += n
+        return filled
+
+    def _inflate_into(self, view: memoryview) -> int:
+        while not self._inflater.eof:
+            drained = False
+            if not self._input:
+                chunk = self._file.read(min(_INFLATE_CHUNK, self._left)) if self._left else b""
+                self._left -= len(chunk)
+                self._input = chunk
+                drained = not chunk  # all read: only output held back by the inflater is left
+            try:
+                out = self._inflater.decompress(self._input, len(view))
+            except (zlib.error, _INFLATE.error) as exc:
+                raise self._corrupt(f"cannot be inflated ({exc})") from exc
+            self._input = self._inflater.unconsumed_tail
+            if drained and not out and not self._inflater.eof:
+                raise self._corrupt("ends before its compressed data does (truncated)")
+            if out:
+                self._size += len(out)
+                if self._size > self._info.file_size:
+                    raise ArchiveError(
+                        f"{self._info.filename} in {self._where} inflates to more than its "
+                        f"declared {self._info.file_size} bytes; the archive is corrupt or "
+                        "malicious, fetch it again",
+                        path=self._where,
+                    )
+                self._crc = _INFLATE.crc32(out, self._crc)
+                view[: len(out)] = out
+                return len(out)
+        if self._size != self._info.file_size or self._crc != self._info.CRC:
+            raise self._corrupt("does not match its size or CRC-32")
+        return 0
 
     def close(self) -> None:
         self._file.close()
@@ -885,10 +930,8 @@ class ArchiveSource:
         stream: io.RawIOBase
         source: Any
         if info.compress_type == zipfile.ZIP_DEFLATED:
-            stream = _DeflateAsGzip(self.path, info, self._where)
-            inflated = pa.CompressedInputStream(pa.PythonFile(stream, mode="r"), "gzip")
-            # the gzip trailer only checks the size at the end: stop at the declared size
-            source = _BoundedReader(inflated, info.file_size, spec.location, self._where)
+            stream = _InflateMember(self.path, info, self._where)
+            source = stream
         else:
             try:
                 member = archive.open(spec.location)
