@@ -2,8 +2,19 @@
 
 The parser reads ``meta.xml`` to find the occurrence core, the GBIF multimedia extension and
 their columns (never positions assumed), and streams both files straight out of the zip with
-``pyarrow.csv`` (tab separated, *no* quote character: GBIF values contain literal ``"``). Memory
-stays bounded whatever the archive size; the join does not rely on file order:
+``pyarrow.csv`` (tab separated, *no* quote character: GBIF values contain literal ``"``), deflated
+members inflated by ISA-L where installed. Memory stays bounded whatever the archive size.
+
+One pass, when a label column is asked for and there are no quotas: GBIF writes the multimedia
+rows in the order of their occurrences, so both files stream side by side (the occurrence file,
+the big one, parsed by a worker process for big archives, see ``_occurrence_worker``) and each
+batch of media rows is joined to the occurrences read so far, checked, deduplicated by URL, one
+media chosen per occurrence, and turned into records at once. Memory grows by 8 bytes per media
+(the URL set).
+
+Three passes otherwise (quotas need every candidate first; ``label=None`` emits whole occurrence
+rows; an archive found out of order hands over to them midway, without repeating a record); the
+join does not rely on file order:
 
 1. multimedia pass: rows that pass the type, identifier and URL checks are kept as a few compact
    numpy columns (file row number, occurrence key, URL hash, licence code);
@@ -12,6 +23,9 @@ stays bounded whatever the archive size; the join does not rely on file order:
 3. join, licence filter, URL dedupe, one media per occurrence and stream quotas, all vectorised;
 4. emit pass: the multimedia file is streamed again and only the chosen rows become records,
    in file order (deterministic for a ``seed``).
+
+Both decide every row alike: the same checks, the first of repeated URLs in file order, the same
+seeded choice per occurrence, records in multimedia file order.
 
 Messy rows (missing identifier or type, wrong column count, stray whitespace in ids) are
 skipped or repaired and counted in :class:`ArchiveStats`, never fatal.
@@ -32,8 +46,10 @@ import logging
 import math
 import operator
 import os
+import queue
 import struct
 import sys
+import threading
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
@@ -41,7 +57,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -91,8 +107,8 @@ _RELEASE_EVERY = 16
 #: A member whose declared size exceeds its compressed size this many times is refused.
 MAX_COMPRESSION_RATIO = 1000
 _MAX_META_BYTES = 16 << 20
-#: Blocks grow up to this size when a single row does not fit in one.
-_MAX_BLOCK_SIZE = 64 << 20
+#: A data file line longer than this is refused (GBIF rows are a few KiB).
+_MAX_LINE_BYTES = 64 << 20
 #: Record fields that carry licence and attribution; ``license_info=False`` drops them.
 LICENSE_FIELDS = ("publisher", "license", "rightsHolder", "license_code")
 #: Occurrence columns copied into every record (besides the label and split columns).
@@ -350,6 +366,64 @@ def _empty_strings(n: int) -> pa.Array:
     """``n`` empty strings (a missing column)."""
     offsets = pa.py_buffer(np.zeros(n + 1, dtype=np.int32))
     return pa.Array.from_buffers(pa.string(), n, [None, offsets, pa.py_buffer(b"")])
+
+
+_T = TypeVar("_T")
+
+
+def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
+    """``items`` produced by a thread, up to ``depth`` ahead of the consumer.
+
+    The producer here inflates chunks of a member (ISA-L and zlib release the GIL), so that
+    work overlaps the consumer's. Closing this generator stops the thread and waits for it,
+    so the stream it reads can be closed next.
+    """
+    ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((False, item)):
+                    return
+            put((True, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((True, exc))
+
+    thread = threading.Thread(target=produce, name="gbif-dl-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            done, value = ready.get()
+            if done:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        if not sys.is_finalizing():  # at exit the thread may never run again: do not wait
+            thread.join()
+
+
+def _read_into(stream: io.RawIOBase, view: memoryview) -> int:
+    """Fill ``view`` from ``stream``; fewer bytes only at the end of the stream."""
+    filled = 0
+    while filled < len(view):
+        n = stream.readinto(view[filled:])
+        if not n:
+            break
+        filled += n
+    return filled
 
 
 def _mask(values: pa.Array) -> np.ndarray:
@@ -865,13 +939,13 @@ class ArchiveSource:
         *,
         use_threads: bool = False,
         skipped: Counter[str] | None = None,
-        block_size: int | None = None,
     ) -> Iterator[pa.RecordBatch]:
         """Stream ``spec``'s rows as record batches of the ``wanted`` columns (all strings).
 
-        ``use_threads`` lets arrow inflate and parse ahead in its own threads: worth it when
-        the caller is busy with Python work between batches (the emit pass); the scans do
-        little Python work per batch and stay leaner without it.
+        The member is inflated here, in chunks cut at line ends, and arrow parses each chunk
+        from memory (``use_threads``: its blocks in parallel). Arrow never reads the Python
+        stream from its own threads, which could outlive an abandoned generator and abort the
+        interpreter at exit.
 
         Column names in the batches are the short term names; ``"_id"`` is the id column.
         Rows with a wrong number of fields are skipped and counted under ``counter`` (in
@@ -890,21 +964,18 @@ class ArchiveSource:
                 f"{info.compress_size} compressed bytes; refusing a likely zip bomb",
                 path=self._where,
             )
+        if info.flag_bits & 0x1:
+            raise ArchiveError(
+                f"{spec.location} in {self._where} is encrypted; GBIF archives never are",
+                path=self._where,
+            )
         invalid = self.stats.skipped if skipped is None else skipped
-        block = block_size or self.block_size
 
         def on_invalid(row: Any) -> str:
             invalid[counter] += 1
             return "skip"
 
         generated = {index: f"f{index}" for index in set(wanted_index.values())}
-        read_options = pacsv.ReadOptions(
-            autogenerate_column_names=True,
-            skip_rows=spec.header_lines,
-            block_size=block,
-            encoding=spec.encoding,
-            use_threads=use_threads,
-        )
         parse_options = pacsv.ParseOptions(
             delimiter=spec.delimiter,
             quote_char=False,
@@ -922,16 +993,9 @@ class ArchiveSource:
             quoted_strings_can_be_null=False,
             check_utf8=True,
         )
-        if info.flag_bits & 0x1:
-            raise ArchiveError(
-                f"{spec.location} in {self._where} is encrypted; GBIF archives never are",
-                path=self._where,
-            )
         stream: io.RawIOBase
-        source: Any
         if info.compress_type == zipfile.ZIP_DEFLATED:
             stream = _InflateMember(self.path, info, self._where)
-            source = stream
         else:
             try:
                 member = archive.open(spec.location)
@@ -942,25 +1006,33 @@ class ArchiveSource:
                     path=self._where,
                 ) from exc
             stream = _BoundedReader(member, info.file_size, spec.location, self._where)
-            source = stream
+        names = list(wanted_index)
+        pending: list[pa.RecordBatch] = []
         pending_rows = yielded = 0
+        read_options = None
         try:
-            reader = pacsv.open_csv(
-                source,
-                read_options=read_options,
-                parse_options=parse_options,
-                convert_options=convert_options,
-                memory_pool=jemalloc_pool(),
-            )
-            names = list(wanted_index)
-            pending: list[pa.RecordBatch] = []
-            for batch in reader:
-                if batch.num_rows == 0:
+            for first_line, chunk in _read_ahead(self._chunks(stream, spec)):
+                if read_options is None:  # the column count of the file, from its first line
+                    fields = first_line.count(spec.delimiter.encode(spec.encoding)) + 1
+                    read_options = pacsv.ReadOptions(
+                        column_names=[f"f{i}" for i in range(fields)],
+                        block_size=self.block_size,
+                        encoding=spec.encoding,
+                        use_threads=use_threads,
+                    )
+                table = pacsv.read_csv(
+                    pa.py_buffer(chunk),
+                    read_options=read_options,
+                    parse_options=parse_options,
+                    convert_options=convert_options,
+                    memory_pool=jemalloc_pool(),
+                )
+                if not table.num_rows:
                     continue
                 # only the wanted columns are kept, so gathering rows is cheap
-                arrays = [_string_column(batch, generated[i]) for i in wanted_index.values()]
+                arrays = [_string_column(table, generated[i]) for i in wanted_index.values()]
                 pending.append(pa.RecordBatch.from_arrays(arrays, names=names))
-                pending_rows += batch.num_rows
+                pending_rows += table.num_rows
                 if pending_rows >= self.batch_rows:
                     yield _concat(pending)
                     pending, pending_rows = [], 0
@@ -971,29 +1043,7 @@ class ArchiveSource:
                 yield _concat(pending)
         except ArchiveError:
             raise
-        except StopIteration:
-            return
         except (pa.ArrowInvalid, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
-            if "Empty CSV file" in str(exc):
-                if yielded or pending_rows or info.file_size <= block:
-                    return  # nothing but the header
-                # the first row does not fit in the first block: read with larger blocks
-                if block >= _MAX_BLOCK_SIZE:
-                    raise ArchiveError(
-                        f"{spec.location} in {self._where} has a row longer than "
-                        f"{_MAX_BLOCK_SIZE} bytes; it is not a GBIF data file",
-                        path=self._where,
-                    ) from exc
-                yield from self._batches(
-                    archive,
-                    spec,
-                    wanted,
-                    counter,
-                    use_threads=use_threads,
-                    skipped=skipped,
-                    block_size=block * 16,
-                )
-                return
             raise ArchiveError(
                 f"cannot read {spec.location} in {self._where} ({exc}); the archive is corrupt "
                 "or not a GBIF download: delete it and fetch it again",
@@ -1001,6 +1051,47 @@ class ArchiveSource:
             ) from exc
         finally:
             stream.close()
+
+    def _chunks(
+        self, stream: io.RawIOBase, spec: DataFileSpec
+    ) -> Iterator[tuple[bytes, memoryview]]:
+        """The member's data lines, about ``block_size * 4`` bytes at a time, each chunk
+        ending at a line end; with the file's first line (header or first row)."""
+        size = 4 * self.block_size
+        rest = b""
+        first_line = b""
+        skip = spec.header_lines
+        while True:
+            buffer = bytearray(len(rest) + size)
+            buffer[: len(rest)] = rest
+            filled = len(rest) + _read_into(stream, memoryview(buffer)[len(rest) :])
+            end = filled == len(rest) or filled < len(buffer)
+            view = memoryview(buffer)[:filled]
+            start = 0
+            if not first_line:
+                cut = buffer.find(b"\n", 0, filled)
+                if cut >= 0 or end:
+                    first_line = bytes(view[: cut if cut >= 0 else filled])
+            while skip:  # header lines
+                cut = buffer.find(b"\n", start, filled)
+                if cut < 0:
+                    break
+                start, skip = cut + 1, skip - 1
+            last = filled if end else buffer.rfind(b"\n", start, filled) + 1
+            if not end and (skip or last <= start):  # a line longer than the buffer
+                if filled > _MAX_LINE_BYTES:
+                    raise ArchiveError(
+                        f"{spec.location} in {self._where} has a line longer than "
+                        f"{_MAX_LINE_BYTES} bytes; it is not a GBIF data file",
+                        path=self._where,
+                    )
+                rest, size = bytes(view[start:]), 2 * size
+                continue
+            if last > start:
+                yield first_line, view[start:last]
+            if end:
+                return
+            rest, size = bytes(view[last:]), 4 * self.block_size
 
     # -- the passes ------------------------------------------------------------------------
 
@@ -1324,7 +1415,8 @@ class ArchiveSource:
         carry: pa.RecordBatch | None = None
         row0 = 0
         with open_occurrence_feed(self, archive, wanted) as feed:
-            for batch in self._batches(archive, self.multimedia, names, "invalid_row"):
+            media = self._batches(archive, self.multimedia, names, "invalid_row", use_threads=True)
+            for batch in media:
                 index, ids, urls = self._filter_media(batch, options.mediatype)
                 if index.size:
                     take = _arrow(index)
