@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 import sys
 import zipfile
 from collections import Counter
@@ -262,15 +263,44 @@ def test_row_bits_remember_exactly_the_rows_added() -> None:
     assert bits.any()
 
 
-def test_a_first_row_longer_than_a_block_is_still_read() -> None:
-    """The real download's header and first row exceed a 4 KiB block: the block grows
-    (arrow reports such a block as an empty file, which once yielded no record at all)."""
-    small = ArchiveSource(REAL, block_size=1 << 12)
+def test_lines_longer_than_a_chunk_are_still_read() -> None:
+    """The real download's header and rows (3.5 KiB) are longer than a 1 KiB chunk: the chunk
+    grows until a line fits (arrow alone once read such a first block as an empty file)."""
+    small = ArchiveSource(REAL, block_size=1 << 8)
     small.streaming = False
     default = ArchiveSource(REAL)
     default.streaming = False
     assert list(small.records(label="speciesKey")) == list(default.records(label="speciesKey"))
     assert small.stats.records == 1074
+
+
+def test_a_line_longer_than_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gbif_dl.sources import archive
+
+    monkeypatch.setattr(archive, "_MAX_LINE_BYTES", 2048)
+    with pytest.raises(ArchiveError, match="line longer than 2048 bytes"):
+        list(ArchiveSource(REAL, block_size=1 << 8).records(label="speciesKey"))
+
+
+@pytest.mark.parametrize("streaming", [True, False])
+def test_an_abandoned_reader_lets_the_interpreter_exit_cleanly(streaming: bool) -> None:
+    """A script that takes a few records and exits while the archive is still being read
+    (the read-ahead thread busy, the worker running) exits with 0 and prints nothing."""
+    script = (
+        "import sys\n"
+        "from gbif_dl.sources.archive import ArchiveSource\n"
+        "source = ArchiveSource(sys.argv[1], block_size=1 << 10, batch_rows=32)\n"
+        f"source.streaming = {streaming}\n"
+        "source.worker_min_bytes = 0\n"
+        "records = source.records(label='speciesKey')\n"
+        "print(next(records)['url'], next(records)['url'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(REAL)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.count("http") == 2
 
 
 def test_zlib_reads_what_isal_reads(monkeypatch: pytest.MonkeyPatch, shuffled: Path) -> None:

@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import io
 import logging
@@ -970,9 +971,10 @@ class ArchiveSource:
                 path=self._where,
             )
         invalid = self.stats.skipped if skipped is None else skipped
+        bad_rows = [0]  # in the chunk being parsed (counted once the chunk parses)
 
         def on_invalid(row: Any) -> str:
-            invalid[counter] += 1
+            bad_rows[0] += 1
             return "skip"
 
         generated = {index: f"f{index}" for index in set(wanted_index.values())}
@@ -1020,13 +1022,31 @@ class ArchiveSource:
                         encoding=spec.encoding,
                         use_threads=use_threads,
                     )
-                table = pacsv.read_csv(
-                    pa.py_buffer(chunk),
-                    read_options=read_options,
-                    parse_options=parse_options,
-                    convert_options=convert_options,
-                    memory_pool=jemalloc_pool(),
-                )
+                bad_rows[0] = 0
+                try:
+                    table = pacsv.read_csv(
+                        pa.py_buffer(chunk),
+                        read_options=read_options,
+                        parse_options=parse_options,
+                        convert_options=convert_options,
+                        memory_pool=jemalloc_pool(),
+                    )
+                except pa.ArrowInvalid as exc:
+                    if "straddl" not in str(exc):
+                        raise
+                    # a line longer than arrow's block: the whole chunk as one block
+                    bad_rows[0] = 0
+                    one_block = copy.copy(read_options)
+                    one_block.block_size = len(chunk) + 1
+                    table = pacsv.read_csv(
+                        pa.py_buffer(chunk),
+                        read_options=one_block,
+                        parse_options=parse_options,
+                        convert_options=convert_options,
+                        memory_pool=jemalloc_pool(),
+                    )
+                if bad_rows[0]:
+                    invalid[counter] += bad_rows[0]
                 if not table.num_rows:
                     continue
                 # only the wanted columns are kept, so gathering rows is cheap
