@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Messages the worker may have ready before the main process takes them (about 0.7 MB each).
-_OUTBOX = 8
+_OUTBOX = 4
 _PIPE_BYTES = 1 << 20
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "

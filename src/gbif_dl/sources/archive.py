@@ -532,7 +532,8 @@ class _HashSet:
             known |= level[at] == needles
         merged = needles[~known]  # sorted
         while self.levels and self.levels[-1].size <= 2 * merged.size:
-            merged = np.sort(np.concatenate([self.levels.pop(), merged]), kind="stable")
+            merged = np.concatenate([self.levels.pop(), merged])
+            merged.sort(kind="stable")  # in place: two sorted runs, merged
         if merged.size:
             self.levels.append(merged)
         new = np.empty(values.size, dtype=bool)
