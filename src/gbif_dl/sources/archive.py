@@ -1883,48 +1883,34 @@ class _RecordBuilder:
         )
         licenses, license_codes = self.licenses, self.license_codes
         sha1 = hashlib.sha1
+        strip = not self.license_info
         n = 0  # records handed out, counted even when the consumer stops early
         try:
-            if self.license_info:
-                for (url, label, pub, occ_pub, code, rights, creator, occ_rh, refs, fmt,
-                     gbif_id, dataset, species, taxon, name) in columns:  # fmt: skip
-                    n += 1
-                    yield {
-                        "url": url,
-                        "basename": sha1(url.encode()).hexdigest(),
-                        "label": label,
-                        "subset": None,
-                        "publisher": pub or occ_pub or None,
-                        "license": licenses[code],
-                        "rightsHolder": rights or creator or occ_rh or None,
-                        "creator": creator or None,
-                        "references": refs or None,
-                        "format": fmt or None,
-                        "gbifID": gbif_id,
-                        "datasetKey": dataset or None,
-                        "speciesKey": species,
-                        "taxonKey": taxon,
-                        "scientificName": name or None,
-                        "license_code": license_codes[code],
-                    }
-            else:
-                for (url, label, _, _, _, _, creator, _, refs, fmt, gbif_id, dataset, species,
-                     taxon, name) in columns:  # fmt: skip
-                    n += 1
-                    yield {
-                        "url": url,
-                        "basename": sha1(url.encode()).hexdigest(),
-                        "label": label,
-                        "subset": None,
-                        "creator": creator or None,
-                        "references": refs or None,
-                        "format": fmt or None,
-                        "gbifID": gbif_id,
-                        "datasetKey": dataset or None,
-                        "speciesKey": species,
-                        "taxonKey": taxon,
-                        "scientificName": name or None,
-                    }
+            for (url, label, pub, occ_pub, code, rights, creator, occ_rh, refs, fmt, gbif_id,
+                 dataset, species, taxon, name) in columns:  # fmt: skip
+                n += 1
+                record = {
+                    "url": url,
+                    "basename": sha1(url.encode()).hexdigest(),
+                    "label": label,
+                    "subset": None,
+                    "publisher": pub or occ_pub or None,
+                    "license": licenses[code],
+                    "rightsHolder": rights or creator or occ_rh or None,
+                    "creator": creator or None,
+                    "references": refs or None,
+                    "format": fmt or None,
+                    "gbifID": gbif_id,
+                    "datasetKey": dataset or None,
+                    "speciesKey": species,
+                    "taxonKey": taxon,
+                    "scientificName": name or None,
+                    "license_code": license_codes[code],
+                }
+                if strip:  # license_info=False
+                    for key in LICENSE_FIELDS:
+                        del record[key]
+                yield record
         finally:
             if self.stats is not None:
                 self.stats.records += n
