@@ -416,6 +416,35 @@ def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
             thread.join()
 
 
+def _parse_chunk(
+    chunk: memoryview,
+    read_options: pacsv.ReadOptions,
+    parse_options: pacsv.ParseOptions,
+    convert_options: pacsv.ConvertOptions,
+    bad_rows: list[int],
+) -> pa.Table:
+    """Parse one chunk of whole lines; a line longer than arrow's block (arrow cannot parse a
+    line over more than two blocks) makes the whole chunk one block. ``bad_rows[0]`` counts
+    the invalid rows of the parse that succeeded."""
+    options = read_options
+    for attempt in range(2):
+        bad_rows[0] = 0
+        try:
+            return pacsv.read_csv(
+                pa.py_buffer(chunk),
+                read_options=options,
+                parse_options=parse_options,
+                convert_options=convert_options,
+                memory_pool=jemalloc_pool(),
+            )
+        except pa.ArrowInvalid as exc:
+            if attempt or "straddl" not in str(exc):
+                raise
+            options = copy.copy(read_options)
+            options.block_size = len(chunk) + 1
+    raise AssertionError("unreachable")
+
+
 def _read_into(stream: io.RawIOBase, view: memoryview) -> int:
     """Fill ``view`` from ``stream``; fewer bytes only at the end of the stream."""
     filled = 0
@@ -644,17 +673,8 @@ class _InflateMember(io.RawIOBase):
         )
 
     def readinto(self, buffer: Any) -> int:
-        """Fill ``buffer`` (short only at the end: arrow takes each read for a whole block)."""
+        """Inflate into ``buffer`` as much as the next compressed chunk gives (0 at the end)."""
         view = memoryview(buffer).cast("B")
-        filled = 0
-        while filled < len(view):
-            n = self._inflate_into(view[filled:])
-            if not n:
-                break
-            filled += n
-        return filled
-
-    def _inflate_into(self, view: memoryview) -> int:
         while not self._inflater.eof:
             drained = False
             if not self._input:
@@ -1023,29 +1043,8 @@ class ArchiveSource:
                         encoding=spec.encoding,
                         use_threads=use_threads,
                     )
-                bad_rows[0] = 0
-                try:
-                    table = pacsv.read_csv(
-                        pa.py_buffer(chunk),
-                        read_options=read_options,
-                        parse_options=parse_options,
-                        convert_options=convert_options,
-                        memory_pool=jemalloc_pool(),
-                    )
-                except pa.ArrowInvalid as exc:
-                    if "straddl" not in str(exc):
-                        raise
-                    # a line longer than arrow's block: the whole chunk as one block
-                    bad_rows[0] = 0
-                    one_block = copy.copy(read_options)
-                    one_block.block_size = len(chunk) + 1
-                    table = pacsv.read_csv(
-                        pa.py_buffer(chunk),
-                        read_options=one_block,
-                        parse_options=parse_options,
-                        convert_options=convert_options,
-                        memory_pool=jemalloc_pool(),
-                    )
+
+                table = _parse_chunk(chunk, read_options, parse_options, convert_options, bad_rows)
                 if bad_rows[0]:
                     invalid[counter] += bad_rows[0]
                 if not table.num_rows:
