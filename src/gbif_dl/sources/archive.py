@@ -372,7 +372,7 @@ def _empty_strings(n: int) -> pa.Array:
 _T = TypeVar("_T")
 
 
-def _read_ahead(items: Iterator[_T], depth: int = 2) -> Iterator[_T]:
+def _read_ahead(items: Iterator[_T], depth: int = 2) -> Generator[_T, None, None]:
     """``items`` produced by a thread, up to ``depth`` ahead of the consumer.
 
     The producer here inflates chunks of a member (ISA-L and zlib release the GIL), so that
@@ -1033,8 +1033,9 @@ class ArchiveSource:
         pending: list[pa.RecordBatch] = []
         pending_rows = yielded = 0
         read_options = None
+        chunks = _read_ahead(self._chunks(stream, spec))
         try:
-            for first_line, chunk in _read_ahead(self._chunks(stream, spec)):
+            for first_line, chunk in chunks:
                 if read_options is None:  # the column count of the file, from its first line
                     fields = first_line.count(spec.delimiter.encode(spec.encoding)) + 1
                     read_options = pacsv.ReadOptions(
@@ -1070,6 +1071,7 @@ class ArchiveSource:
                 path=self._where,
             ) from exc
         finally:
+            chunks.close()  # stops the read-ahead thread before its stream closes
             stream.close()
 
     def _chunks(
