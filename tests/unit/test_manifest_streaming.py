@@ -62,6 +62,14 @@ def colliding(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(mf, "_url_digest", lambda url: 3 + len(url) % 3)
 
 
+@pytest.fixture(params=["real", "colliding"])
+def digests(request: pytest.FixtureRequest) -> str:
+    """Run a test with the real URL digests, then with colliding ones."""
+    if request.param == "colliding":
+        request.getfixturevalue("colliding")
+    return str(request.param)
+
+
 def _write_journal(root: Path, rows: list[dict[str, object]], torn: str = "") -> None:
     with Journal(root) as journal:
         for row in rows:
@@ -71,12 +79,9 @@ def _write_journal(root: Path, rows: list[dict[str, object]], torn: str = "") ->
             handle.write(torn)
 
 
-@pytest.mark.parametrize("digests", ["real", "colliding"])
 def test_streaming_merge_latest_wins_across_blocks_and_old_manifest(
-    tmp_path: Path, small_blocks: None, digests: str, request: pytest.FixtureRequest
+    tmp_path: Path, small_blocks: None, digests: str
 ) -> None:
-    if digests == "colliding":
-        request.getfixturevalue("colliding")
     _write_journal(tmp_path, [_row(i, FAILED) for i in range(40)])
     merge_journal_file(tmp_path)
     assert pq.read_metadata(tmp_path / MANIFEST_NAME).num_row_groups > 1  # streamed in groups
@@ -129,12 +134,7 @@ def test_merge_manifest_files_latest_updated_wins(tmp_path: Path) -> None:
     assert status["http://h/1.jpg"] == SUCCESS  # the later part has an older row: it loses
 
 
-@pytest.mark.parametrize("digests", ["real", "colliding"])
-def test_load_index_is_compact_and_exact(
-    tmp_path: Path, small_blocks: None, digests: str, request: pytest.FixtureRequest
-) -> None:
-    if digests == "colliding":
-        request.getfixturevalue("colliding")
+def test_load_index_is_compact_and_exact(tmp_path: Path, small_blocks: None, digests: str) -> None:
     _write_journal(tmp_path, [_row(i) for i in range(30)])
     merge_journal_file(tmp_path)
     _write_journal(tmp_path, [_row(5, FAILED)])  # unmerged journal row wins

@@ -114,7 +114,7 @@ class _Worker:
         """The worker's messages; ``local`` (this process's reader) if it never sent one."""
         stdout = self.process.stdout
         assert stdout is not None
-        received = 0
+        received = False
         while True:
             try:
                 message = pickle.load(stdout)
@@ -132,7 +132,7 @@ class _Worker:
                     f"(exit code {code}{': ' + detail if detail else ''}); run again",
                     path=self.where,
                 ) from exc
-            received += 1
+            received = True
             if "error" in message:
                 if message.get("kind") == "ArchiveError":
                     raise ArchiveError(message["error"], path=self.where)

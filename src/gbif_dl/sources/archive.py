@@ -532,6 +532,12 @@ class _Codes:
             self.values.append(value)
         return code
 
+    def extend(self, values: Iterable[str]) -> None:
+        """Append ``values`` (new to this dictionary, in code order): a mirror of another."""
+        for value in values:
+            self.index[value] = len(self.values)
+            self.values.append(value)
+
     def encode(self, column: pa.Array) -> np.ndarray:
         encoded = pc.dictionary_encode(column)
         uniques = encoded.dictionary.to_pylist()
@@ -769,8 +775,8 @@ class _Window:
             if name == "license":
                 codes = np.fromiter(map(self.licenses.code, values), np.int32, len(values))
                 self._license_map = np.concatenate([self._license_map, codes])
-            elif values:
-                self.occ.dictionaries[name].values.extend(values)
+            else:
+                self.occ.dictionaries[name].extend(values)
         self.occ.odd_ids.update(message["odd"])
         return True
 
@@ -1495,15 +1501,16 @@ class ArchiveSource:
         keys = _numpy(rows.column("key"))
         last = keys[-1]
         pending = window.occ.keys.size - window.start
-        while not window.done and not np.any(window.occ.keys[window.start :] == last):
+        found = bool(np.any(window.occ.keys[window.start :] == last))
+        while not found and not window.done:  # read on until the batch's last occurrence
             if pending > _LOOKAHEAD_ROWS:
                 raise _OutOfOrder(f"no occurrence {last} within {_LOOKAHEAD_ROWS} rows")
-            for message in feed:
-                if window.receive(message, stats):
-                    pending += window.append(message)
-                break
-            else:
+            message = next(feed, None)
+            if message is None or not window.receive(message, stats):
                 window.done = True
+                break
+            pending += window.append(message)
+            found = bool(np.any(message["keys"] == last))
         pos = window.locate(keys)
         if (pos < 0).any():
             missing = int(keys[np.flatnonzero(pos < 0)[0]])
