@@ -39,6 +39,9 @@ logger = logging.getLogger(__name__)
 #: Messages the worker may have ready before the main process takes them (about 0.7 MB each).
 _OUTBOX = 4
 _PIPE_BYTES = 1 << 20
+#: numpy's BLAS starts a spinning thread per core at import; the worker never multiplies
+#: matrices, and on a small machine those threads take CPU from the two readers.
+_QUIET_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
     "from gbif_dl.sources._occurrence_worker import main; main()"
@@ -93,6 +96,7 @@ class _Worker:
         try:
             process = subprocess.Popen(
                 [sys.executable, "-c", _BOOT, root],
+                env={**os.environ, **_QUIET_BLAS},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errors,

@@ -124,6 +124,8 @@ _OCCURRENCE_FIELDS = (
 )
 _MEDIA_FIELDS = ("format", "references", "creator", "publisher", "license", "rightsHolder")
 #: Columns of the candidate media rows the streaming join works on.
+#: The multimedia columns copied into records (the licence goes through its dictionary).
+_RECORD_MEDIA_FIELDS = tuple(name for name in _MEDIA_FIELDS if name != "license")
 _CANDIDATE_COLUMNS = ("row", "key", "identifier", *_MEDIA_FIELDS)
 #: Occurrence rows the streaming join reads ahead looking for an occurrence before it gives up
 #: on file order (about 44 bytes each).
@@ -454,6 +456,27 @@ def _read_into(stream: io.RawIOBase, view: memoryview) -> int:
             break
         filled += n
     return filled
+
+
+def _trim(strings: pa.Array) -> pa.Array:
+    """``pc.utf8_trim_whitespace``, skipped when no value can start or end with whitespace.
+
+    A value can only if its first or last byte is an ASCII control or space, or not ASCII
+    (every other whitespace character is multi-byte); most columns have none, and the check
+    reads two bytes per value where the trim copies them all.
+    """
+    if not isinstance(strings, pa.StringArray) or strings.null_count or not len(strings):
+        return pc.utf8_trim_whitespace(strings)
+    offsets_buffer, data_buffer = strings.buffers()[1:3]
+    if data_buffer is None or not data_buffer.size:
+        return strings
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[strings.offset :][: len(strings) + 1]
+    data = np.frombuffer(data_buffer, dtype=np.uint8)
+    filled = offsets[1:] > offsets[:-1]
+    ends = np.concatenate([data[offsets[:-1][filled]], data[offsets[1:][filled] - 1]])
+    if np.any((ends <= 0x20) | (ends >= 0x7F)):
+        return pc.utf8_trim_whitespace(strings)
+    return strings
 
 
 def _mask(values: pa.Array) -> np.ndarray:
@@ -1135,16 +1158,17 @@ class ArchiveSource:
         n = batch.num_rows
         stats.media_rows += n
         raw_ids = batch.column("_id")
-        ids = pc.utf8_trim_whitespace(raw_ids)
-        stats.id_whitespace += n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
-        urls = pc.utf8_trim_whitespace(batch.column("identifier"))
+        ids = _trim(raw_ids)
+        if ids is not raw_ids:
+            stats.id_whitespace += n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
+        urls = _trim(batch.column("identifier"))
         keep = np.ones(n, dtype=bool)
         has_id = _lengths(ids) > 0
         _drop(keep, ~has_id, skipped, "missing_id")
         has_url = _lengths(urls) > 0
         _drop(keep, ~has_url, skipped, "missing_identifier")
         if mediatype is not None:
-            types = pc.utf8_trim_whitespace(batch.column("type"))
+            types = _trim(batch.column("type"))
             has_type = _lengths(types) > 0
             _drop(keep, ~has_type, skipped, "missing_type")
             same = _equals(types, mediatype)
@@ -1176,7 +1200,7 @@ class ArchiveSource:
                         _to_keys(ids.take(take)),
                         url_hash,
                         licenses.encode(
-                            pc.utf8_trim_whitespace(batch.column("license").take(take))
+                            _trim(batch.column("license").take(take))
                         ),
                     )
                 )
@@ -1211,8 +1235,8 @@ class ArchiveSource:
         for batch in batches:
             n = batch.num_rows
             raw_ids = batch.column("_id")
-            ids = pc.utf8_trim_whitespace(raw_ids)
-            ws = n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
+            ids = _trim(raw_ids)
+            ws = 0 if ids is raw_ids else n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
             valid = _lengths(ids) > 0
             if not valid.all():
                 take = _arrow(np.flatnonzero(valid))
@@ -1229,7 +1253,7 @@ class ArchiveSource:
                 dictionary = dictionaries[name]
                 before = len(dictionary.values)
                 if name in batch.schema.names:
-                    column = pc.utf8_trim_whitespace(batch.column(name))
+                    column = _trim(batch.column(name))
                     codes[name] = dictionary.encode(column)
                 else:
                     codes[name] = np.zeros(keys.size, dtype=np.int32)
@@ -1521,7 +1545,7 @@ class ArchiveSource:
             _drop(keep, occ.codes[options.label][pos] == 0, skipped, "missing_label")
         for name in options.split:
             _drop(keep, occ.codes[name][pos] == 0, skipped, "missing_split_value")
-        license_of = window.licenses.encode(pc.utf8_trim_whitespace(rows.column("license")))
+        license_of = window.licenses.encode(_trim(rows.column("license")))
         np.copyto(license_of, occ.codes["license"][pos], where=license_of == 0)
         if options.licenses is not None:
             accept = options.licenses
@@ -1556,8 +1580,8 @@ class ArchiveSource:
             o = pos[index]
             take = _arrow(index)
             media = {"identifier": _pick(urls, kept)}
-            for name in _MEDIA_FIELDS:
-                media[name] = pc.utf8_trim_whitespace(rows.column(name).take(take)).to_pylist()
+            for name in _RECORD_MEDIA_FIELDS:
+                media[name] = _trim(rows.column(name).take(take)).to_pylist()
             labels = build.values(options.label or "", o)
             yielded.add(row_numbers[index])
             records = build.records(media, o, license_of[index], labels)
@@ -1738,7 +1762,7 @@ class ArchiveSource:
             columns = {}
             for name in names:
                 if name in batch.schema.names:
-                    column = pc.utf8_trim_whitespace(batch.column(name).take(take))
+                    column = _trim(batch.column(name).take(take))
                     columns[name] = column.to_pylist()
                 else:
                     columns[name] = [""] * (hi - lo)
@@ -1786,7 +1810,7 @@ class ArchiveSource:
                 pending.setdefault(p, []).append(record)
         names = self.columns
         for batch in self._batches(archive, self.core, names, "_emit"):
-            ids = pc.utf8_trim_whitespace(batch.column("_id"))
+            ids = _trim(batch.column("_id"))
             valid = pc.greater(pc.utf8_length(ids), 0)
             keys = _to_keys(pc.if_else(valid, ids, "0"))
             pos = np.minimum(np.searchsorted(occ.keys, keys), max(occ.keys.size - 1, 0))
