@@ -124,6 +124,8 @@ _OCCURRENCE_FIELDS = (
 )
 _MEDIA_FIELDS = ("format", "references", "creator", "publisher", "license", "rightsHolder")
 #: Columns of the candidate media rows the streaming join works on.
+#: Batches this small convert value by value (see ``_RecordBuilder.strings``).
+_DICTIONARY_MIN_ROWS = 256
 #: The multimedia columns copied into records (the licence goes through its dictionary).
 _RECORD_MEDIA_FIELDS = tuple(name for name in _MEDIA_FIELDS if name != "license")
 _CANDIDATE_COLUMNS = ("row", "key", "identifier", *_MEDIA_FIELDS)
@@ -581,22 +583,24 @@ class _HashSet:
         self.levels: list[np.ndarray] = []
 
     def add(self, values: np.ndarray) -> np.ndarray:
-        """Add ``values`` (distinct among themselves); True where one was not a member yet."""
-        order = np.argsort(values)
+        """Add ``values``; True where a value is new: not a member yet, and the first of
+        its equal values in ``values``."""
+        order = np.argsort(values, kind="stable")  # equal values keep their input order
         needles = values[order]
-        known = np.zeros(values.size, dtype=bool)
+        new = np.ones(values.size, dtype=bool)
+        np.not_equal(needles[1:], needles[:-1], out=new[1:])
         for level in self.levels:
             at = np.minimum(np.searchsorted(level, needles), level.size - 1)
-            known |= level[at] == needles
-        merged = needles[~known]  # sorted
+            new &= level[at] != needles
+        merged = needles[new]  # sorted, distinct
         while self.levels and self.levels[-1].size <= 2 * merged.size:
             merged = np.concatenate([self.levels.pop(), merged])
             merged.sort(kind="stable")  # in place: two sorted runs, merged
         if merged.size:
             self.levels.append(merged)
-        new = np.empty(values.size, dtype=bool)
-        new[order] = ~known
-        return new
+        first = np.empty(values.size, dtype=bool)
+        first[order] = new
+        return first
 
 
 class _RowBits:
@@ -1556,9 +1560,7 @@ class ArchiveSource:
         kept = np.arange(index.size)  # positions in ``urls``
         if options.dedupe and index.size:
             url_hash = np.fromiter(map(hash, urls), dtype=np.int64, count=index.size)
-            first = np.zeros(index.size, dtype=bool)
-            first[np.unique(url_hash, return_index=True)[1]] = True
-            first[first] = seen.add(url_hash[first])  # and not seen in an earlier batch
+            first = seen.add(url_hash)  # the first in this batch, and not in an earlier one
             if not first.all():
                 skipped["duplicate_url"] += int(index.size - np.count_nonzero(first))
                 kept = kept[first]
@@ -1568,20 +1570,17 @@ class ArchiveSource:
             rank = _mix(keys[candidates].view(np.uint64) ^ _seed_value(options.seed, 1))
             rank ^= row_numbers[candidates].view(np.uint64)
             rank = _mix(rank)
-            order = np.lexsort((rank, pos[candidates]))  # ties: the first in file order
-            ordered = pos[candidates][order]
-            head = np.ones(order.size, dtype=bool)
-            np.not_equal(ordered[1:], ordered[:-1], out=head[1:])
-            if not head.all():
-                skipped["other_media_of_occurrence"] += int(head.size - np.count_nonzero(head))
-                kept = kept[np.sort(order[head])]
+            chosen = _lowest_per_group(pos[candidates], rank)
+            if chosen.size < kept.size:
+                skipped["other_media_of_occurrence"] += int(kept.size - chosen.size)
+                kept = kept[chosen]
         if kept.size:
             index = index[kept]
             o = pos[index]
             take = _arrow(index)
             media = {"identifier": _pick(urls, kept)}
             for name in _RECORD_MEDIA_FIELDS:
-                media[name] = _trim(rows.column(name).take(take)).to_pylist()
+                media[name] = build.strings(name, rows.column(name).take(take))
             labels = build.values(options.label or "", o)
             yielded.add(row_numbers[index])
             records = build.records(media, o, license_of[index], labels)
@@ -1855,6 +1854,20 @@ class _RecordBuilder:
         self.license_codes: list[str | None] = []
         self.licenses: list[str | None] = []
         self.ints: dict[str, list[Any]] = {name: [] for name in _INT_FIELDS}
+        self.varied: set[str] = set()  # media columns with many distinct values
+
+    def strings(self, name: str, values: pa.Array) -> Sequence[str]:
+        """Media column ``name``'s trimmed ``values`` as Python strings. A column with few
+        distinct values (format, publisher, licence holder...) is decoded through its
+        dictionary, one string object per distinct value; one that proves varied is
+        converted value by value from then on."""
+        if name not in self.varied and len(values) >= _DICTIONARY_MIN_ROWS:
+            encoded = pc.dictionary_encode(values)
+            if len(encoded.dictionary) * 4 <= len(values):
+                return _pick(_trim(encoded.dictionary).to_pylist(), _numpy(encoded.indices))
+            self.varied.add(name)
+        strings: list[str] = _trim(values).to_pylist()
+        return strings
 
     def _sync(self) -> None:
         """Extend the per-code lookups to values the dictionaries gained since last time."""
@@ -1946,6 +1959,26 @@ class _RecordBuilder:
         finally:
             if self.stats is not None:
                 self.stats.records += n
+
+
+def _lowest_per_group(groups: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Positions (ascending) of the lowest ``rank`` of each value of ``groups``; of equal
+    ranks, the first. Linear when each group is one run (media follow their occurrence)."""
+    change = groups[1:] != groups[:-1]
+    if bool(np.all(groups[1:] >= groups[:-1])):  # sorted runs
+        if change.all():  # one row per group
+            return np.arange(groups.size)
+        starts = np.flatnonzero(np.concatenate([[True], change]))
+        group = np.cumsum(np.concatenate([[0], change]))
+        lowest = np.flatnonzero(rank == np.minimum.reduceat(rank, starts)[group])
+        firsts = np.ones(lowest.size, dtype=bool)
+        np.not_equal(group[lowest[1:]], group[lowest[:-1]], out=firsts[1:])
+        return lowest[firsts]
+    order = np.lexsort((rank, groups))  # stable: of equal ranks, the first
+    ordered = groups[order]
+    head = np.ones(order.size, dtype=bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=head[1:])
+    return np.sort(order[head])
 
 
 def _drop(keep: np.ndarray, mask: np.ndarray, skipped: Counter[str], reason: str) -> None:
