@@ -19,10 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from gbif_dl.errors import ArchiveError
-from gbif_dl.sources.archive import ArchiveSource, _HashSet, _RowBits
+from gbif_dl.sources.archive import (
+    ArchiveSource,
+    _HashSet,
+    _lowest_per_group,
+    _Occurrences,
+    _Options,
+    _RecordBuilder,
+    _RowBits,
+    _trim,
+)
 from gbif_dl.testing import Population
 from gbif_dl.testing.archive import write_dwca
 
@@ -249,6 +260,93 @@ def test_hash_set_agrees_with_a_python_set() -> None:
         new = seen.add(batch)
         assert new.tolist() == [int(v) not in reference for v in batch]
         reference.update(batch.tolist())
+
+
+def test_hash_set_keeps_the_first_of_repeated_values() -> None:
+    """Repeats within a batch: only the first of equal values is new, in input order."""
+    rng = np.random.default_rng(4)
+    seen, reference = _HashSet(), set()
+    for _ in range(30):
+        batch = rng.integers(-50, 50, size=int(rng.integers(1, 200)))
+        expected = []
+        for value in batch.tolist():
+            expected.append(value not in reference)
+            reference.add(value)
+        assert seen.add(batch).tolist() == expected
+
+
+def _lowest_reference(groups: list[int], rank: list[int]) -> list[int]:
+    best: dict[int, int] = {}
+    for i, (g, r) in enumerate(zip(groups, rank, strict=True)):
+        if g not in best or r < rank[best[g]]:
+            best[g] = i
+    return sorted(best.values())
+
+
+@pytest.mark.parametrize("runs", [True, False])
+def test_lowest_rank_per_group_matches_a_plain_loop(runs: bool) -> None:
+    """Sorted runs (media after their occurrence) take the linear path, the rest the sort;
+    both keep the lowest rank of each group and, of equal ranks, the first."""
+    rng = np.random.default_rng(5)
+    for size in (1, 2, 3, 50, 500):
+        groups = rng.integers(0, max(size // 3, 1), size=size)
+        if runs:
+            groups.sort()
+        rank = rng.integers(0, 4, size=size).astype(np.uint64)  # many ties
+        got = _lowest_per_group(groups, rank).tolist()
+        assert got == _lowest_reference(groups.tolist(), rank.tolist())
+    singles = np.arange(10)
+    assert _lowest_per_group(singles, np.zeros(10, dtype=np.uint64)).tolist() == list(range(10))
+
+
+_PADDED = [
+    "plain",
+    " leading",
+    "trailing\t",
+    "\u00a0no-break space\u00a0",
+    "\u3000ideographic\u3000",
+    "caf\u00e9",
+    "",
+    "\u00e9t\u00e9",
+    "x",
+]
+
+
+@pytest.mark.parametrize("start", [0, 1, 5])
+def test_trim_equals_arrow_trim(start: int) -> None:
+    """The shortcut never changes a value: the same strings as arrow's trim, sliced or not."""
+    values = pa.array(_PADDED * 3).slice(start)
+    assert _trim(values).to_pylist() == pc.utf8_trim_whitespace(values).to_pylist()
+    clean = pa.array(["a", "b c", "", "d"] * 3).slice(start)
+    assert _trim(clean) is clean  # nothing to trim: no copy
+    padded = pa.array(["a ", "b"])
+    assert _trim(padded) is not padded
+
+
+def test_media_strings_through_dictionaries_equal_plain_conversion() -> None:
+    """Few distinct values: decoded through the dictionary; many: value by value, and the
+    column is remembered as varied. Both give the trimmed strings."""
+    empty = np.empty(0, dtype=np.int64)
+    options = _Options("speciesKey", None, True, True, [], None, None, False, 0, None, True)
+    builder = _RecordBuilder(_Occurrences(empty, {}, {}, {}), options)
+    repeated = pa.array([" CC-BY ", "CC0", "\u00a0CC-BY-NC"] * 200)
+    varied = pa.array([f" page {i} " for i in range(600)])
+    for name, values in (("format", repeated), ("references", varied)):
+        assert list(builder.strings(name, values)) == [v.strip() for v in values.to_pylist()]
+    assert builder.varied == {"references"}
+    short = pa.array([" a"] * 10)  # too short to bother with a dictionary
+    assert list(builder.strings("creator", short)) == ["a"] * 10
+
+
+def test_streaming_equals_three_passes_with_default_batches() -> None:
+    """Default batch sizes (the dictionary decoding of media columns applies)."""
+    for options in ({"label": "speciesKey"}, {"label": "family", "license_info": False}):
+        streamed = ArchiveSource(REAL)
+        passes = ArchiveSource(REAL)
+        passes.streaming = False
+        got = list(streamed.records(**options))
+        assert got and got == list(passes.records(**options))
+        assert streamed.stats == passes.stats
 
 
 def test_row_bits_remember_exactly_the_rows_added() -> None:

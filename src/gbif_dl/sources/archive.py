@@ -1203,9 +1203,7 @@ class ArchiveSource:
                         index.astype(np.int64) + row0,
                         _to_keys(ids.take(take)),
                         url_hash,
-                        licenses.encode(
-                            _trim(batch.column("license").take(take))
-                        ),
+                        licenses.encode(_trim(batch.column("license").take(take))),
                     )
                 )
             row0 += batch.num_rows
