@@ -39,7 +39,6 @@ Example:
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import io
@@ -1065,10 +1064,10 @@ class ArchiveSource:
         names = list(wanted_index)
         pending: list[pa.RecordBatch] = []
         pending_rows = yielded = 0
-        read_options = None
-        chunks = _read_ahead(self._chunks(stream, spec))
-        try:
-            for first_line, chunk in chunks:
+
+        def parsed() -> Iterator[tuple[pa.Table, int]]:
+            read_options = None
+            for first_line, chunk in self._chunks(stream, spec):
                 if read_options is None:  # the column count of the file, from its first line
                     fields = first_line.count(spec.delimiter.encode(spec.encoding)) + 1
                     read_options = pacsv.ReadOptions(
@@ -1077,10 +1076,15 @@ class ArchiveSource:
                         encoding=spec.encoding,
                         use_threads=use_threads,
                     )
-
                 table = _parse_chunk(chunk, read_options, parse_options, convert_options, bad_rows)
-                if bad_rows[0]:
-                    invalid[counter] += bad_rows[0]
+                yield table, bad_rows[0]
+
+        # inflating and parsing (both without the GIL) run ahead in a thread of their own
+        tables = _read_ahead(parsed())
+        try:
+            for table, bad in tables:
+                if bad:
+                    invalid[counter] += bad
                 if not table.num_rows:
                     continue
                 # only the wanted columns are kept, so gathering rows is cheap
@@ -1104,7 +1108,7 @@ class ArchiveSource:
                 path=self._where,
             ) from exc
         finally:
-            chunks.close()  # stops the read-ahead thread before its stream closes
+            tables.close()  # stops the read-ahead thread before its stream closes
             stream.close()
 
     def _chunks(
@@ -2131,6 +2135,8 @@ def _url_file_name(url: str) -> str:
 
 async def _fetch_url(url: str, root: Path) -> Path:
     """Stream a zip at ``url`` into the cache, resuming a partial file with ``Range``."""
+    import asyncio  # here: the archive worker process never fetches
+
     import aiohttp
 
     dest = root / _url_file_name(url)
