@@ -122,11 +122,11 @@ _OCCURRENCE_FIELDS = (
     "publisher",
 )
 _MEDIA_FIELDS = ("format", "references", "creator", "publisher", "license", "rightsHolder")
-#: Columns of the candidate media rows the streaming join works on.
-#: Batches this small convert value by value (see ``_RecordBuilder.strings``).
-_DICTIONARY_MIN_ROWS = 256
 #: The multimedia columns copied into records (the licence goes through its dictionary).
 _RECORD_MEDIA_FIELDS = tuple(name for name in _MEDIA_FIELDS if name != "license")
+#: Batches this small convert value by value (see ``_RecordBuilder.strings``).
+_DICTIONARY_MIN_ROWS = 256
+#: Columns of the candidate media rows the streaming join works on.
 _CANDIDATE_COLUMNS = ("row", "key", "identifier", *_MEDIA_FIELDS)
 #: Occurrence rows the streaming join reads ahead looking for an occurrence before it gives up
 #: on file order (about 44 bytes each).
