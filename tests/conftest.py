@@ -7,6 +7,7 @@ hosts. Any attempt to connect or resolve a name outside loopback fails loudly.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -64,6 +65,24 @@ def _no_real_gbif(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("GBIF_USER", raising=False)
     monkeypatch.delenv("GBIF_PWD", raising=False)
     yield
+
+
+@pytest.fixture
+def interruptible_children() -> Iterator[None]:
+    """Child processes started in the test get SIGINT's default behaviour (Ctrl-C stops them).
+
+    A shell starts a background job (``pytest ... &``, a CI step run that way) with SIGINT
+    ignored, and every child inherits that: a test sending SIGINT would then see the child
+    run to its end. A Python handler is reset to the default by ``exec``; ``SIG_IGN`` is not.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous)
 
 
 # --- GBIF simulator fixtures (gbif_dl.testing) --------------------------------------------------

@@ -558,7 +558,9 @@ def test_simulate_serves_the_api_until_stopped(tmp_path: Path) -> None:
     assert f"http://127.0.0.1:{port}/v1" in err
 
 
-def test_ctrl_c_stops_cleanly_and_keeps_finished_images(tmp_path: Path) -> None:
+def test_ctrl_c_stops_cleanly_and_keeps_finished_images(
+    tmp_path: Path, interruptible_children: None
+) -> None:
     """SIGINT during a download: exit 130, a one-line hint to resume, finished images kept."""
     slow = HostFaults(latency_s=0.3)
     with Simulation(seed=5, size=400, n_hosts=1, host_faults=slow, n_species=2) as simulation:

@@ -382,7 +382,9 @@ def test_sigkill_mid_write_then_rerun_completes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigint_stops_cleanly_with_exit_130_then_rerun_completes(tmp_path: Path) -> None:
+def test_sigint_stops_cleanly_with_exit_130_then_rerun_completes(
+    tmp_path: Path, interruptible_children: None
+) -> None:
     """Ctrl-C on ``gbif-dl download``: exit code 130 and a message saying how to resume; the
     journal is merged into the manifest (one row per stored file), no temp file is left; the
     same command then completes the job."""
