@@ -338,8 +338,21 @@ def test_media_strings_through_dictionaries_equal_plain_conversion() -> None:
     assert list(builder.strings("creator", short)) == ["a"] * 10
 
 
-def test_streaming_equals_three_passes_with_default_batches() -> None:
-    """Default batch sizes (the dictionary decoding of media columns applies)."""
+def test_streaming_equals_three_passes_with_default_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Default batch sizes: the media columns with few distinct values of the real download
+    go through their dictionaries, and the records are still those of the three passes."""
+    decoded: list[str] = []  # columns decoded through their dictionary
+    plain = _RecordBuilder.strings
+
+    def strings(builder: _RecordBuilder, name: str, values: pa.Array) -> Any:
+        result = plain(builder, name, values)
+        if not isinstance(result, list):  # the dictionary path returns picked tuples
+            decoded.append(name)
+        return result
+
+    monkeypatch.setattr(_RecordBuilder, "strings", strings)
     for options in ({"label": "speciesKey"}, {"label": "family", "license_info": False}):
         streamed = ArchiveSource(REAL)
         passes = ArchiveSource(REAL)
@@ -347,6 +360,7 @@ def test_streaming_equals_three_passes_with_default_batches() -> None:
         got = list(streamed.records(**options))
         assert got and got == list(passes.records(**options))
         assert streamed.stats == passes.stats
+    assert "format" in decoded and "publisher" in decoded
 
 
 def test_row_bits_remember_exactly_the_rows_added() -> None:

@@ -85,12 +85,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: What inflates deflated members: ``isal_zlib`` or ``zlib`` (same API).
 _INFLATE: Any
 try:  # ISA-L: the same API as zlib, several times faster to inflate
     from isal import isal_zlib as _INFLATE
 except ImportError:  # pragma: no cover - isal is a dependency; zlib where it cannot install
     _INFLATE = zlib
-#: What inflates deflated members: ``isal_zlib`` or ``zlib`` (same API).
 
 OCCURRENCE_ROW_TYPE = "http://rs.tdwg.org/dwc/terms/Occurrence"
 MULTIMEDIA_ROW_TYPE = "http://rs.gbif.org/terms/1.0/Multimedia"
@@ -379,9 +379,9 @@ _T = TypeVar("_T")
 def _read_ahead(items: Iterator[_T], depth: int = 2) -> Generator[_T, None, None]:
     """``items`` produced by a thread, up to ``depth`` ahead of the consumer.
 
-    The producer here inflates chunks of a member (ISA-L and zlib release the GIL), so that
-    work overlaps the consumer's. Closing this generator stops the thread and waits for it,
-    so the stream it reads can be closed next.
+    The producer here inflates and parses the chunks of a member (ISA-L, zlib and arrow's
+    parser release the GIL), so that work overlaps the consumer's Python work. Closing this
+    generator stops the thread and waits for it, so the stream it reads can be closed next.
     """
     ready: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -573,8 +573,8 @@ class _Codes:
 class _HashSet:
     """A growing set of int64 hashes kept as a few sorted arrays, merged like a binary counter.
 
-    Eight bytes per member and no Python object per member: a batch is checked with one
-    ``searchsorted`` per array (the batch sorted first, so each array is walked in order).
+    Eight bytes per member and no Python object per member: a batch is sorted once (which
+    also finds its own repeats) and checked with one ``searchsorted`` per array.
     """
 
     __slots__ = ("levels",)
