@@ -328,13 +328,15 @@ def _concat(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
     return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
 
 
-def _string_column(table: pa.Table | pa.RecordBatch, name: str) -> pa.Array:
-    column = table.column(name)
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if column.null_count:
-        column = pc.fill_null(column, "")
-    return column
+def _combine(tables: list[pa.Table], names: list[str]) -> pa.RecordBatch:
+    """The rows of ``tables`` (string columns) as one batch with ``names``, each column copied
+    once into one contiguous array; missing values (a column absent from a short file) are
+    ``""``."""
+    arrays = []
+    for column in pa.concat_tables(tables).columns:
+        array = column.combine_chunks()
+        arrays.append(pc.fill_null(array, "") if array.null_count else array)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 _NUMPY_TYPES: dict[pa.DataType, np.dtype[Any]] = {
@@ -1063,11 +1065,13 @@ class ArchiveSource:
                 ) from exc
             stream = _BoundedReader(member, info.file_size, spec.location, self._where)
         names = list(wanted_index)
-        pending: list[pa.RecordBatch] = []
-        pending_rows = yielded = 0
+        columns = [generated[i] for i in wanted_index.values()]
 
-        def parsed() -> Iterator[tuple[pa.Table, int]]:
+        def parsed() -> Iterator[tuple[pa.RecordBatch | None, int]]:
+            """Batches of about ``batch_rows`` rows and the invalid rows counted meanwhile."""
             read_options = None
+            pending: list[pa.Table] = []
+            rows = bad = 0
             for first_line, chunk in self._chunks(stream, spec):
                 if read_options is None:  # the column count of the file, from its first line
                     fields = first_line.count(spec.delimiter.encode(spec.encoding)) + 1
@@ -1078,28 +1082,30 @@ class ArchiveSource:
                         use_threads=use_threads,
                     )
                 table = _parse_chunk(chunk, read_options, parse_options, convert_options, bad_rows)
-                yield table, bad_rows[0]
+                bad += bad_rows[0]
+                if table.num_rows:
+                    pending.append(table.select(columns))  # only the wanted: cheap to gather
+                    rows += table.num_rows
+                if rows >= self.batch_rows:
+                    yield _combine(pending, names), bad
+                    pending, rows, bad = [], 0, 0
+            if pending or bad:
+                yield (_combine(pending, names) if pending else None), bad
 
-        # inflating and parsing (both without the GIL) run ahead in a thread of their own
-        tables = _read_ahead(parsed())
+        # inflating, parsing and gathering rows into batches (arrow and the inflaters release
+        # the GIL) run ahead in a thread of their own
+        batches = _read_ahead(parsed(), depth=1)
+        yielded = 0
         try:
-            for table, bad in tables:
+            for batch, bad in batches:
                 if bad:
                     invalid[counter] += bad
-                if not table.num_rows:
+                if batch is None:
                     continue
-                # only the wanted columns are kept, so gathering rows is cheap
-                arrays = [_string_column(table, generated[i]) for i in wanted_index.values()]
-                pending.append(pa.RecordBatch.from_arrays(arrays, names=names))
-                pending_rows += table.num_rows
-                if pending_rows >= self.batch_rows:
-                    yield _concat(pending)
-                    pending, pending_rows = [], 0
-                    yielded += 1
-                    if yielded % _RELEASE_EVERY == 0:
-                        release_memory()
-            if pending:
-                yield _concat(pending)
+                yield batch
+                yielded += 1
+                if yielded % _RELEASE_EVERY == 0:
+                    release_memory()
         except ArchiveError:
             raise
         except (pa.ArrowInvalid, zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
@@ -1109,7 +1115,7 @@ class ArchiveSource:
                 path=self._where,
             ) from exc
         finally:
-            tables.close()  # stops the read-ahead thread before its stream closes
+            batches.close()  # stops the read-ahead thread before its stream closes
             stream.close()
 
     def _chunks(
