@@ -25,6 +25,7 @@ import pytest
 
 from gbif_dl.errors import ArchiveError
 from gbif_dl.sources.archive import (
+    _HASH_BITS,
     ArchiveSource,
     _HashSet,
     _lowest_per_group,
@@ -273,6 +274,26 @@ def test_hash_set_keeps_the_first_of_repeated_values() -> None:
             expected.append(value not in reference)
             reference.add(value)
         assert seen.add(batch).tolist() == expected
+
+
+def test_hash_set_is_exact_when_low_bits_collide() -> None:
+    """Values sharing their low bits set the same bitmap bit: membership is still exact
+    (the sorted arrays decide), for members and non-members alike, negative values too."""
+    rng = np.random.default_rng(6)
+    stride = np.int64(_HASH_BITS)
+    base = rng.choice(1000, size=300, replace=False).astype(np.int64)  # distinct
+    seen, reference = _HashSet(), set()
+    for step in range(-6, 7):  # every value shares its low bits with those of other steps
+        batch = base + stride * step
+        batch = batch[rng.permutation(batch.size)]
+        expected = []
+        for value in batch.tolist():
+            expected.append(value not in reference)
+            reference.add(value)
+        assert seen.add(batch).tolist() == expected
+    again = base + stride * 7
+    assert seen.add(again).all()  # bits all set, none a member
+    assert not seen.add(base).any()
 
 
 def _lowest_reference(groups: list[int], rank: list[int]) -> list[int]:
