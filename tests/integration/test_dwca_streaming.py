@@ -24,13 +24,16 @@ import pyarrow.compute as pc
 import pytest
 
 from gbif_dl.errors import ArchiveError
+from gbif_dl.sources import archive as archive_module
 from gbif_dl.sources.archive import (
     _HASH_BITS,
     ArchiveSource,
     _HashSet,
+    _Lookup,
     _lowest_per_group,
     _Occurrences,
     _Options,
+    _pick,
     _RecordBuilder,
     _RowBits,
     _trim,
@@ -296,6 +299,20 @@ def test_hash_set_is_exact_when_low_bits_collide() -> None:
     assert not seen.add(base).any()
 
 
+def test_lookup_follows_its_growing_list() -> None:
+    """Picks see the values appended since the last pick, across the array's regrowth."""
+    rng = np.random.default_rng(7)
+    values: list[Any] = [""]
+    lookup = _Lookup(values)
+    for step in range(40):
+        values.extend([f"v{step}-{k}" if k % 3 else None for k in range(step * 5)])
+        values.append(step)  # any object, not only strings
+        index = rng.integers(0, len(values), size=int(rng.integers(0, 60)))
+        assert lookup.pick(index) == [values[i] for i in index.tolist()]
+    assert _pick(["a", "b", "c"], np.array([2, 2, 0])) == ["c", "c", "a"]
+    assert _pick(["a"], np.array([], dtype=np.int64)) == []
+
+
 def _lowest_reference(groups: list[int], rank: list[int]) -> list[int]:
     best: dict[int, int] = {}
     for i, (g, r) in enumerate(zip(groups, rank, strict=True)):
@@ -365,14 +382,21 @@ def test_streaming_equals_three_passes_with_default_batches(
     """Default batch sizes: the media columns with few distinct values of the real download
     go through their dictionaries, and the records are still those of the three passes."""
     decoded: list[str] = []  # columns decoded through their dictionary
-    plain = _RecordBuilder.strings
+    plain, plain_pick = _RecordBuilder.strings, archive_module._pick
+    picks: list[int] = []
+
+    def pick(table: Any, index: np.ndarray) -> list[Any]:
+        picks.append(len(table))
+        return plain_pick(table, index)
 
     def strings(builder: _RecordBuilder, name: str, values: pa.Array) -> Any:
+        before = len(picks)
         result = plain(builder, name, values)
-        if not isinstance(result, list):  # the dictionary path returns picked tuples
+        if len(picks) > before:  # only the dictionary path picks from the distinct values
             decoded.append(name)
         return result
 
+    monkeypatch.setattr(archive_module, "_pick", pick)
     monkeypatch.setattr(_RecordBuilder, "strings", strings)
     for options in ({"label": "speciesKey"}, {"label": "family", "license_info": False}):
         streamed = ArchiveSource(REAL)

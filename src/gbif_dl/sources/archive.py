@@ -44,7 +44,6 @@ import hashlib
 import io
 import logging
 import math
-import operator
 import os
 import queue
 import struct
@@ -518,12 +517,36 @@ def _simple_urls(urls: pa.Array) -> np.ndarray:
     return _mask(pc.match_substring_regex(urls, _SIMPLE_URL_START))
 
 
-def _pick(table: Sequence[Any], index: np.ndarray) -> Sequence[Any]:
-    """``table[i]`` for each ``i`` in ``index``, in one C loop (a tuple)."""
-    if index.size > 1:
-        picked: Sequence[Any] = operator.itemgetter(*index.tolist())(table)
+def _pick(table: Sequence[Any], index: np.ndarray) -> list[Any]:
+    """``table[i]`` for each ``i`` in ``index`` (numpy gathers the objects in one C loop)."""
+    array = np.empty(len(table), dtype=object)
+    array[:] = table
+    picked: list[Any] = array[index].tolist()
+    return picked
+
+
+class _Lookup:
+    """The values of a growing list mirrored in a numpy object array, to pick many at once."""
+
+    __slots__ = ("array", "size", "values")
+
+    def __init__(self, values: list[Any]) -> None:
+        self.values = values
+        self.array = np.empty(0, dtype=object)
+        self.size = 0
+
+    def pick(self, index: np.ndarray) -> list[Any]:
+        """``values[i]`` for each ``i`` in ``index``; values appended since last time count."""
+        n = len(self.values)
+        if n != self.size:
+            if n > self.array.size:  # doubling: each value is copied a bounded number of times
+                grown = np.empty(max(n, 2 * self.array.size), dtype=object)
+                grown[: self.size] = self.array[: self.size]
+                self.array = grown
+            self.array[self.size : n] = self.values[self.size : n]
+            self.size = n
+        picked: list[Any] = self.array[index].tolist()
         return picked
-    return [table[i] for i in index.tolist()]
 
 
 def _to_keys(ids: pa.Array) -> np.ndarray:
@@ -1879,8 +1902,9 @@ class _RecordBuilder:
         self.licenses: list[str | None] = []
         self.ints: dict[str, list[Any]] = {name: [] for name in _INT_FIELDS}
         self.varied: set[str] = set()  # media columns with many distinct values
+        self.lookups: dict[str, _Lookup] = {}
 
-    def strings(self, name: str, values: pa.Array) -> Sequence[str]:
+    def strings(self, name: str, values: pa.Array) -> list[str]:
         """Media column ``name``'s trimmed ``values`` as Python strings. A column with few
         distinct values (format, publisher, licence holder...) is decoded through its
         dictionary, one string object per distinct value; one that proves varied is
@@ -1907,11 +1931,17 @@ class _RecordBuilder:
         """The text of occurrence column ``name`` for occurrence positions ``o`` (None if empty)."""
         if not name:
             return [None] * o.size
-        return _pick(self.occ.dictionaries[name].values, self.occ.codes[name][o])
+        lookup = self.lookups.get(name)
+        if lookup is None:
+            lookup = self.lookups[name] = _Lookup(self.occ.dictionaries[name].values)
+        return lookup.pick(self.occ.codes[name][o])
 
     def numbers(self, name: str, o: np.ndarray) -> Sequence[Any]:
         """Occurrence column ``name`` as integers (None if empty) for positions ``o``."""
-        return _pick(self.ints[name], self.occ.codes[name][o])
+        lookup = self.lookups.get("#" + name)
+        if lookup is None:
+            lookup = self.lookups["#" + name] = _Lookup(self.ints[name])
+        return lookup.pick(self.occ.codes[name][o])
 
     def gbif_ids(self, o: np.ndarray) -> list[str]:
         keys = self.occ.keys[o].tolist()
