@@ -12,11 +12,12 @@ import logging
 import re
 import subprocess
 import sys
+import threading
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,7 @@ import pytest
 
 from gbif_dl.errors import ArchiveError
 from gbif_dl.sources import archive as archive_module
+from gbif_dl.sources._occurrence_worker import _ForkedProcess, fork_is_safe
 from gbif_dl.sources.archive import (
     _HASH_BITS,
     ArchiveSource,
@@ -46,22 +48,29 @@ REAL = Path(__file__).resolve().parents[1] / "data" / "dwca-0022697-200613084148
 SMALL = {"block_size": 1 << 14, "batch_rows": 64}
 
 
-def _source(path: Path, *, streaming: bool, worker: bool = False, **kwargs: Any) -> ArchiveSource:
+def _source(
+    path: Path, *, streaming: bool, worker: Literal["fork", "spawn"] | None = None, **kwargs: Any
+) -> ArchiveSource:
+    """A source; ``worker``: read the occurrences in a worker process started that way."""
     source = ArchiveSource(path, **kwargs)
     source.streaming = streaming
     source.worker_min_bytes = 0 if worker else 1 << 62
+    if worker:
+        source.worker_start = worker
     return source
 
 
 def _both(
-    path: Path, worker: bool = False, **options: Any
+    path: Path, worker: Literal["fork", "spawn"] | None = None, **options: Any
 ) -> tuple[list[Any], ArchiveSource, list[Any], ArchiveSource]:
     streamed = _source(path, streaming=True, worker=worker, **SMALL)
     passes = _source(path, streaming=False, **SMALL)
     return list(streamed.records(**options)), streamed, list(passes.records(**options)), passes
 
 
-def _assert_same(path: Path, worker: bool = False, **options: Any) -> list[Any]:
+def _assert_same(
+    path: Path, worker: Literal["fork", "spawn"] | None = None, **options: Any
+) -> list[Any]:
     got, streamed, expected, passes = _both(path, worker, **options)
     assert got == expected
     assert streamed.stats == passes.stats
@@ -108,13 +117,17 @@ def test_streaming_equals_three_passes_on_the_real_download(options: dict[str, A
     assert _assert_same(REAL, **options)
 
 
-def test_streaming_equals_three_passes_in_a_worker_process(shuffled: Path) -> None:
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_streaming_equals_three_passes_in_a_worker_process(
+    shuffled: Path, start: Literal["fork", "spawn"]
+) -> None:
     """Occurrences read by a child process: the same records and counters as in one process."""
-    got, streamed, expected, _ = _both(shuffled, worker=True, label="speciesKey")
+    got, streamed, expected, _ = _both(shuffled, worker=start, label="speciesKey")
     assert got == expected and got
     process = streamed._occurrence_process
-    assert process is not None and process.returncode is not None  # it ran, and was reaped
-    assert _assert_same(REAL, worker=True, label="scientificName") == _assert_same(
+    assert isinstance(process, _ForkedProcess if start == "fork" else subprocess.Popen)
+    assert process.returncode is not None  # it ran, and was reaped
+    assert _assert_same(REAL, worker=start, label="scientificName") == _assert_same(
         REAL, label="scientificName"
     )
 
@@ -199,7 +212,10 @@ def test_media_of_unknown_occurrences_fall_back_and_are_counted(
     assert streamed.stats.skipped["no_occurrence"] == passes.stats.skipped["no_occurrence"] == 1
 
 
-def test_worker_errors_reach_the_caller_as_archive_errors(shuffled: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_worker_errors_reach_the_caller_as_archive_errors(
+    shuffled: Path, tmp_path: Path, start: Literal["fork", "spawn"]
+) -> None:
     """Corrupt occurrence bytes, read by the worker: an ArchiveError naming the member."""
     broken = tmp_path / "broken.zip"
     data = bytearray(shuffled.read_bytes())
@@ -209,14 +225,17 @@ def test_worker_errors_reach_the_caller_as_archive_errors(shuffled: Path, tmp_pa
     for offset in range(start + 200, start + info.compress_size - 200, 97):
         data[offset] ^= 0x5A
     broken.write_bytes(bytes(data))
-    source = _source(broken, streaming=True, worker=True)
+    source = _source(broken, streaming=True, worker=start)
     with pytest.raises(ArchiveError, match=r"occurrence\.txt"):
         list(source.records(label="speciesKey"))
     assert source._occurrence_process is not None
 
 
-def test_stopping_early_stops_the_worker_and_counts_what_was_handed_out(shuffled: Path) -> None:
-    source = _source(shuffled, streaming=True, worker=True)
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_stopping_early_stops_the_worker_and_counts_what_was_handed_out(
+    shuffled: Path, start: Literal["fork", "spawn"]
+) -> None:
+    source = _source(shuffled, streaming=True, worker=start)
     records = source.records(label="speciesKey")
     first = [next(records) for _ in range(5)]
     assert len({r["url"] for r in first}) == 5
@@ -238,9 +257,48 @@ def test_a_worker_that_cannot_run_leaves_the_work_to_this_process(
             str(p / "false") for p in map(Path, ("/bin", "/usr/bin")) if (p / "false").exists()
         )
     monkeypatch.setattr(sys, "executable", executable)
-    assert list(_source(shuffled, streaming=True, worker=True).records(label="speciesKey")) == (
-        expected
+    source = _source(shuffled, streaming=True, worker="spawn")
+    assert list(source.records(label="speciesKey")) == expected
+
+
+def test_auto_starts_a_new_interpreter_while_other_threads_run(shuffled: Path) -> None:
+    """A fork could leave another thread's locks held in the child: with a second Python
+    thread running, ``auto`` spawns; the records are the same."""
+    expected = list(_source(shuffled, streaming=False).records(label="speciesKey"))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert not fork_is_safe()
+        source = _source(shuffled, streaming=True, worker="spawn")
+        source.worker_start = "auto"
+        assert list(source.records(label="speciesKey")) == expected
+        assert isinstance(source._occurrence_process, subprocess.Popen)
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_a_forked_worker_leaves_the_parents_output_and_exit_handlers_alone() -> None:
+    """In a script with no other thread, ``auto`` forks; the child neither writes the parent's
+    unflushed output again nor runs its exit handlers (it leaves with ``os._exit``)."""
+    script = (
+        "import atexit, sys\n"
+        "from gbif_dl.sources.archive import ArchiveSource\n"
+        "atexit.register(lambda: print('exit-handler'))\n"
+        "sys.stdout.write('unflushed ')\n"  # a pipe: block-buffered, still in the buffer
+        "source = ArchiveSource(sys.argv[1])\n"
+        "source.worker_min_bytes = 0\n"
+        "n = sum(1 for _ in source.records(label='speciesKey'))\n"
+        "print(type(source._occurrence_process).__name__, n)\n"
     )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(REAL)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    expected = len(list(_source(REAL, streaming=False).records(label="speciesKey")))
+    assert done.stdout == f"unflushed _ForkedProcess {expected}\nexit-handler\n"
+    assert done.stderr == ""
 
 
 def test_sampling_and_whole_row_labels_still_use_three_passes(shuffled: Path) -> None:

@@ -3,9 +3,14 @@
 The main process reads the multimedia file and builds the records; meanwhile this worker
 inflates and parses ``occurrence.txt`` (the larger file, often 200+ columns) and sends compact
 messages (see ``ArchiveSource._occurrence_messages``) down a pipe, so the two files are read on
-two cores. The worker is a plain ``python -c`` child, not :mod:`multiprocessing`: nothing of
-the caller's ``__main__`` is imported again, so it works from any script, notebook or
-``python -c``. Where it cannot start, the main process reads the occurrences itself.
+two cores.
+
+On Linux, in a process with no other Python thread, the worker is a fork of this process: it
+starts in a millisecond with numpy and pyarrow already imported, and shares their pages.
+Elsewhere (other threads running, which a fork could leave holding locks in the child; macOS;
+Windows) it is a plain ``python -c`` child, not :mod:`multiprocessing`: nothing of the caller's
+``__main__`` is imported again, so it works from any script, notebook or ``python -c``. Where
+no worker can start, the main process reads the occurrences itself.
 
 Example:
     >>> with open_occurrence_feed(source, archive, ["speciesKey"]) as feed:  # doctest: +SKIP
@@ -19,15 +24,17 @@ import logging
 import os
 import pickle
 import queue
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import warnings
 import zipfile
 from collections.abc import Generator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Union
 
 from gbif_dl.errors import ArchiveError
 
@@ -62,7 +69,7 @@ def open_occurrence_feed(
     """
     size = archive.getinfo(source.core.location).file_size
     worker = None
-    if size >= source.worker_min_bytes and (os.cpu_count() or 1) > 1 and sys.executable:
+    if size >= source.worker_min_bytes and (os.cpu_count() or 1) > 1:
         worker = _Worker.start(source, wanted)
     source._occurrence_process = None if worker is None else worker.process
     local: Generator[dict[str, Any], None, None] = source._occurrence_messages(archive, wanted)
@@ -74,25 +81,105 @@ def open_occurrence_feed(
             worker.close()
 
 
+def fork_is_safe() -> bool:
+    """Whether a worker can be forked from this process: Linux, and no Python thread but this
+    one. (numpy's BLAS pool and arrow's allocator thread, always there, reset in a fork.)"""
+    return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
+
+
+class _ForkedProcess:
+    """The parts of :class:`subprocess.Popen` the worker needs, for a forked child."""
+
+    def __init__(self, pid: int, stdout: IO[bytes]) -> None:
+        self.pid = pid
+        self.stdout: IO[bytes] | None = stdout
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+_Process = Union["subprocess.Popen[bytes]", _ForkedProcess]
+
+
 class _Worker:
     """A running worker process and the end of its pipe."""
 
-    def __init__(self, process: subprocess.Popen[bytes], errors: IO[bytes], where: str) -> None:
+    def __init__(self, process: _Process, errors: IO[bytes] | None, where: str) -> None:
         self.process = process
-        self.errors = errors
+        self.errors = errors  # the child's stderr (a spawned one's)
         self.where = where
 
     @classmethod
     def start(cls, source: ArchiveSource, wanted: Sequence[str]) -> _Worker | None:
-        import gbif_dl
-
-        root = str(Path(gbif_dl.__file__).resolve().parent.parent)
+        """A forked worker where that is safe (``source.worker_start``), else a new
+        interpreter; None if neither starts."""
         spec = {
             "path": str(source.path),
             "wanted": list(wanted),
             "block_size": source.block_size,
             "batch_rows": source.batch_rows,
         }
+        how = source.worker_start
+        if how == "fork" or (how == "auto" and fork_is_safe()):
+            worker = cls._fork(spec)
+            if worker is not None:
+                return worker
+        return cls._spawn(spec)
+
+    @classmethod
+    def _fork(cls, spec: dict[str, Any]) -> _Worker | None:
+        if not hasattr(os, "fork"):
+            return None
+        read_fd, write_fd = os.pipe()
+        try:
+            with warnings.catch_warnings():
+                # Python 3.12+ warns of fork in a process with threads; the only ones here are
+                # numpy's and arrow's own, which reset in the child (see fork_is_safe)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError as exc:
+            os.close(read_fd)
+            os.close(write_fd)
+            logger.debug("cannot fork an occurrence worker (%s)", exc)
+            return None
+        if pid == 0:  # the child: serve, then leave without running the parent's exit code
+            code = 1
+            try:
+                os.close(read_fd)
+                with suppress(ValueError):  # Ctrl-C is the parent's to handle: it stops us
+                    signal.signal(signal.SIGINT, signal.SIG_IGN)
+                with os.fdopen(write_fd, "wb") as out:
+                    _serve(spec, out)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        _widen_pipe(read_fd)
+        return cls(_ForkedProcess(pid, os.fdopen(read_fd, "rb")), None, spec["path"])
+
+    @classmethod
+    def _spawn(cls, spec: dict[str, Any]) -> _Worker | None:
+        import gbif_dl
+
+        if not sys.executable:
+            return None
+        root = str(Path(gbif_dl.__file__).resolve().parent.parent)
         errors = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         try:
             process = subprocess.Popen(
@@ -113,7 +200,7 @@ class _Worker:
             process.stdin.close()
         except OSError:
             pass  # it died at once: messages() notices and reads here instead
-        return cls(process, errors, str(source.path))
+        return cls(process, errors, spec["path"])
 
     def messages(self, local: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """The worker's messages; ``local`` (this process's reader) if it never sent one."""
@@ -150,6 +237,8 @@ class _Worker:
                 return
 
     def _stderr(self) -> str:
+        if self.errors is None:
+            return ""
         self.errors.seek(0)
         lines = self.errors.read(64 << 10).decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else ""
@@ -160,7 +249,8 @@ class _Worker:
         self.process.wait()
         if self.process.stdout is not None:
             self.process.stdout.close()
-        self.errors.close()
+        if self.errors is not None:
+            self.errors.close()
 
 
 def _widen_pipe(fd: int) -> None:
@@ -174,11 +264,14 @@ def _widen_pipe(fd: int) -> None:
 
 
 def main() -> None:
-    """The worker: read the spec line on stdin, write pickled messages to stdout."""
+    """A spawned worker: read the spec line on stdin, write pickled messages to stdout."""
+    _serve(json.loads(sys.stdin.buffer.readline()), sys.stdout.buffer)
+
+
+def _serve(spec: dict[str, Any], out: IO[bytes]) -> None:
+    """Read the occurrences ``spec`` names and write their messages, pickled, to ``out``."""
     from gbif_dl.sources.archive import ArchiveSource
 
-    spec = json.loads(sys.stdin.buffer.readline())
-    out = sys.stdout.buffer
     outbox: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=_OUTBOX)
 
     def send() -> None:

@@ -56,7 +56,7 @@ from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -69,7 +69,7 @@ from gbif_dl.records import MediaRecord, is_http_url, normalize_license, safe_co
 from gbif_dl.sampling.filters import LicenseFilter
 
 if TYPE_CHECKING:
-    import subprocess
+    from gbif_dl.sources._occurrence_worker import _Process
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
@@ -901,7 +901,11 @@ class ArchiveSource:
         self.streaming = True
         #: Occurrence files at least this large (uncompressed) are read in a worker process.
         self.worker_min_bytes = WORKER_MIN_BYTES
-        self._occurrence_process: subprocess.Popen[bytes] | None = None  # the last worker
+        #: How the worker starts: ``"auto"`` forks this process where that is safe (Linux,
+        #: no other Python thread) and starts a new interpreter elsewhere; ``"fork"`` or
+        #: ``"spawn"`` choose (a fork that cannot happen falls back to a new interpreter).
+        self.worker_start: Literal["auto", "fork", "spawn"] = "auto"
+        self._occurrence_process: _Process | None = None  # the last worker
         self._where = str(self.path)
         self.core, self.multimedia = self._read_meta()
 
