@@ -477,9 +477,13 @@ def _trim(strings: pa.Array) -> pa.Array:
         return strings
     offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[strings.offset :][: len(strings) + 1]
     data = np.frombuffer(data_buffer, dtype=np.uint8)
-    filled = offsets[1:] > offsets[:-1]
-    ends = np.concatenate([data[offsets[:-1][filled]], data[offsets[1:][filled] - 1]])
-    if np.any((ends <= 0x20) | (ends >= 0x7F)):
+    # the first and last byte of each value; an empty value reads a neighbour's byte, which
+    # at worst sends the column through the real trim
+    first = data[np.minimum(offsets[:-1], data.size - 1)]
+    last = data[np.maximum(offsets[1:] - 1, 0)]
+    # as uint8, ``byte - 0x21`` wraps the controls and space (<= 0x20) above 0xDE: one test
+    # finds them and the non-ASCII bytes (>= 0x7F)
+    if (first - np.uint8(0x21) >= 0x5E).any() or (last - np.uint8(0x21) >= 0x5E).any():
         return pc.utf8_trim_whitespace(strings)
     return strings
 
@@ -1948,11 +1952,12 @@ class _RecordBuilder:
         return lookup.pick(self.occ.codes[name][o])
 
     def gbif_ids(self, o: np.ndarray) -> list[str]:
-        keys = self.occ.keys[o].tolist()
+        keys = self.occ.keys[o]
         odd = self.occ.odd_ids
         if odd:
-            return [odd.get(k) or str(k) for k in keys]
-        return [str(k) for k in keys]
+            return [odd.get(k) or str(k) for k in keys.tolist()]
+        ids: list[str] = pc.cast(_arrow(keys), pa.string()).to_pylist()  # faster than str()
+        return ids
 
     def records(
         self,
