@@ -8,6 +8,7 @@ an occurrence, when they do not. The occurrence worker is a real child process.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import subprocess
@@ -487,6 +488,25 @@ def test_lines_longer_than_a_chunk_are_still_read() -> None:
     default.streaming = False
     assert list(small.records(label="speciesKey")) == list(default.records(label="speciesKey"))
     assert small.stats.records == 1074
+
+
+@pytest.mark.parametrize("block_size", [1 << 4, 1 << 6, 1 << 10])
+def test_chunks_cut_at_line_ends_and_together_are_the_data(block_size: int) -> None:
+    """Chunks share one buffer (reused, regrown for long lines, shrunk after): each copied
+    when it comes, they are whole lines and add up to the member without its header."""
+    rng = np.random.default_rng(8)
+    lines = [b"h1\th2\n"] + [
+        b"x" * int(rng.choice([0, 3, 40, 300, 5000])) + b"\t%d\n" % i for i in range(300)
+    ]
+    source = ArchiveSource(REAL, block_size=block_size)
+    header, chunks = set(), []
+    for first_line, chunk in source._chunks(io.BytesIO(b"".join(lines)), source.core):
+        header.add(first_line)
+        chunks.append(bytes(chunk))
+    assert header == {b"h1\th2"}
+    assert all(c.endswith(b"\n") for c in chunks)
+    assert b"".join(chunks) == b"".join(lines[1:])
+    assert max(map(len, chunks)) < 4 * 5000 + 8 * block_size  # no runaway growth
 
 
 def test_a_line_longer_than_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

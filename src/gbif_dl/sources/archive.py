@@ -1168,16 +1168,21 @@ class ArchiveSource:
         self, stream: io.RawIOBase, spec: DataFileSpec
     ) -> Iterator[tuple[bytes, memoryview]]:
         """The member's data lines, about ``block_size * 4`` bytes at a time, each chunk
-        ending at a line end; with the file's first line (header or first row)."""
+        ending at a line end; with the file's first line (header or first row). A chunk is
+        only valid until the next one is asked for (they share one buffer)."""
         size = 4 * self.block_size
         rest = b""
         first_line = b""
         skip = spec.header_lines
+        buffer = bytearray()
         while True:
-            buffer = bytearray(len(rest) + size)
+            want = len(rest) + size
+            if not want <= len(buffer) <= 4 * want:
+                buffer = bytearray(want)
+            # else the buffer is reused: the chunk it held was parsed (arrow copies the values)
             buffer[: len(rest)] = rest
-            filled = len(rest) + _read_into(stream, memoryview(buffer)[len(rest) :])
-            end = filled == len(rest) or filled < len(buffer)
+            filled = len(rest) + _read_into(stream, memoryview(buffer)[len(rest) : want])
+            end = filled == len(rest) or filled < want
             view = memoryview(buffer)[:filled]
             start = 0
             if not first_line:
