@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -300,6 +301,30 @@ def test_a_forked_worker_leaves_the_parents_output_and_exit_handlers_alone() -> 
     expected = len(list(_source(REAL, streaming=False).records(label="speciesKey")))
     assert done.stdout == f"unflushed _ForkedProcess {expected}\nexit-handler\n"
     assert done.stderr == ""
+
+
+def test_a_forked_worker_keeps_none_of_the_parents_files_open(tmp_path: Path) -> None:
+    """Like a new interpreter, the forked child holds only stdio, its pipe and what it opens
+    itself: a socket or file of the parent's is not kept open by it."""
+    population = Population(seed=12, size=20_000, n_species=5, n_datasets=3)
+    path = tmp_path / "big.zip"
+    write_dwca(population, np.arange(population.size), path)
+    read_end, write_end = os.pipe()
+    try:
+        # tiny batches: more messages than the pipe holds, so the child is still running
+        source = _source(path, streaming=True, worker="fork", batch_rows=4)
+        records = source.records(label="speciesKey")
+        next(records)
+        process = source._occurrence_process
+        assert isinstance(process, _ForkedProcess)
+        held = {int(fd) for fd in os.listdir(f"/proc/{process.pid}/fd")}
+        records.close()  # type: ignore[attr-defined]
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert {0, 1, 2} <= held
+    assert read_end not in held and write_end not in held
+    assert len(held) <= 3 + 1 + 2  # stdio, the pipe, the archive (opened twice at most)
 
 
 def test_sampling_and_whole_row_labels_still_use_three_passes(shuffled: Path) -> None:

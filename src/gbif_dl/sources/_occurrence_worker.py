@@ -161,7 +161,10 @@ class _Worker:
         if pid == 0:  # the child: serve, then leave without running the parent's exit code
             code = 1
             try:
-                os.close(read_fd)
+                # like a new interpreter's, nothing of the parent's stays open but stdio and
+                # the pipe (a socket of the parent's would otherwise outlive its close there)
+                os.closerange(3, write_fd)
+                os.closerange(write_fd + 1, _max_fd())
                 with suppress(ValueError):  # Ctrl-C is the parent's to handle: it stops us
                     signal.signal(signal.SIGINT, signal.SIG_IGN)
                 with os.fdopen(write_fd, "wb") as out:
@@ -251,6 +254,13 @@ class _Worker:
             self.process.stdout.close()
         if self.errors is not None:
             self.errors.close()
+
+
+def _max_fd() -> int:
+    try:
+        return max(int(os.sysconf("SC_OPEN_MAX")), 256)
+    except (ValueError, OSError):
+        return 1 << 16
 
 
 def _widen_pipe(fd: int) -> None:
