@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Messages the worker may have ready before the main process takes them (20,480 keys and
-#: their code columns: about 0.7 MB each, from the array widths).
+#: Messages the worker may have ready before the main process takes them (16,384 keys and
+#: their code columns: about 0.6 MB each, from the array widths).
 _OUTBOX = 4
 _PIPE_BYTES = 1 << 20
 #: numpy's BLAS starts a spinning thread per core at import; the worker never multiplies

@@ -97,7 +97,7 @@ MULTIMEDIA_ROW_TYPE = "http://rs.gbif.org/terms/1.0/Multimedia"
 #: Bytes of CSV text pyarrow parses at a time (one record batch).
 DEFAULT_BLOCK_SIZE = 1 << 18
 #: Rows processed together (of the few columns kept); larger is faster, smaller leaner.
-DEFAULT_BATCH_ROWS = 5 << 12  # 20,480: measured faster than 16,384 for 18 MB more
+DEFAULT_BATCH_ROWS = 1 << 14
 #: Occurrence files at least this large (uncompressed bytes) are read by a worker process
 #: while the main one reads the multimedia file (below, starting a process costs more).
 WORKER_MIN_BYTES = 64 << 20
