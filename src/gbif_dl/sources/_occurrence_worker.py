@@ -83,7 +83,13 @@ def open_occurrence_feed(
 
 def fork_is_safe() -> bool:
     """Whether a worker can be forked from this process: Linux, and no Python thread but this
-    one. (numpy's BLAS pool and arrow's allocator thread, always there, reset in a fork.)"""
+    one. (The C threads always there, numpy's BLAS pool and arrow's jemalloc thread, register
+    fork handlers of their own.)
+
+    Example:
+        >>> isinstance(fork_is_safe(), bool)
+        True
+    """
     return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
 
 
