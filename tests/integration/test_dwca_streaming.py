@@ -134,6 +134,17 @@ def test_streaming_equals_three_passes_in_a_worker_process(
     )
 
 
+def _run_on_real(script: str) -> str:
+    """Run ``script`` in a new interpreter with the real download's path as its argument;
+    it must exit with 0 and write nothing to stderr. Its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(REAL)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return done.stdout
+
+
 def _invariants(records: list[dict[str, Any]]) -> None:
     urls = Counter(r["url"] for r in records)
     occurrences = Counter(r["gbifID"] for r in records)
@@ -294,13 +305,9 @@ def test_a_forked_worker_leaves_the_parents_output_and_exit_handlers_alone() -> 
         "n = sum(1 for _ in source.records(label='speciesKey'))\n"
         "print(type(source._occurrence_process).__name__, n)\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(REAL)], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
+    stdout = _run_on_real(script)
     expected = len(list(_source(REAL, streaming=False).records(label="speciesKey")))
-    assert done.stdout == f"unflushed _ForkedProcess {expected}\nexit-handler\n"
-    assert done.stderr == ""
+    assert stdout == f"unflushed _ForkedProcess {expected}\nexit-handler\n"
 
 
 def test_a_forked_worker_keeps_none_of_the_parents_files_open(tmp_path: Path) -> None:
@@ -555,12 +562,7 @@ def test_an_abandoned_reader_lets_the_interpreter_exit_cleanly(streaming: bool) 
         "records = source.records(label='speciesKey')\n"
         "print(next(records)['url'], next(records)['url'])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(REAL)], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
-    assert done.stdout.count("http") == 2
+    assert _run_on_real(script).count("http") == 2
 
 
 def test_zlib_reads_what_isal_reads(monkeypatch: pytest.MonkeyPatch, shuffled: Path) -> None:
