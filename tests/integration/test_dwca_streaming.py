@@ -31,6 +31,7 @@ from gbif_dl.sources import archive as archive_module
 from gbif_dl.sources._occurrence_worker import _ForkedProcess, fork_is_safe
 from gbif_dl.sources.archive import (
     _HASH_BITS,
+    _SIMPLE_URL,
     ArchiveSource,
     _HashSet,
     _Lookup,
@@ -40,6 +41,7 @@ from gbif_dl.sources.archive import (
     _pick,
     _RecordBuilder,
     _RowBits,
+    _simple_urls,
     _trim,
 )
 from gbif_dl.testing import Population
@@ -402,6 +404,34 @@ def test_lookup_follows_its_growing_list() -> None:
         assert lookup.pick(index) == [values[i] for i in index.tolist()]
     assert _pick(["a", "b", "c"], np.array([2, 2, 0])) == ["c", "c", "a"]
     assert _pick(["a"], np.array([], dtype=np.int64)) == []
+
+
+def test_simple_urls_agree_with_the_regex_whatever_the_first_url() -> None:
+    """URLs starting like the batch's first one skip the regex: the answer is the regex's
+    for every URL, whichever URL comes first (valid, odd, empty, with a port, upper case)."""
+    pool = [
+        "https://a.example.org/p/1.jpg",
+        "https://a.example.org/p/2.jpg?x=1",
+        "https://a.example.org:8443/p/3.jpg",
+        "HTTP://A.EXAMPLE.ORG/p/4.jpg",
+        "https://a.example.org",
+        "https://a.example.org#frag",
+        "https://a.example.org.evil/p.jpg",
+        "https://b.example.org/q.png",
+        "ftp://a.example.org/p/1.jpg",
+        "https://a.example.org:123456/p.jpg",
+        "https://user@a.example.org/p.jpg",
+        "https://a.example.\u212aorg/p.jpg",  # a Kelvin sign, not a k
+        "https:/a.example.org/p.jpg",
+        "",
+        "https://a.example.org/\u00e9t\u00e9.jpg",
+    ]
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        values = [pool[i] for i in rng.integers(0, len(pool), size=int(rng.integers(1, 12)))]
+        urls = pa.array(values, type=pa.string())
+        expected = [re.match(_SIMPLE_URL, v) is not None for v in values]
+        assert _simple_urls(urls).tolist() == expected, values
 
 
 def _lowest_reference(groups: list[int], rank: list[int]) -> list[int]:

@@ -46,6 +46,7 @@ import logging
 import math
 import os
 import queue
+import re
 import struct
 import sys
 import threading
@@ -137,6 +138,9 @@ _INT_FIELDS = frozenset({"speciesKey", "taxonKey"})
 _SIMPLE_URL = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?([/?#][^\x00-\x1f\x7f]*)?$"
 # The same without the scan for control characters, which ``_simple_urls`` does on the bytes.
 _SIMPLE_URL_START = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?([/?#]|$)"
+# A URL's scheme, host and port up to the first "/": any URL starting with such a text
+# matches ``_SIMPLE_URL_START`` (ASCII only: no case folding of other letters into the class).
+_URL_START = re.compile(r"[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?/", re.ASCII)
 _MASK64 = (1 << 64) - 1
 #: Bits in the URL set's bitmap of low hash bits (4 MB).
 _HASH_BITS = 1 << 25
@@ -523,7 +527,17 @@ def _simple_urls(urls: pa.Array) -> np.ndarray:
     raw = np.frombuffer(data, dtype=np.uint8)
     if np.any((raw < 0x20) | (raw == 0x7F)):
         return _mask(pc.match_substring_regex(urls, _SIMPLE_URL))
-    return _mask(pc.match_substring_regex(urls, _SIMPLE_URL_START))
+    # the URLs of a batch mostly share scheme and host: those that start like the first one
+    # (its start checked here once) match without the regex, which the others go through
+    simple = np.zeros(len(urls), dtype=bool)
+    start = _URL_START.match(urls[0].as_py()) if len(urls) else None
+    if start is not None:
+        simple[:] = _mask(pc.starts_with(urls, start.group(0)))
+    rest = np.flatnonzero(~simple)
+    if rest.size:
+        others = urls.take(_arrow(rest))
+        simple[rest] = _mask(pc.match_substring_regex(others, _SIMPLE_URL_START))
+    return simple
 
 
 def _pick(table: Sequence[Any], index: np.ndarray) -> list[Any]:
