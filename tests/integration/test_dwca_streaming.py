@@ -595,6 +595,18 @@ def test_an_abandoned_reader_lets_the_interpreter_exit_cleanly(streaming: bool) 
     assert _run_on_real(script).count("http") == 2
 
 
+def test_reading_an_archive_does_not_import_pandas() -> None:
+    """pyarrow imports pandas (tens of MB, a fraction of a second) on some calls when it is
+    installed; the archive reader avoids them, and a forked worker inherits none of it."""
+    script = (
+        "import sys\n"
+        "from gbif_dl.sources.archive import ArchiveSource\n"
+        "n = sum(1 for _ in ArchiveSource(sys.argv[1]).records(label='speciesKey'))\n"
+        "print(n, 'pandas' in sys.modules)\n"
+    )
+    assert _run_on_real(script) == "1074 False\n"
+
+
 def test_zlib_reads_what_isal_reads(monkeypatch: pytest.MonkeyPatch, shuffled: Path) -> None:
     """Where ISA-L cannot be installed, zlib inflates the members: the same records."""
     import zlib
