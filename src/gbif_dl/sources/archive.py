@@ -497,6 +497,12 @@ def _trim(strings: pa.Array) -> pa.Array:
     return strings
 
 
+def _trim_ids(raw: pa.Array) -> tuple[pa.Array, int]:
+    """Ids trimmed, and how many had stray whitespace."""
+    ids = _trim(raw)
+    return ids, 0 if ids is raw else len(raw) - int(pc.sum(pc.equal(raw, ids)).as_py() or 0)
+
+
 def _mask(values: pa.Array) -> np.ndarray:
     """A boolean arrow array (no nulls) as numpy."""
     return _numpy(pc.cast(values, pa.uint8())).view(np.bool_)
@@ -540,12 +546,9 @@ def _simple_urls(urls: pa.Array) -> np.ndarray:
     return simple
 
 
-def _pick(table: Sequence[Any], index: np.ndarray) -> list[Any]:
+def _pick(table: list[Any], index: np.ndarray) -> list[Any]:
     """``table[i]`` for each ``i`` in ``index`` (numpy gathers the objects in one C loop)."""
-    array = np.empty(len(table), dtype=object)
-    array[:] = table
-    picked: list[Any] = array[index].tolist()
-    return picked
+    return _Lookup(table).pick(index)
 
 
 class _Lookup:
@@ -625,9 +628,9 @@ class _HashSet:
 
     Eight bytes per member and no Python object per member: a batch is sorted once (which
     also finds its own repeats). A bitmap of the members' low hash bits (4 MB) answers "not a
-    member" for most values at once; only the few whose bit is set (about 4% at 1.5 million
-    members) are searched for in the sorted arrays, one ``searchsorted`` per array. Past some
-    ten million members most bits are set and nearly every value is searched for.
+    member" for most values at once; only those whose bit is set are searched for in the
+    sorted arrays, one ``searchsorted`` per array: a fraction ``1 - exp(-members / 2**25)``
+    of new values (4% at 1.5 million members, 63% at 33 million), and every member.
     """
 
     __slots__ = ("bits", "levels")
@@ -1242,10 +1245,8 @@ class ArchiveSource:
         skipped = stats.skipped
         n = batch.num_rows
         stats.media_rows += n
-        raw_ids = batch.column("_id")
-        ids = _trim(raw_ids)
-        if ids is not raw_ids:
-            stats.id_whitespace += n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
+        ids, ws = _trim_ids(batch.column("_id"))
+        stats.id_whitespace += ws
         urls = _trim(batch.column("identifier"))
         keep = np.ones(n, dtype=bool)
         has_id = _lengths(ids) > 0
@@ -1317,9 +1318,7 @@ class ArchiveSource:
         )
         for batch in batches:
             n = batch.num_rows
-            raw_ids = batch.column("_id")
-            ids = _trim(raw_ids)
-            ws = 0 if ids is raw_ids else n - int(pc.sum(pc.equal(raw_ids, ids)).as_py() or 0)
+            ids, ws = _trim_ids(batch.column("_id"))
             valid = _lengths(ids) > 0
             if not valid.all():
                 take = _arrow(np.flatnonzero(valid))
@@ -1934,7 +1933,7 @@ class _RecordBuilder:
         self.licenses: list[str | None] = []
         self.ints: dict[str, list[Any]] = {name: [] for name in _INT_FIELDS}
         self.varied: set[str] = set()  # media columns with many distinct values
-        self.lookups: dict[str, _Lookup] = {}
+        self.lookups: dict[int, _Lookup] = {}  # by the id of the list they mirror
 
     def strings(self, name: str, values: pa.Array) -> list[str]:
         """Media column ``name``'s trimmed ``values`` as Python strings. A column with few
@@ -1948,6 +1947,13 @@ class _RecordBuilder:
             self.varied.add(name)
         strings: list[str] = _trim(values).to_pylist()
         return strings
+
+    def _lookup(self, name: str, values: list[Any]) -> _Lookup:
+        """The lookup mirroring ``values`` (a growing list of this builder's)."""
+        lookup = self.lookups.get(id(values))
+        if lookup is None:
+            lookup = self.lookups[id(values)] = _Lookup(values)
+        return lookup
 
     def _sync(self) -> None:
         """Extend the per-code lookups to values the dictionaries gained since last time."""
@@ -1963,17 +1969,11 @@ class _RecordBuilder:
         """The text of occurrence column ``name`` for occurrence positions ``o`` (None if empty)."""
         if not name:
             return [None] * o.size
-        lookup = self.lookups.get(name)
-        if lookup is None:
-            lookup = self.lookups[name] = _Lookup(self.occ.dictionaries[name].values)
-        return lookup.pick(self.occ.codes[name][o])
+        return self._lookup(name, self.occ.dictionaries[name].values).pick(self.occ.codes[name][o])
 
     def numbers(self, name: str, o: np.ndarray) -> Sequence[Any]:
         """Occurrence column ``name`` as integers (None if empty) for positions ``o``."""
-        lookup = self.lookups.get("#" + name)
-        if lookup is None:
-            lookup = self.lookups["#" + name] = _Lookup(self.ints[name])
-        return lookup.pick(self.occ.codes[name][o])
+        return self._lookup(name, self.ints[name]).pick(self.occ.codes[name][o])
 
     def gbif_ids(self, o: np.ndarray) -> list[str]:
         keys = self.occ.keys[o]
@@ -2051,8 +2051,8 @@ class _RecordBuilder:
 def _lowest_per_group(groups: np.ndarray, rank: np.ndarray) -> np.ndarray:
     """Positions (ascending) of the lowest ``rank`` of each value of ``groups``; of equal
     ranks, the first. Linear when each group is one run (media follow their occurrence)."""
-    change = groups[1:] != groups[:-1]
     if bool(np.all(groups[1:] >= groups[:-1])):  # sorted runs
+        change = groups[1:] != groups[:-1]
         if change.all():  # one row per group
             return np.arange(groups.size)
         starts = np.flatnonzero(np.concatenate([[True], change]))
