@@ -32,6 +32,7 @@ from gbif_dl.sources._occurrence_worker import _ForkedProcess, fork_is_safe
 from gbif_dl.sources.archive import (
     _HASH_BITS,
     _SIMPLE_URL,
+    _VARIED_MIN_ROWS,
     ArchiveSource,
     _HashSet,
     _Lookup,
@@ -484,14 +485,22 @@ def test_trim_equals_arrow_trim(start: int) -> None:
 
 def test_media_strings_through_dictionaries_equal_plain_conversion() -> None:
     """Few distinct values: decoded through the dictionary; many: value by value, and the
-    column is remembered as varied. Both give the trimmed strings."""
+    column is remembered as varied once a large batch showed it (a small batch with few
+    repeats, like an occurrence's media carried over, does not condemn the column). All
+    give the trimmed strings."""
     empty = np.empty(0, dtype=np.int64)
     options = _Options("speciesKey", None, True, True, [], None, None, False, 0, None, True)
     builder = _RecordBuilder(_Occurrences(empty, {}, {}, {}), options)
     repeated = pa.array([" CC-BY ", "CC0", "\u00a0CC-BY-NC"] * 200)
-    varied = pa.array([f" page {i} " for i in range(600)])
-    for name, values in (("format", repeated), ("references", varied)):
+    few_rows = pa.array([f" page {i} " for i in range(600)])
+    varied = pa.array([f" page {i} " for i in range(_VARIED_MIN_ROWS)])
+    for name, values in (("format", repeated), ("references", few_rows), ("creator", few_rows)):
         assert list(builder.strings(name, values)) == [v.strip() for v in values.to_pylist()]
+    assert builder.varied == set()
+    assert list(builder.strings("references", varied)) == [v.strip() for v in varied.to_pylist()]
+    assert builder.varied == {"references"}
+    names = pa.array([f"name {i % 40}" for i in range(_VARIED_MIN_ROWS)])
+    assert list(builder.strings("creator", names)) == names.to_pylist()  # few: not varied
     assert builder.varied == {"references"}
     short = pa.array([" a"] * 10)  # too short to bother with a dictionary
     assert list(builder.strings("creator", short)) == ["a"] * 10

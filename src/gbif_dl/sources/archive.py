@@ -128,8 +128,12 @@ _MEDIA_FIELDS = ("format", "references", "creator", "publisher", "license", "rig
 _RECORD_MEDIA_FIELDS = tuple(name for name in _MEDIA_FIELDS if name != "license")
 #: Batches this small convert value by value (see ``_RecordBuilder.strings``).
 _DICTIONARY_MIN_ROWS = 256
-#: Columns of the candidate media rows the streaming join works on.
-_CANDIDATE_COLUMNS = ("row", "key", "identifier", *_MEDIA_FIELDS)
+#: A column is judged varied for good only on a batch at least this large: a small batch
+#: (an occurrence's media carried over, the file's last rows) has few repeats by chance.
+_VARIED_MIN_ROWS = 4096
+#: Columns of the candidate media rows the streaming join decides on (the other record
+#: fields are taken from the parsed batches for the rows it keeps).
+_CANDIDATE_COLUMNS = ("row", "key", "identifier", "license")
 #: Occurrence rows the streaming join reads ahead looking for an occurrence before it gives up
 #: on file order (about 44 bytes each).
 _LOOKAHEAD_ROWS = 1 << 20
@@ -1479,7 +1483,8 @@ class ArchiveSource:
             yielded = _RowBits()
             if streaming:
                 try:
-                    yield from self._stream(archive, options, wanted, license_codes, yielded)
+                    for records in self._stream(archive, options, wanted, license_codes, yielded):
+                        yield from records
                 except _OutOfOrder as exc:
                     logger.info(
                         "%s: %s; reading the rest in three passes (%d records so far)",
@@ -1529,8 +1534,9 @@ class ArchiveSource:
         wanted: Sequence[str],
         licenses: _Codes,
         yielded: _RowBits,
-    ) -> Iterator[MediaRecord]:
-        """One pass: both files read side by side, records built as the rows stream by.
+    ) -> Iterator[Iterator[MediaRecord]]:
+        """One pass: both files read side by side, records built as the rows stream by (the
+        records of each joined group in turn).
 
         GBIF writes the multimedia rows in the order of their occurrences, so the join only
         looks ahead a little in the occurrence file (read in a worker process for big
@@ -1546,24 +1552,27 @@ class ArchiveSource:
         build = _RecordBuilder(window.occ, options, self.stats)
         seen = _HashSet()
         names = ("type", "identifier", *_MEDIA_FIELDS)
+        parsed = _ParsedMedia()
         carry: pa.RecordBatch | None = None
         row0 = 0
+
+        def join(rows: pa.RecordBatch) -> Iterator[MediaRecord]:
+            return self._join(rows, parsed, window, feed, build, seen, options, yielded)
+
         with open_occurrence_feed(self, archive, wanted) as feed:
             media = self._batches(archive, self.multimedia, names, "invalid_row", use_threads=True)
             for batch in media:
                 index, ids, urls = self._filter_media(batch, options.mediatype)
                 if index.size:
+                    parsed.add(row0, batch)
                     take = _arrow(index)
                     columns = [
                         _arrow(index + row0),
                         _arrow(_to_keys(ids.take(take))),
                         urls.take(take),
-                        *(
-                            batch.column(name).take(take)
-                            if name in batch.schema.names
-                            else _empty_strings(index.size)
-                            for name in _MEDIA_FIELDS
-                        ),
+                        batch.column("license").take(take)
+                        if "license" in batch.schema.names
+                        else _empty_strings(index.size),
                     ]
                     fresh = pa.RecordBatch.from_arrays(columns, names=_CANDIDATE_COLUMNS)
                     keys = _numpy(fresh.column("key"))
@@ -1575,18 +1584,18 @@ class ArchiveSource:
                             carry = group
                             row0 += batch.num_rows
                             continue
-                        yield from self._join(group, window, feed, build, seen, options, yielded)
+                        yield join(group)
                         fresh, keys = fresh.slice(cut), keys[cut:]
                     # the last occurrence's media may go on in the next batch
                     other = np.flatnonzero(keys != keys[-1])
                     cut = int(other[-1]) + 1 if other.size else 0
                     carry = fresh.slice(cut)
                     if cut:
-                        head = fresh.slice(0, cut)
-                        yield from self._join(head, window, feed, build, seen, options, yielded)
+                        yield join(fresh.slice(0, cut))
+                    parsed.forget_before(carry.column("row")[0].as_py())
                 row0 += batch.num_rows
             if carry is not None:
-                yield from self._join(carry, window, feed, build, seen, options, yielded)
+                yield join(carry)
             for message in feed:  # the rest of the file, for the statistics
                 if not window.receive(message, self.stats):
                     break
@@ -1594,6 +1603,7 @@ class ArchiveSource:
     def _join(
         self,
         rows: pa.RecordBatch,
+        parsed: _ParsedMedia,
         window: _Window,
         feed: Iterator[dict[str, Any]],
         build: _RecordBuilder,
@@ -1655,10 +1665,9 @@ class ArchiveSource:
         if kept.size:
             index = index[kept]
             o = pos[index]
-            take = _arrow(index)
             media = {"identifier": _pick(urls, kept)}
-            for name in _RECORD_MEDIA_FIELDS:
-                media[name] = build.strings(name, rows.column(name).take(take))
+            for name, values in parsed.columns(row_numbers[index], _RECORD_MEDIA_FIELDS).items():
+                media[name] = build.strings(name, values)
             labels = build.values(options.label or "", o)
             yielded.add(row_numbers[index])
             records = build.records(media, o, license_of[index], labels)
@@ -1905,6 +1914,50 @@ class ArchiveSource:
         self.stats.skipped.pop("_emit", None)
 
 
+class _ParsedMedia:
+    """The parsed multimedia batches that still hold candidate rows not joined yet.
+
+    The streaming join decides on a few columns of the candidate rows; the other record
+    fields are taken from these batches for the rows it keeps only (not copied along with
+    every candidate)."""
+
+    __slots__ = ("batches", "starts")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []  # the file row number of each batch's first row
+        self.batches: list[pa.RecordBatch] = []
+
+    def add(self, row0: int, batch: pa.RecordBatch) -> None:
+        self.starts.append(row0)
+        self.batches.append(batch)
+
+    def forget_before(self, row: int) -> None:
+        """Drop the batches that end at or before file row ``row``."""
+        while self.batches and self.starts[0] + self.batches[0].num_rows <= row:
+            del self.starts[0], self.batches[0]
+
+    def columns(self, rows: np.ndarray, names: Sequence[str]) -> dict[str, pa.Array]:
+        """Columns ``names`` of the file rows ``rows`` (ascending, in the batches held)."""
+        cuts = np.searchsorted(rows, self.starts[1:]).tolist()
+        pieces = [
+            (batch, _arrow(part - start))
+            for start, batch, part in zip(
+                self.starts, self.batches, np.split(rows, cuts), strict=True
+            )
+            if part.size
+        ]
+        out = {}
+        for name in names:
+            parts = [
+                batch.column(name).take(take)
+                if name in batch.schema.names
+                else _empty_strings(len(take))
+                for batch, take in pieces
+            ]
+            out[name] = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
+        return out
+
+
 @dataclass(frozen=True)
 class _Options:
     label: str | None
@@ -1938,13 +1991,14 @@ class _RecordBuilder:
     def strings(self, name: str, values: pa.Array) -> list[str]:
         """Media column ``name``'s trimmed ``values`` as Python strings. A column with few
         distinct values (format, publisher, licence holder...) is decoded through its
-        dictionary, one string object per distinct value; one that proves varied is
-        converted value by value from then on."""
+        dictionary, one string object per distinct value; one that proves varied on a large
+        batch is converted value by value from then on."""
         if name not in self.varied and len(values) >= _DICTIONARY_MIN_ROWS:
             encoded = pc.dictionary_encode(values)
             if len(encoded.dictionary) * 4 <= len(values):
                 return _pick(_trim(encoded.dictionary).to_pylist(), _numpy(encoded.indices))
-            self.varied.add(name)
+            if len(values) >= _VARIED_MIN_ROWS:
+                self.varied.add(name)
         strings: list[str] = _trim(values).to_pylist()
         return strings
 
