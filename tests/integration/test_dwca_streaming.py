@@ -39,6 +39,7 @@ from gbif_dl.sources.archive import (
     _lowest_per_group,
     _Occurrences,
     _Options,
+    _ParsedMedia,
     _pick,
     _RecordBuilder,
     _RowBits,
@@ -349,6 +350,54 @@ def _stream_of_sets(rng: np.random.Generator) -> Iterator[np.ndarray]:
         values = rng.integers(-(1 << 20), 1 << 20, size=int(size))
         values[: size // 10] = 0  # zero is the empty mark inside the table: still a value
         yield np.unique(values)  # distinct within a batch, as the join hands them in
+
+
+def test_parsed_media_gives_rows_across_batches_and_forgets_joined_ones() -> None:
+    """The streaming join takes record fields of its kept rows from the parsed batches: by file
+    row number, across batch boundaries, a column a batch lacks as empty strings; batches that
+    end at or before the carried rows are dropped (memory stays bounded)."""
+    parsed = _ParsedMedia()
+    sizes = [5, 3, 4]
+    row0 = 0
+    for number, size in enumerate(sizes):
+        columns = {"creator": pa.array([f"c{row0 + i}" for i in range(size)])}
+        if number != 1:  # the second batch has no format column
+            columns["format"] = pa.array([f"f{row0 + i}" for i in range(size)])
+        parsed.add(row0, pa.RecordBatch.from_pydict(columns))
+        row0 += size
+    rows = np.array([1, 4, 5, 7, 8, 11])  # in all three batches
+    got = parsed.columns(rows, ["creator", "format"])
+    assert got["creator"].to_pylist() == [f"c{r}" for r in rows.tolist()]
+    assert got["format"].to_pylist() == ["f1", "f4", "", "", "f8", "f11"]
+    assert parsed.columns(np.array([9, 10]), ["creator"])["creator"].to_pylist() == ["c9", "c10"]
+    parsed.forget_before(5)  # the first batch ends at row 5
+    assert parsed.starts == [5, 8]
+    assert parsed.columns(np.array([6, 9]), ["creator"])["creator"].to_pylist() == ["c6", "c9"]
+    parsed.forget_before(9)  # inside the last batch: it stays
+    assert parsed.starts == [8]
+    parsed.forget_before(12)
+    assert parsed.starts == [] and parsed.batches == []
+
+
+def test_streaming_join_holds_only_the_batches_it_still_needs(
+    shuffled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over a file of many batches the join keeps the parsed batches of its carried-over rows
+    only (two at a time here), not every batch read so far."""
+    held: list[int] = []
+    add = _ParsedMedia.add
+
+    def counting_add(self: _ParsedMedia, row0: int, batch: pa.RecordBatch) -> None:
+        add(self, row0, batch)
+        held.append(len(self.batches))
+
+    monkeypatch.setattr(_ParsedMedia, "add", counting_add)
+    tiny = {"block_size": 1 << 10, "batch_rows": 16}  # a few rows per chunk and batch
+    streamed = _source(shuffled, streaming=True, **tiny).records(label="speciesKey")
+    passes = _source(shuffled, streaming=False, **tiny).records(label="speciesKey")
+    assert list(streamed) == list(passes)
+    assert len(held) > 10  # many batches went through
+    assert max(held) <= 2
 
 
 def test_hash_set_agrees_with_a_python_set() -> None:
