@@ -383,10 +383,13 @@ def _arrow(values: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.int64(), values.size, [None, pa.py_buffer(values)])
 
 
-def _empty_strings(n: int) -> pa.Array:
-    """``n`` empty strings (a missing column)."""
-    offsets = pa.py_buffer(np.zeros(n + 1, dtype=np.int32))
-    return pa.Array.from_buffers(pa.string(), n, [None, offsets, pa.py_buffer(b"")])
+def _take(batch: pa.RecordBatch, name: str, take: pa.Array) -> pa.Array:
+    """Column ``name`` of ``batch`` at the rows ``take``; empty strings where the file has no
+    such column."""
+    if name in batch.schema.names:
+        return batch.column(name).take(take)
+    offsets = pa.py_buffer(np.zeros(len(take) + 1, dtype=np.int32))
+    return pa.Array.from_buffers(pa.string(), len(take), [None, offsets, pa.py_buffer(b"")])
 
 
 _T = TypeVar("_T")
@@ -1570,9 +1573,7 @@ class ArchiveSource:
                         _arrow(index + row0),
                         _arrow(_to_keys(ids.take(take))),
                         urls.take(take),
-                        batch.column("license").take(take)
-                        if "license" in batch.schema.names
-                        else _empty_strings(index.size),
+                        _take(batch, "license", take),
                     ]
                     fresh = pa.RecordBatch.from_arrays(columns, names=_CANDIDATE_COLUMNS)
                     keys = _numpy(fresh.column("key"))
@@ -1847,11 +1848,7 @@ class ArchiveSource:
             take = _arrow(rows[lo:hi] - (row0 - n))
             columns = {}
             for name in names:
-                if name in batch.schema.names:
-                    column = _trim(batch.column(name).take(take))
-                    columns[name] = column.to_pylist()
-                else:
-                    columns[name] = [""] * (hi - lo)
+                columns[name] = _trim(_take(batch, name, take)).to_pylist()
             yield np.arange(lo, hi), columns
         self.stats.skipped.pop("_emit", None)
 
@@ -1948,12 +1945,7 @@ class _ParsedMedia:
         ]
         out = {}
         for name in names:
-            parts = [
-                batch.column(name).take(take)
-                if name in batch.schema.names
-                else _empty_strings(len(take))
-                for batch, take in pieces
-            ]
+            parts = [_take(batch, name, take) for batch, take in pieces]
             out[name] = parts[0] if len(parts) == 1 else pa.concat_arrays(parts)
         return out
 
