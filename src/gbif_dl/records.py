@@ -18,17 +18,25 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
+    "ATTRIBUTION_RULES",
     "KNOWN_LICENSES",
+    "LICENSE_FIELDS",
+    "RECORD_FIELDS",
     "MediaRecord",
+    "attribution",
     "is_http_url",
+    "license_code_of",
     "make_record",
+    "media_record",
     "normalize_license",
     "safe_component",
     "url_basename",
@@ -83,6 +91,101 @@ def make_record(url: str, *, label: Any = None, **fields: Any) -> MediaRecord:
     """
     record: MediaRecord = {"url": url, "basename": url_basename(url), "label": label}
     record.update(fields)
+    return record
+
+
+#: The keys of a record built from a GBIF occurrence and one of its media, in order.
+RECORD_FIELDS: tuple[str, ...] = (
+    "url",
+    "basename",
+    "label",
+    "subset",
+    "publisher",
+    "license",
+    "rightsHolder",
+    "creator",
+    "references",
+    "format",
+    "gbifID",
+    "datasetKey",
+    "speciesKey",
+    "taxonKey",
+    "scientificName",
+    "license_code",
+)
+
+#: The keys left out with ``license_info=False``.
+LICENSE_FIELDS: tuple[str, ...] = ("publisher", "license", "rightsHolder", "license_code")
+
+#: Where each attribution field of a record comes from: the first non-empty of these
+#: ``(side, term)`` pairs, ``side`` being the media entry or its occurrence. GBIF's rule is that
+#: an occurrence's licence covers its media; a media without a rights holder is credited to its
+#: creator, then to the occurrence's rights holder. Every source follows this one table (the
+#: archive reader applies it to whole columns).
+ATTRIBUTION_RULES: dict[str, tuple[tuple[str, str], ...]] = {
+    "publisher": (("media", "publisher"), ("occurrence", "publisher")),
+    "license": (("media", "license"), ("occurrence", "license")),
+    "rightsHolder": (
+        ("media", "rightsHolder"),
+        ("media", "creator"),
+        ("occurrence", "rightsHolder"),
+    ),
+}
+
+
+def attribution(media: Mapping[str, Any], occurrence: Mapping[str, Any]) -> dict[str, Any]:
+    """``publisher``, ``license`` and ``rightsHolder`` of a media by :data:`ATTRIBUTION_RULES`.
+
+    Example:
+        >>> attribution({"creator": "A. Photographer"}, {"license": "CC0_1_0", "publisher": "P"})
+        {'publisher': 'P', 'license': 'CC0_1_0', 'rightsHolder': 'A. Photographer'}
+    """
+    sides = {"media": media, "occurrence": occurrence}
+    out: dict[str, Any] = {}
+    for name, sources in ATTRIBUTION_RULES.items():
+        out[name] = next(
+            (value for side, term in sources if (value := sides[side].get(term))), None
+        )
+    return out
+
+
+def media_record(
+    media: Mapping[str, Any],
+    occurrence: Mapping[str, Any],
+    *,
+    label: Any,
+    subset: Any = None,
+    license_info: bool = True,
+) -> MediaRecord:
+    """The record of one media entry of a GBIF occurrence: the rule every source follows.
+
+    ``media`` has Darwin Core multimedia terms (``identifier``, ``format``, ``references``,
+    ``creator``, ``publisher``, ``license``, ``rightsHolder``); ``occurrence`` the occurrence's
+    (``gbifID`` or ``key``, ``datasetKey``, ``speciesKey``, ``taxonKey``, ``scientificName``,
+    ``publisher``, ``license``, ``rightsHolder``). Empty strings count as missing.
+
+    Example:
+        >>> rec = media_record({"identifier": "https://x.org/1.jpg"},
+        ...                    {"key": 7, "license": "CC_BY_4_0"}, label="Apis")
+        >>> rec["gbifID"], rec["license"], rec["license_code"], rec["rightsHolder"]
+        ('7', 'CC_BY_4_0', 'CC_BY_4_0', None)
+    """
+    url = media["identifier"]
+    gbif_id = occurrence.get("gbifID") or occurrence.get("key")
+    record: MediaRecord = {"url": url, "basename": url_basename(url), "label": label}
+    record["subset"] = subset
+    if license_info:
+        record.update(attribution(media, occurrence))
+    record["creator"] = media.get("creator") or None
+    record["references"] = media.get("references") or None
+    record["format"] = media.get("format") or None
+    record["gbifID"] = None if gbif_id is None else str(gbif_id)
+    record["datasetKey"] = occurrence.get("datasetKey") or None
+    record["speciesKey"] = occurrence.get("speciesKey")
+    record["taxonKey"] = occurrence.get("taxonKey")
+    record["scientificName"] = occurrence.get("scientificName") or None
+    if license_info:
+        record["license_code"] = license_code_of(record["license"])
     return record
 
 
@@ -174,6 +277,21 @@ def normalize_license(value: object) -> str | None:
     if match:
         return _code(match["kind"], match["version"])
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_license(text: str) -> str | None:
+    return normalize_license(text)
+
+
+def license_code_of(text: object) -> str | None:
+    """:func:`normalize_license`, cached (the same few licence strings recur on every page).
+
+    Example:
+        >>> license_code_of("http://creativecommons.org/licenses/by/4.0/"), license_code_of(None)
+        ('CC_BY_4_0', None)
+    """
+    return _cached_license(text) if isinstance(text, str) else None
 
 
 # --- safe paths -------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import torch
 from PIL import Image
 
 from gbif_dl.errors import ConfigError
@@ -118,6 +117,11 @@ def _tar_samples(root: Path) -> list[tuple[str, dict[str, bytes]]]:
     return samples
 
 
+#: The torch loader's tests run wherever torch is installed (the test extra leaves it out: on a
+#: fresh machine pip would fetch a CUDA build of several GB). See the README's "Testing" section.
+NEEDS_TORCH = "the torch loader's tests need torch: pip install 'gbif-dl[torch]' (a CPU build)"
+
+
 def _pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
@@ -125,6 +129,7 @@ def _pixels(image: Image.Image) -> np.ndarray:
 def test_imagefolder_through_torch_loader(built: dict[str, Any]) -> None:
     """GBIFImageDataset returns every stored image of a split once, decoded as RGB, with the
     class index of its label; split=None returns all; split folders hold only class folders."""
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
     from gbif_dl.loaders.torch import GBIFImageDataset
 
     root = built["roots"]["imagefolder"]
@@ -179,6 +184,7 @@ def test_webdataset_shard_format(built: dict[str, Any]) -> None:
 def test_webdataset_loader_matches_imagefolder(built: dict[str, Any]) -> None:
     """The webdataset pipeline yields each sample of a split once, with the same decoded
     pixels and the same class index as the torch loader over the ImageFolder root."""
+    pytest.importorskip("torch", reason=NEEDS_TORCH)
     from gbif_dl.loaders import webdataset as wds_loader
     from gbif_dl.loaders.torch import GBIFImageDataset
 
@@ -233,12 +239,13 @@ def test_imagefolder_classes_json_matches_the_other_layouts(built: dict[str, Any
 
 def test_torch_dataloaders_with_workers(built: dict[str, Any]) -> None:
     """Both loaders work under torch DataLoader with 2 workers: every sample exactly once."""
+    torch = pytest.importorskip("torch", reason=NEEDS_TORCH)
     from torch.utils.data import DataLoader
 
     from gbif_dl.loaders import webdataset as wds_loader
     from gbif_dl.loaders.torch import GBIFImageDataset
 
-    def to_tensor(image: Image.Image) -> torch.Tensor:
+    def to_tensor(image: Image.Image) -> Any:
         return torch.from_numpy(np.array(image.resize((32, 32)))).permute(2, 0, 1)
 
     folder = GBIFImageDataset(built["roots"]["imagefolder"], split="train", transform=to_tensor)

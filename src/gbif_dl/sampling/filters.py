@@ -26,7 +26,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from gbif_dl.errors import ConfigError
-from gbif_dl.records import KNOWN_LICENSES, is_http_url, normalize_license
+from gbif_dl.records import KNOWN_LICENSES, is_http_url, license_code_of, normalize_license
+from gbif_dl.sampling.ranks import media_rank
 
 __all__ = [
     "MEDIA_TYPES",
@@ -148,43 +149,38 @@ def media_items(record: dict[str, Any], mediatype: str = "StillImage") -> list[d
     return kept
 
 
-@functools.lru_cache(maxsize=4096)
-def _license_code(text: str) -> str | None:
-    """Cached :func:`normalize_license`: the same few licence strings recur on every page."""
-    return normalize_license(text)
-
-
-def license_code_of(text: object) -> str | None:
-    """:func:`gbif_dl.records.normalize_license`, cached (the same strings recur on every page).
-
-    Example:
-        >>> license_code_of("http://creativecommons.org/licenses/by/4.0/"), license_code_of(None)
-        ('CC_BY_4_0', None)
-    """
-    return _license_code(text) if isinstance(text, str) else None
-
-
 def _digest(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
-def pick_media(media: Sequence[T], *, seed: int | None, key: str) -> T:
-    """Choose one element of ``media`` reproducibly from ``(seed, key)``.
+def pick_media(
+    media: Sequence[T],
+    *,
+    seed: int | str | None,
+    key: object,
+    positions: Sequence[int] | None = None,
+) -> T:
+    """Choose one element of ``media`` reproducibly: the lowest seeded rank wins.
 
-    The same seed and key (for example the occurrence key) always pick the same element; a
-    different seed picks independently. ``seed=None`` is the fixed default seed 0.
+    Each element is ranked by :func:`gbif_dl.sampling.ranks.media_rank` from ``(seed, key,
+    position)``, ``key`` being the occurrence key and ``positions`` the elements' places among
+    all the occurrence's media (default: ``0, 1, ...``). The archive reader ranks an
+    occurrence's multimedia rows the same way, so both sources pick the same media. ``seed=None``
+    is the fixed default seed 0.
 
     Raises:
         ValueError: ``media`` is empty.
 
     Example:
         >>> urls = ["a", "b", "c", "d"]
-        >>> pick_media(urls, seed=1, key="42") == pick_media(urls, seed=1, key="42")
+        >>> pick_media(urls, seed=1, key=42) == pick_media(urls, seed=1, key="42")
         True
     """
     if not media:
         raise ValueError("pick_media needs at least one media item")
-    return media[_digest(f"{0 if seed is None else seed}\x1f{key}") % len(media)]
+    places = range(len(media)) if positions is None else positions
+    ranks = [media_rank(seed, key, place) for place in places]
+    return media[ranks.index(min(ranks))]
 
 
 class LicenseFilter:

@@ -43,12 +43,11 @@ from typing import Any
 from gbif_dl.errors import ConfigError
 from gbif_dl.gbif.client import GbifClient
 from gbif_dl.gbif.params import canonical_name, facet_field, validate_query
-from gbif_dl.records import MediaRecord, make_record
+from gbif_dl.records import MediaRecord, attribution, media_record
 from gbif_dl.sampling.balance import StreamBalancer
 from gbif_dl.sampling.filters import (
     LicenseFilter,
     UrlDeduper,
-    license_code_of,
     media_items,
     normalize_mediatype,
     pick_media,
@@ -511,12 +510,6 @@ class _Options:
     licenses: LicenseFilter
 
 
-def _license_of(media: Mapping[str, Any], record: Mapping[str, Any]) -> str | None:
-    """The media licence, else the record's (GBIF: the record licence covers its media)."""
-    text = media.get("license") or record.get("license")
-    return str(text) if text else None
-
-
 def _items_of(
     record: dict[str, Any], stream: Stream, options: _Options, stats: SearchStats
 ) -> list[MediaRecord]:
@@ -532,31 +525,31 @@ def _items_of(
     if not media:
         stats.no_media += 1
         return []
-    allowed = [m for m in media if options.licenses(_license_of(m, record))]
+
+    def license_of(entry: Mapping[str, Any]) -> Any:
+        return attribution(entry, record)["license"]
+
+    allowed = [m for m in media if options.licenses(license_of(m))]
     stats.license_rejected += len(media) - len(allowed)
     if not allowed:
         return []
     if options.one_media_per_occurrence:
-        allowed = [pick_media(allowed, seed=options.seed, key=str(record.get("key")))]
-    items = []
-    for entry in allowed:
-        extra: dict[str, Any] = {
-            "subset": stream.subset,
-            "gbifID": str(record.get("gbifID") or record.get("key")),
-            "datasetKey": record.get("datasetKey"),
-            "speciesKey": record.get("speciesKey"),
-            "taxonKey": record.get("taxonKey"),
-            "scientificName": record.get("scientificName"),
-            "format": entry.get("format"),
-            "references": entry.get("references"),
-            "creator": entry.get("creator"),
-        }
-        if options.license_info:
-            extra["publisher"] = entry.get("publisher")
-            extra["license"] = entry.get("license")
-            extra["rightsHolder"] = entry.get("rightsHolder", entry.get("creator"))
-            extra["license_code"] = license_code_of(_license_of(entry, record))
-        items.append(make_record(entry["identifier"], label=label, **extra))
+        everything = record.get("media") or []
+        place = {id(entry): i for i, entry in enumerate(everything)}
+        positions = [place[id(entry)] for entry in allowed]
+        allowed = [
+            pick_media(allowed, seed=options.seed, key=record.get("key"), positions=positions)
+        ]
+    items = [
+        media_record(
+            entry,
+            record,
+            label=label,
+            subset=stream.subset,
+            license_info=options.license_info,
+        )
+        for entry in allowed
+    ]
     return items
 
 
