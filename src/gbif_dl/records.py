@@ -33,6 +33,7 @@ __all__ = [
     "RECORD_FIELDS",
     "MediaRecord",
     "attribution",
+    "host_key",
     "is_http_url",
     "license_code_of",
     "make_record",
@@ -40,6 +41,7 @@ __all__ = [
     "normalize_license",
     "safe_component",
     "url_basename",
+    "url_digest",
 ]
 
 MediaRecord = dict[str, Any]
@@ -57,6 +59,41 @@ def url_basename(url: str) -> str:
         '200b8183e717daaefa21a9aff11fa1841821a592'
     """
     return hashlib.sha1(url.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def url_digest(url: str | None) -> int:
+    """A 64-bit digest of a URL (blake2b, little-endian; never 0, which marks an empty slot in
+    the resume index). The one URL digest of the package: resume index, dedupe, shard plans.
+
+    Example:
+        >>> url_digest("https://example.org/a.jpg") == url_digest("https://example.org/a.jpg")
+        True
+        >>> url_digest("") != 0
+        True
+    """
+    data = (url or "").encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") or 1
+
+
+def host_key(url: str) -> str | None:
+    """The host a URL is fetched from, as per-host limits count it: lower-case host name, with
+    ``:port`` only when the URL names a port. ``None`` for a URL without a usable host.
+
+    Example:
+        >>> host_key("http://Img.Example.org:8080/a.jpg"), host_key("https://x.org/a.jpg")
+        ('img.example.org:8080', 'x.org')
+        >>> host_key("invalid:abc") is None
+        True
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    hostname = (parts.hostname or "").lower()
+    if not hostname:
+        return None
+    return f"{hostname}:{port}" if port else hostname
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
