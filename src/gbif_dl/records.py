@@ -39,6 +39,7 @@ __all__ = [
     "make_record",
     "media_record",
     "normalize_license",
+    "public_url",
     "safe_component",
     "url_basename",
     "url_digest",
@@ -94,6 +95,27 @@ def host_key(url: str) -> str | None:
     if not hostname:
         return None
     return f"{hostname}:{port}" if port else hostname
+
+
+def public_url(url: str) -> str:
+    """``url`` without the ``user:password@`` part: the form written to the manifest and the
+    attribution (credentials are used for the request only). Other URLs come back unchanged.
+
+    Example:
+        >>> public_url("https://user:secret@example.org:8443/a.jpg?x=1")
+        'https://example.org:8443/a.jpg?x=1'
+        >>> public_url("https://example.org/a.jpg")
+        'https://example.org/a.jpg'
+    """
+    if "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")

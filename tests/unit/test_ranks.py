@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gbif_dl.records import ATTRIBUTION_RULES, attribution, media_record, url_basename
+from gbif_dl.records import (
+    ATTRIBUTION_RULES,
+    attribution,
+    media_record,
+    public_url,
+    url_basename,
+)
 from gbif_dl.sampling.filters import pick_media
 from gbif_dl.sampling.ranks import media_rank, media_ranks, occurrence_number
 
@@ -74,3 +80,17 @@ def test_media_record_fields() -> None:
     assert record["license_code"] == "CC_BY_4_0" and record["rightsHolder"] == "C"
     bare = media_record(media, occurrence, label="5", license_info=False)
     assert not {"publisher", "license", "rightsHolder", "license_code"} & set(bare)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:pass@host.org/x.jpg", "https://host.org/x.jpg"),
+        ("http://u@host.org:81/x.jpg?a=b@c", "http://host.org:81/x.jpg?a=b@c"),
+        ("https://a:b@c@host.org/x", "https://host.org/x"),
+        ("https://host.org/p@th.jpg", "https://host.org/p@th.jpg"),
+        ("https://host.org/x.jpg", "https://host.org/x.jpg"),
+    ],
+)
+def test_public_url_drops_credentials_only(url: str, expected: str) -> None:
+    assert public_url(url) == expected
