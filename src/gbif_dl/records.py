@@ -31,6 +31,7 @@ __all__ = [
     "KNOWN_LICENSES",
     "LICENSE_FIELDS",
     "RECORD_FIELDS",
+    "RESERVED_NAMES",
     "MediaRecord",
     "attribution",
     "host_key",
@@ -358,25 +359,54 @@ def license_code_of(text: object) -> str | None:
 # C0 and C1 control characters, lone surrogates (unencodable), separators, reserved characters.
 _UNSAFE_CHARS = re.compile(r'[\x00-\x1f\x7f-\x9f\ud800-\udfff/\\:*?"<>|]')
 _MAX_COMPONENT_BYTES = 150
+#: What :func:`safe_component` appends to a value it had to change: "-" and 8 hex digits.
+_ESCAPED = re.compile(r"-[0-9a-f]{8}\Z")
+
+#: Names a label or subset folder may never take (compared without case): the files gbif-dl
+#: writes at a dataset's root, and names Windows reserves. Hidden names (``.gbif-dl...``) are
+#: out of reach already: a component never starts with a dot.
+RESERVED_NAMES: frozenset[str] = frozenset(
+    {
+        "manifest.parquet",
+        "classes.json",
+        "attribution.csv",
+        "citation.txt",
+        "metadata.jsonl",
+        "report.html",
+        "con",
+        "prn",
+        "aux",
+        "nul",
+        *(f"com{i}" for i in range(1, 10)),
+        *(f"lpt{i}" for i in range(1, 10)),
+    }
+)
 
 
 def safe_component(value: object) -> str:
     """Turn an untrusted label or subset name into one safe path component.
 
     The result never contains a path separator, a control character or a reserved character,
-    is never ``.``, ``..`` or empty, and is at most 150 UTF-8 bytes plus a short hash. A value
-    that had to be changed gets a hash of the original appended, so that distinct labels always
-    map to distinct folders.
+    is never ``.``, ``..``, empty, hidden or a name in :data:`RESERVED_NAMES`, and is at most
+    150 UTF-8 bytes plus a short hash. A value that had to be changed gets ``-`` and a hash of
+    the original appended; so does a value that merely ends like that, so distinct labels always
+    map to distinct folders (``Apis/mellifera`` and ``Apis_mellifera-61c4a371`` included).
 
     Example:
         >>> safe_component("Apis mellifera")
         'Apis mellifera'
         >>> "/" in safe_component("../../etc"), safe_component("../../etc").startswith("..")
         (False, False)
+        >>> safe_component("manifest.parquet") != "manifest.parquet"
+        True
     """
     text = unicodedata.normalize("NFC", str(value))
     cleaned = _UNSAFE_CHARS.sub("_", text).strip().strip(".").strip()
-    changed = cleaned != text
+    changed = (
+        cleaned != text
+        or _ESCAPED.search(cleaned) is not None
+        or cleaned.casefold() in RESERVED_NAMES
+    )
     encoded = cleaned.encode("utf-8")
     if len(encoded) > _MAX_COMPONENT_BYTES:
         cleaned = encoded[:_MAX_COMPONENT_BYTES].decode("utf-8", errors="ignore").rstrip()

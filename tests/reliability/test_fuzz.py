@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import re
 import shutil
+import string
 import tempfile
 import unicodedata
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from gbif_dl.io import download
 from gbif_dl.records import (
     KNOWN_LICENSES,
     MAX_URL_LENGTH,
+    RESERVED_NAMES,
     is_http_url,
     normalize_license,
     safe_component,
@@ -94,8 +97,42 @@ def test_safe_component_is_one_safe_path_component(value: str) -> None:
     """Never a separator, control character, ``.``/``..``, empty or over-long; stable."""
     component = safe_component(value)
     _assert_safe(component)
-    if len(component.encode("utf-8")) <= 150:
-        assert safe_component(component) == component  # already safe: left as is
+    assert safe_component(value) == component  # stable
+    if component != _nfc(value):
+        # changed: it ends in "-" and a hash, a form that no label keeps as it is (see below)
+        assert re.search(r"-[0-9a-f]{8}\Z", component), component
+        assert safe_component(component) != component
+
+
+@fuzz(200)
+@given(st.text(alphabet=string.ascii_letters + string.digits + " _-()", min_size=1, max_size=60))
+def test_a_clean_label_is_its_own_folder(value: str) -> None:
+    """A label with nothing to escape is left as is: the folder is the label."""
+    clean = (
+        value == value.strip()
+        and not re.search(r"-[0-9a-f]{8}\Z", value)
+        and value.casefold() not in RESERVED_NAMES
+    )
+    if clean:
+        assert safe_component(value) == value
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("Apis/mellifera", "Apis_mellifera-61c4a371"),  # the escaped form of the other label
+        ("a:b", "a_b-" + hashlib.sha1(b"a:b").hexdigest()[:8]),
+        ("x", "x-" + hashlib.sha1(b"x").hexdigest()[:8]),
+    ],
+)
+def test_a_label_shaped_like_an_escaped_one_gets_its_own_folder(first: str, second: str) -> None:
+    assert safe_component(first) != safe_component(second)
+    assert safe_component(second) != second
+
+
+@pytest.mark.parametrize("name", [*sorted(RESERVED_NAMES), "Manifest.Parquet", "ATTRIBUTION.csv"])
+def test_a_label_never_takes_a_state_file_name(name: str) -> None:
+    assert safe_component(name).casefold() not in RESERVED_NAMES
 
 
 @fuzz(100)
