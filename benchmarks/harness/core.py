@@ -22,7 +22,8 @@ OURS = "gbif-dl"
 OLD = "gbif-dl 0.1.1"
 I2D = "img2dataset"
 DWCA_READER = "python-dwca-reader"
-TOOLS = (OURS, OLD, I2D, DWCA_READER)
+BARE = "bare aiohttp loop"
+TOOLS = (OURS, OLD, I2D, DWCA_READER, BARE)
 
 
 @dataclass
@@ -183,12 +184,12 @@ def markdown(results: Sequence[CaseResult], meta: dict[str, Any]) -> str:
         "",
         "Versions: " + "; ".join(f"{k} {val}" for k, val in v.items()) + ".",
         "",
-        f"| case | measure | {OURS} | {OLD} | {I2D} | {DWCA_READER} | ratio | goal |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |",
+        f"| case | measure | {' | '.join(TOOLS)} | ratio | goal |",
+        "| --- | --- | " + "---: | " * len(TOOLS) + "--- | --- |",
     ]
     for res in results:
         if res.skipped:
-            out.append(f"| {res.case} | not measured: {res.skipped} | | | | | | |")
+            out.append(f"| {res.case} | not measured: {res.skipped} |" + " |" * (len(TOOLS) + 2))
             continue
         for line in res.lines:
             cells = [line.values.get(t, "") for t in TOOLS]

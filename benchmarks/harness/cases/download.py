@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import core, images, venvs
-from harness.core import I2D, OLD, OURS, CaseResult, Context, Line, fmt, median, ratio
+from harness.core import BARE, I2D, OLD, OURS, CaseResult, Context, Line, fmt, median, ratio
 from harness.nginx import Nginx
 from harness.proc import OURS_PYTHON, Run, run_tool
 
@@ -137,6 +137,23 @@ class Tools:
 
         return go
 
+    def bare(self, spec: dict[str, Any], connections: int, timeout_s: float) -> Callable[[], Run]:
+        """The bare aiohttp loop (``peers/bare_aiohttp_download.py``) in our interpreter."""
+
+        def go() -> Run:
+            root = core.fresh_dir(self.scratch / "out-bare")
+            run = run_tool(
+                BARE,
+                OURS_PYTHON,
+                core.BENCH / "peers/bare_aiohttp_download.py",
+                {**spec, "root": str(root), "connections": connections},
+                scratch=self.scratch,
+                timeout_s=timeout_s,
+            )
+            return self._finish(BARE, run, root)
+
+        return go
+
     def img2dataset(
         self, spec: dict[str, Any], processes: int, threads: int, timeout_s: float
     ) -> Callable[[], Run]:
@@ -211,11 +228,13 @@ def run_a(ctx: Context) -> CaseResult:
                 (OURS, tools.ours(spec, 600)),
                 (OLD, tools.old(spec, 600)),
                 (I2D, tools.img2dataset(spec, i2d_procs, i2d_threads, 600)),
+                (BARE, tools.bare(spec, 128, 600)),
             ],
         )
     res.add_runs("a", runs)
     rates = _rates(runs)
     r_old, r_i2d = ratio(rates[OURS], rates[OLD]), ratio(rates[OURS], rates[I2D])
+    r_bare = ratio(rates[OURS], rates[BARE])
     res.lines += [
         Line(
             f"images/s ({n:,} images, 20 labels)",
@@ -223,6 +242,13 @@ def run_a(ctx: Context) -> CaseResult:
             f"{fmt(r_old, '×', 2)} vs 0.1.1; {fmt(r_i2d, '×', 2)} vs img2dataset",
             "≥ 2× 0.1.1 and > img2dataset",
             None if r_old is None or r_i2d is None else (r_old >= 2 and r_i2d > 1),
+        ),
+        Line(
+            "images/s as a share of a bare aiohttp loop (128 connections, writes only)",
+            {OURS: fmt(rates[OURS]), BARE: fmt(rates[BARE])},
+            f"gbif-dl at {fmt(None if r_bare is None else 100 * r_bare, '%', 0)} of it",
+            "≥ 80% of the bare loop",
+            None if r_bare is None else r_bare >= 0.8,
         ),
         Line(
             "images stored (median)",
