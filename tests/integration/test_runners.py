@@ -172,6 +172,37 @@ def test_sharded_hf_run_writes_the_same_metadata_and_classes_as_a_plain_run(
     assert len(lines) == 22 and sum('"class_index": 3' in line for line in lines) == 4
 
 
+def test_streaming_and_sharded_runs_give_the_same_rows_for_every_kind_of_item(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """The one core: a streaming run and a sharded run of the same mixed input (records, URL
+    strings, a repeated URL, an ftp URL, a record without url, a non-record) give the same
+    manifest rows, files and counts; the sharded run reads the generator in the caller's
+    thread (no async round trip)."""
+    records = _records(hosts.base_urls, 12)
+    odd: list[Any] = [records[0]["url"], {"url": "ftp://h.example/a.jpg"}, {"label": "x"}, 42]
+    items = [*records, *odd, records[3]]
+    readers: set[str] = set()
+
+    def generate() -> Iterator[Any]:
+        for item in items:
+            readers.add(threading.current_thread().name)
+            yield item
+
+    splits = {"train": 0.5, "test": 0.5}
+    plain = download(items, root=tmp_path / "plain", splits=splits, progress=False)
+    sharded = download(
+        generate(), root=tmp_path / "sharded", splits=splits, runner="local", shard_size=5,
+        progress=False,
+    )  # fmt: skip
+    assert readers == {threading.current_thread().name}
+    counts = ("success", "failed", "skipped", "reasons")
+    assert [plain[k] for k in counts] == [sharded[k] for k in counts]
+    assert (plain["success"], plain["failed"], plain["skipped"]) == (12, 3, 2)
+    assert _files(tmp_path / "sharded") == _files(tmp_path / "plain")
+    assert _rows(tmp_path / "sharded") == _rows(tmp_path / "plain")
+
+
 def test_process_pool_runner_resizes_and_matches_one_process(
     hosts: MediaHosts, tmp_path: Path
 ) -> None:
