@@ -201,7 +201,10 @@ def test_every_registered_writer_is_a_writer_subclass(tmp_path: Path) -> None:
         assert issubclass(writer_class(name), Writer)
     assert [n for n in OUTPUTS if writer_class(n).shardable] == ["imagefolder", "hf"]
     assert WebDatasetWriter.defers_commit and not ImageFolderWriter.defers_commit
-    assert isinstance(make_writer("hf", tmp_path, shard=True), HFWriter)
+    shard_writer = make_writer("hf", tmp_path, shard=True)
+    assert isinstance(shard_writer, HFWriter)
+    assert not shard_writer.clean_temp_files  # shards share folders: the job sweeps temp files
+    assert make_writer("hf", tmp_path).clean_temp_files  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="cannot be written in shards"):
         make_writer("webdataset", tmp_path, shard=True)
     assert check_writer_options("webdataset", {"shard_bytes": None}) == {}

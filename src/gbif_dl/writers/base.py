@@ -7,6 +7,7 @@ it needs. ``write`` is the one a writer must provide.
 hook                  default
 ====================  ==========================================================================
 ``write``             (required) store one successful fetch, return its path under the root
+``for_shard``         the writer of one shard of a ``runner=`` job (``shardable`` layouts only)
 ``find_existing``     None: the writer cannot find files a killed run did not journal
 ``close``             nothing to flush
 ``defers_commit``     False: a file is durable once ``write`` returns
@@ -40,6 +41,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from gbif_dl.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -77,6 +80,24 @@ class Writer:
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+
+    @classmethod
+    def for_shard(cls, root: Path | str, **options: Any) -> Writer:
+        """The writer of one shard of a ``runner=`` job (several share the root at once).
+
+        Raises:
+            ConfigError: the layout cannot be written in shards (``shardable`` is False).
+
+        Example:
+            >>> import tempfile
+            >>> Writer.for_shard(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            gbif_dl.errors.ConfigError: Writer cannot be written in shards...
+        """
+        if not cls.shardable:
+            raise ConfigError(f"{cls.__name__} cannot be written in shards by a runner")
+        return cls(root, **options)
 
     @staticmethod
     def check_options(**options: Any) -> None:

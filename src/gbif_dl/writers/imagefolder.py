@@ -141,6 +141,18 @@ class ImageFolderWriter(Writer):
         self._folders: dict[str, bool] = {}  # relative folder -> existed before this run
         self._made: set[str] = set()  # relative folders known to exist (made by write)
 
+    @classmethod
+    def for_shard(cls, root: Path | str, **options: Any) -> ImageFolderWriter:
+        """A writer for one shard: shards share folders, so the job (not each shard) sweeps
+        temp files, once no shard runs.
+
+        Example:
+            >>> import tempfile
+            >>> ImageFolderWriter.for_shard(tempfile.mkdtemp()).clean_temp_files
+            False
+        """
+        return cls(root, **{**options, "clean_temp_files": False})
+
     def _folder(self, rel: str) -> tuple[Path, bool]:
         """The absolute folder for ``rel`` and whether it existed before this run.
 

@@ -108,8 +108,7 @@ def make_writer(
 ) -> Writer:
     """A writer of ``output`` over ``root`` with its (checked) options.
 
-    ``shard=True``: the writer of one shard of a ``runner=`` job; shards share folders, so it
-    leaves temp-file sweeps to the job (``clean_temp_files=False``).
+    ``shard=True``: the writer of one shard of a ``runner=`` job (:meth:`Writer.for_shard`).
 
     Example:
         >>> import tempfile
@@ -119,7 +118,7 @@ def make_writer(
     given = check_writer_options(output, options or {})
     if shard:
         check_shardable(output)
-        given["clean_temp_files"] = False
+        return writer_class(output).for_shard(root, **given)
     return writer_class(output)(root, **given)
 
 
