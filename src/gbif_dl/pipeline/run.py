@@ -122,6 +122,23 @@ class Run:
         files: the state files (:class:`RunFiles`).
 
     After :meth:`execute`: ``counters`` (what happened), ``fatal`` (the disk filled up).
+
+    Example:
+        >>> import tempfile
+        >>> from gbif_dl._aio import run_sync
+        >>> from gbif_dl.fetch.engine import DEFAULT_FETCH
+        >>> from gbif_dl.testing.mediahost import MediaHosts
+        >>> from gbif_dl.writers.imagefolder import ImageFolderWriter
+        >>> root = Path(tempfile.mkdtemp())
+        >>> async def items(urls):
+        ...     for url in urls:
+        ...         yield url
+        >>> with MediaHosts(n_hosts=1) as hosts:
+        ...     urls = [f"{hosts.base_urls[0]}/media/1/{i}.jpg" for i in range(2)]
+        ...     run = Run(root, writer=ImageFolderWriter(root))
+        ...     counters = run_sync(run.execute(items(urls + urls[:1]), DEFAULT_FETCH))
+        >>> counters.success, counters.skipped
+        (2, 1)
     """
 
     def __init__(

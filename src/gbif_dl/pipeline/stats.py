@@ -140,7 +140,14 @@ class Counters:
     aborted: bool = False
 
     def count(self, outcome: str, *, reason: str | None = None, nbytes: int = 0) -> None:
-        """Count one item: ``outcome`` is ``"success"``, ``"failed"`` or ``"skipped"``."""
+        """Count one item: ``outcome`` is ``"success"``, ``"failed"`` or ``"skipped"``.
+
+        Example:
+            >>> counters = Counters()
+            >>> counters.count("failed", reason="timeout")
+            >>> counters.failed, counters.reasons
+            (1, {'timeout': 1})
+        """
         setattr(self, outcome, getattr(self, outcome) + 1)
         self.bytes += nbytes
         if reason is not None:
@@ -162,7 +169,12 @@ class Counters:
         return fetched >= MIN_ITEMS_FOR_THRESHOLD and self.failed > fail_threshold * fetched
 
     def stats(self, **fields: Any) -> DownloadStats:
-        """The counts as :class:`DownloadStats`; ``fields`` set the others (``elapsed_s``, ...)."""
+        """The counts as :class:`DownloadStats`; ``fields`` set the others (``elapsed_s``, ...).
+
+        Example:
+            >>> Counters(success=2).stats(elapsed_s=1.0).success
+            2
+        """
         return DownloadStats(
             success=self.success,
             failed=self.failed,

@@ -62,6 +62,9 @@ async def download_stream(items: Any, options: DownloadOptions) -> DownloadStats
         ConfigError: bad input, before any I/O.
         OutputError: the root cannot be used, or the disk filled up (after the manifest is
             written, so a rerun continues).
+
+    Example:
+        >>> stats = run_sync(download_stream(urls, DownloadOptions(root="data")))  # doctest: +SKIP
     """
     started = time.monotonic()
     source, total = as_async_items(items)
