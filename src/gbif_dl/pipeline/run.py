@@ -279,7 +279,10 @@ class Run:
         if cancelled is not None:
             raise cancelled
 
-    def _stored(self, result: FetchResult, path: str, sha256: str, *, previous_path: Any) -> None:
+    def _stored(
+        self, result: FetchResult, path: str, sha256: str, *, previous_path: str | None
+    ) -> None:
+        """Journal (or hold, for a writer that commits later) a stored result."""
         if previous_path and previous_path != path:  # overwrite with another type or place
             with contextlib.suppress(OSError):
                 os.unlink(self.root / previous_path)
