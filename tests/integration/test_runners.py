@@ -203,6 +203,27 @@ def test_streaming_and_sharded_runs_give_the_same_rows_for_every_kind_of_item(
     assert _rows(tmp_path / "sharded") == _rows(tmp_path / "plain")
 
 
+def test_sharded_rerun_with_new_splits_moves_files_without_requests(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """The shards run the streaming core, so a rerun whose splits changed moves the stored
+    files (the ImageFolder writer's job) instead of fetching them again, as a streaming rerun
+    does."""
+    records = _records(hosts.base_urls, 16)
+    first = download(records, root=tmp_path, splits={"train": 0.5, "test": 0.5},
+                     runner="local", shard_size=6, progress=False)  # fmt: skip
+    assert first["success"] == 16
+    before = _requests(hosts)
+    again = download(records, root=tmp_path, splits={"a": 0.5, "b": 0.5}, seed=1,
+                     runner="local", shard_size=6, progress=False)  # fmt: skip
+    assert (again["success"], again["skipped"], _requests(hosts) - before) == (0, 16, 0)
+    assert {name.split("/")[0] for name in _files(tmp_path)} == {"a", "b"}
+    rows = _rows(tmp_path)
+    assert len(rows) == 16 and {row["subset"] for row in rows} == {"a", "b"}
+    assert all(row["path"].startswith(f"{row['subset']}/") for row in rows)
+    assert sorted(row["path"] for row in rows) == _files(tmp_path)
+
+
 def test_process_pool_runner_resizes_and_matches_one_process(
     hosts: MediaHosts, tmp_path: Path
 ) -> None:
