@@ -196,9 +196,13 @@ def _fetch_config(values: Mapping[str, Any]) -> FetchConfig:
     changes = {name: value for name, value in values.items() if value is not None}
     retries = changes.pop("retries", None)
     if retries is not None:
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        try:
+            count = int(retries)
+        except (TypeError, ValueError):
+            count = -1
+        if count < 0:
             raise ConfigError(f"retries must be >= 0; got {retries!r}")
-        changes["retry"] = dataclasses.replace(default.retry, retries=retries)
+        changes["retry"] = dataclasses.replace(default.retry, retries=count)
     for name in ("concurrency", "per_host"):
         value = changes.get(name)
         if value is not None and (
@@ -369,9 +373,12 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
 
     @classmethod
     def from_keywords(
-        cls, keywords: Mapping[str, Any], compat: Mapping[str, Any] | None = None, *,
+        cls,
+        keywords: Mapping[str, Any],
+        compat: Mapping[str, Any] | None = None,
+        *,
         stacklevel: int = 2,
-    ) -> DownloadOptions:  # fmt: skip
+    ) -> DownloadOptions:
         """Build from :func:`gbif_dl.io.download`'s keywords: the fetch ones (``retries``,
         ``concurrency``, ``per_host``, ``max_size``, ...) go into ``fetch``, the others are
         fields; ``compat`` holds extra keywords (gbif-dl 0.1's deprecated ones are accepted with

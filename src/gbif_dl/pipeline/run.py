@@ -269,10 +269,10 @@ class Run:
         previous_path = self.index.get(url, (None, None))[1]
         stored, cancelled = await self._store_shielded(result)
         if isinstance(stored, OSError):
+            detail = str(stored)
             self._fail(
-                record, Reason.WRITE_ERROR, result, http_status=result.http_status,
-                detail=str(stored),
-            )  # fmt: skip
+                record, Reason.WRITE_ERROR, result, http_status=result.http_status, detail=detail
+            )
             self._check_disk_full(stored)
         else:
             self._stored(result, *stored, previous_path=previous_path)
