@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from gbif_dl.errors import ConfigError
+from gbif_dl.options import RUNNER_NAMES, DownloadOptions, SamplingOptions
+from gbif_dl.writers.registry import output_names
 
 __all__ = [
     "CONFIG_KEYS",
@@ -56,11 +58,9 @@ __all__ = [
 #: The splits ``gbif-dl demo`` uses; ``download`` uses none unless asked.
 DEFAULT_SPLITS: dict[str, float] = {"train": 0.8, "val": 0.1, "test": 0.1}
 
-#: The values of ``output`` (the names of :data:`gbif_dl.io.OUTPUTS`, kept here so reading a
-#: query file imports no download code).
-OUTPUT_LAYOUTS: tuple[str, ...] = ("imagefolder", "webdataset", "hf")
-#: The values of ``runner`` (:data:`gbif_dl.runners.RUNNERS`).
-RUNNER_NAMES: tuple[str, ...] = ("local", "dask")
+#: The values of ``output``: the names of the one output registry
+#: (:data:`gbif_dl.writers.registry.OUTPUTS`; reading it imports no writer).
+OUTPUT_LAYOUTS: tuple[str, ...] = output_names()
 
 _ALIASES = {"random_subsets": "splits", "api": "api_url"}
 
@@ -282,6 +282,31 @@ class RunConfig:
             "dask_address": self.dask_address,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
+
+    def sampling_options(self) -> SamplingOptions:
+        """The sampling keys as :class:`~gbif_dl.options.SamplingOptions`.
+
+        Example:
+            >>> RunConfig.from_mapping({"label": "family", "seed": 3}).sampling_options().seed
+            3
+        """
+        return SamplingOptions.pick(self.generate_kwargs())
+
+    def download_options(self, **overrides: Any) -> DownloadOptions:
+        """The download keys (:meth:`download_kwargs`) as :class:`~gbif_dl.options.DownloadOptions`;
+        ``overrides`` are further ``download()`` keywords (``progress=False``, ...).
+
+        ``fail_threshold`` is not passed on: for ``gbif-dl download`` it is the share of failures
+        above which the command exits with an error once the run is over, not a reason to stop
+        the run early.
+
+        Example:
+            >>> config = RunConfig.from_mapping({"urls": "u.txt", "per_host": 4, "root": "out"})
+            >>> options = config.download_options(progress=False)
+            >>> options.root, options.fetch.per_host, options.progress
+            ('out', 4, False)
+        """
+        return DownloadOptions.from_keywords({**self.download_kwargs(), **overrides})
 
 
 #: Every key a query file may use (plus the aliases ``random_subsets`` for ``splits`` and ``api``

@@ -10,18 +10,32 @@ Example:
     (('speciesKey',), 0)
     >>> SamplingOptions.field_names()[:3]
     ('label', 'split_streams_by', 'subset_streams')
+    >>> DownloadOptions(root="out", splits={"train": 0.8, "val": 0.2}).fetch.per_host
+    16
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+import difflib
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gbif_dl.errors import ConfigError
+from gbif_dl.pipeline.stats import check_fail_threshold
+from gbif_dl.sampling.splits import Splitter
+from gbif_dl.writers.registry import check_writer_options, writer_class
 
-__all__ = ["SamplingOptions"]
+if TYPE_CHECKING:  # pragma: no cover
+    from gbif_dl.fetch.engine import FetchConfig
+
+__all__ = ["RUNNER_NAMES", "DownloadOptions", "SamplingOptions"]
+
+#: The values of ``runner=`` (None: one process, streaming).
+RUNNER_NAMES: tuple[str, ...] = ("local", "dask")
 
 
 def _as_names(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
@@ -153,3 +167,238 @@ or a number >= 0, got -2
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         values["split_streams_by"] = list(self.split_streams_by)
         return values
+
+
+#: ``download()`` keywords that become fields of the nested :class:`FetchConfig`.
+FETCH_KEYWORDS = (
+    "retries",
+    "concurrency",
+    "per_host",
+    "max_size",
+    "decode_check",
+    "max_bytes",
+    "proxy",
+    "is_valid_file",
+)
+_DEPRECATED = ("tcp_connections", "nb_workers", "batch_size")
+
+
+def _default_fetch() -> FetchConfig:
+    """DEFAULT_FETCH, imported on use: reading options (a query file) loads no HTTP client."""
+    from gbif_dl.fetch.engine import DEFAULT_FETCH
+
+    return DEFAULT_FETCH
+
+
+def _fetch_config(values: Mapping[str, Any]) -> FetchConfig:
+    """DEFAULT_FETCH with the fetch keywords that were given (None = the default)."""
+    default = _default_fetch()
+    changes = {name: value for name, value in values.items() if value is not None}
+    retries = changes.pop("retries", None)
+    if retries is not None:
+        try:
+            count = int(retries)
+        except (TypeError, ValueError):
+            count = -1
+        if count < 0:
+            raise ConfigError(f"retries must be >= 0; got {retries!r}")
+        changes["retry"] = dataclasses.replace(default.retry, retries=count)
+    for name in ("concurrency", "per_host"):
+        value = changes.get(name)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+    return dataclasses.replace(default, **changes)
+
+
+def _apply_compat(compat: dict[str, Any], known: Sequence[str], stacklevel: int) -> int | None:
+    """Reject unknown keywords; warn about gbif-dl 0.1's deprecated ones. Returns the
+    ``tcp_connections`` value (the old name of ``concurrency``) if one was given."""
+    for name in compat:
+        if name not in _DEPRECATED:
+            close = difflib.get_close_matches(name, [*_DEPRECATED, *known], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"download() got an unknown argument {name!r}{hint}")
+    tcp_connections = compat.get("tcp_connections")
+    if "tcp_connections" in compat:
+        warnings.warn(
+            "tcp_connections is deprecated; use concurrency= (total requests in flight)",
+            DeprecationWarning,
+            stacklevel=stacklevel,
+        )
+    for name in ("nb_workers", "batch_size"):
+        if name in compat:
+            warnings.warn(
+                f"{name} is ignored and deprecated: the engine sizes its own work; "
+                "use concurrency= and per_host= to bound requests",
+                DeprecationWarning,
+                stacklevel=stacklevel,
+            )
+    return None if tcp_connections is None else int(tcp_connections)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DownloadOptions:
+    """How records are downloaded: where, in which layout, with which splits, fetch settings,
+    failure tolerance and (for ``runner=`` jobs) shards and runner.
+
+    :func:`gbif_dl.io.download` builds one from its keywords (:meth:`from_keywords`);
+    ``RunConfig.download_options()`` builds one from a query file. Checked at construction,
+    before any I/O.
+
+    Attributes:
+        root: the output folder.
+        output: the layout, a name of :data:`gbif_dl.writers.registry.OUTPUTS`.
+        splits: ``{"train": .8, "val": .2}``: grouped, deterministic splits (by ``split_by``).
+        random_subsets: gbif-dl 0.1's per-URL subsets (not with ``splits``).
+        split_by: the record field grouping items for ``splits``.
+        seed: the seed of the split assignment.
+        overwrite: fetch and rewrite items that are already done.
+        fail_threshold: stop when more than this share of items fails (0..1), or None.
+        verbose: log every failed item at INFO level.
+        progress: None = a bar on a terminal, log lines otherwise; True/False to force.
+        fetch: the :class:`~gbif_dl.fetch.engine.FetchConfig` of the whole job.
+        shard_size, shard_bytes: samples (or bytes) per WebDataset shard; with a runner,
+            records per job shard.
+        runner: None (one process, streaming), ``"local"`` or ``"dask"``.
+        workers, dask_address, dask_client: where a ``runner=`` job runs.
+
+    Raises:
+        ConfigError: a bad value or combination, naming the keyword.
+
+    Example:
+        >>> DownloadOptions(splits={"train": 0.5}, random_subsets={"a": 1.0})
+        Traceback (most recent call last):
+        ...
+        gbif_dl.errors.ConfigError: random_subsets and splits cannot be combined; use splits= \
+with split_by='url' for independent draws, or split_by='gbifID' to keep occurrences together
+    """
+
+    root: str | os.PathLike[str] = "data"
+    output: str = "imagefolder"
+    splits: Mapping[str, float] | None = None
+    random_subsets: Mapping[str, float] | None = None
+    split_by: str = "gbifID"
+    seed: int | str = 0
+    overwrite: bool = False
+    fail_threshold: float | None = None
+    verbose: bool = False
+    progress: bool | None = None
+    fetch: FetchConfig = dataclasses.field(default_factory=_default_fetch)
+    shard_size: int | None = None
+    shard_bytes: int | None = None
+    runner: str | None = None
+    workers: int | None = None
+    dask_address: str | None = None
+    dask_client: Any = None
+
+    def __post_init__(self) -> None:
+        from gbif_dl.fetch.engine import FetchConfig
+
+        if not isinstance(self.fetch, FetchConfig):
+            raise ConfigError(f"fetch must be a FetchConfig; got {type(self.fetch).__name__}")
+        self.assigner()  # checks splits / random_subsets / split_by
+        check_fail_threshold(self.fail_threshold)
+        if self.runner is None:
+            check_writer_options(self.output, self.writer_options())
+        else:
+            self._check_sharded()
+
+    def _check_sharded(self) -> None:
+        if self.runner not in RUNNER_NAMES:
+            raise ConfigError(
+                f"unknown runner {self.runner!r}; use one of {', '.join(map(repr, RUNNER_NAMES))}"
+            )
+        if not writer_class(self.output).shardable or self.shard_bytes is not None:
+            bytes_note = "" if self.shard_bytes is None else f", shard_bytes={self.shard_bytes!r}"
+            raise ConfigError(
+                f"runner={self.runner!r} writes output='imagefolder' or 'hf' (got "
+                f"output={self.output!r}{bytes_note}); drop runner= for output='webdataset'"
+            )
+        size = self.shard_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ConfigError(f"shard_size must be a positive integer; got {size!r}")
+
+    def assigner(self) -> Callable[[Mapping[str, Any]], str] | None:
+        """``f(record) -> split`` for records without a ``subset``, or None (no splits).
+
+        Example:
+            >>> DownloadOptions(splits={"train": 1.0}).assigner()({"gbifID": "1"})
+            'train'
+        """
+        if self.random_subsets is not None and self.splits is not None:
+            raise ConfigError(
+                "random_subsets and splits cannot be combined; use splits= with split_by='url' "
+                "for independent draws, or split_by='gbifID' to keep occurrences together"
+            )
+        if self.random_subsets is not None:
+            return Splitter(self.random_subsets, by="url", seed=self.seed)
+        if self.splits is not None:
+            if not isinstance(self.split_by, str) or not self.split_by:
+                raise ConfigError(
+                    f"split_by must be a record field name such as 'gbifID'; got {self.split_by!r}"
+                )
+            return Splitter(self.splits, by=self.split_by, seed=self.seed)
+        return None
+
+    def writer_options(self) -> dict[str, Any]:
+        """The options of the streaming run's writer (``shard_size``/``shard_bytes``, if given).
+
+        Example:
+            >>> DownloadOptions(output="webdataset", shard_size=100).writer_options()
+            {'shard_size': 100}
+        """
+        given = {"shard_size": self.shard_size, "shard_bytes": self.shard_bytes}
+        return {name: value for name, value in given.items() if value is not None}
+
+    def replace(self, **changes: Any) -> DownloadOptions:
+        """A copy with some fields changed (checked again).
+
+        Example:
+            >>> DownloadOptions().replace(root="elsewhere").root
+            'elsewhere'
+        """
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The field names, in order.
+
+        Example:
+            >>> DownloadOptions.field_names()[:2]
+            ('root', 'output')
+        """
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_keywords(
+        cls,
+        keywords: Mapping[str, Any],
+        compat: Mapping[str, Any] | None = None,
+        *,
+        stacklevel: int = 2,
+    ) -> DownloadOptions:
+        """Build from :func:`gbif_dl.io.download`'s keywords: the fetch ones (``retries``,
+        ``concurrency``, ``per_host``, ``max_size``, ...) go into ``fetch``, the others are
+        fields; ``compat`` holds extra keywords (gbif-dl 0.1's deprecated ones are accepted with
+        a DeprecationWarning at ``stacklevel`` above the caller, others are a ConfigError).
+
+        Example:
+            >>> opts = DownloadOptions.from_keywords({"retries": 1, "per_host": 4, "root": "x"})
+            >>> opts.fetch.retry.retries, opts.fetch.per_host, opts.root
+            (1, 4, 'x')
+        """
+        fields = set(cls.field_names())
+        known = [*FETCH_KEYWORDS, *sorted(fields - {"fetch"})]
+        tcp_connections = _apply_compat(dict(compat or {}), known, stacklevel + 1)
+        fetch_values = {name: keywords.get(name) for name in FETCH_KEYWORDS}
+        if fetch_values["concurrency"] is None:
+            fetch_values["concurrency"] = tcp_connections
+        values = {name: value for name, value in keywords.items() if name in fields}
+        for name in keywords:
+            if name not in fields and name not in FETCH_KEYWORDS:
+                raise ConfigError(f"download() got an unknown argument {name!r}")
+        if values.get("fetch") is None:
+            values["fetch"] = _fetch_config(fetch_values)
+        return cls(**values)

@@ -18,10 +18,10 @@ from PIL import Image
 from gbif_dl.errors import ConfigError, MissingExtraError
 from gbif_dl.fetch import FetchConfig
 from gbif_dl.io import download
-from gbif_dl.plan import shard_files
 from gbif_dl.records import url_basename
 from gbif_dl.runners import run, share_fetch
-from gbif_dl.shard import run_shard
+from gbif_dl.shards.files import shard_files
+from gbif_dl.shards.run import run_shard
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.writers._atomic import is_temp_name
 from gbif_dl.writers.classes import CLASSES_NAME, load_classes
@@ -170,6 +170,58 @@ def test_sharded_hf_run_writes_the_same_metadata_and_classes_as_a_plain_run(
         for line in (tmp_path / "sharded" / split / "metadata.jsonl").read_text().splitlines()
     ]
     assert len(lines) == 22 and sum('"class_index": 3' in line for line in lines) == 4
+
+
+def test_streaming_and_sharded_runs_give_the_same_rows_for_every_kind_of_item(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """The one core: a streaming run and a sharded run of the same mixed input (records, URL
+    strings, a repeated URL, an ftp URL, a record without url, a non-record) give the same
+    manifest rows, files and counts; the sharded run reads the generator in the caller's
+    thread (no async round trip)."""
+    records = _records(hosts.base_urls, 12)
+    odd: list[Any] = [records[0]["url"], {"url": "ftp://h.example/a.jpg"}, {"label": "x"}, 42]
+    items = [*records, *odd, records[3]]
+    readers: set[str] = set()
+
+    def generate() -> Iterator[Any]:
+        for item in items:
+            readers.add(threading.current_thread().name)
+            yield item
+
+    splits = {"train": 0.5, "test": 0.5}
+    plain = download(items, root=tmp_path / "plain", splits=splits, progress=False)
+    sharded = download(
+        generate(), root=tmp_path / "sharded", splits=splits, runner="local", shard_size=5,
+        progress=False,
+    )  # fmt: skip
+    assert readers == {threading.current_thread().name}
+    counts = ("success", "failed", "skipped", "reasons")
+    assert [plain[k] for k in counts] == [sharded[k] for k in counts]
+    assert (plain["success"], plain["failed"], plain["skipped"]) == (12, 3, 2)
+    assert _files(tmp_path / "sharded") == _files(tmp_path / "plain")
+    assert _rows(tmp_path / "sharded") == _rows(tmp_path / "plain")
+
+
+def test_sharded_rerun_with_new_splits_moves_files_without_requests(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """The shards run the streaming core, so a rerun whose splits changed moves the stored
+    files (the ImageFolder writer's job) instead of fetching them again, as a streaming rerun
+    does."""
+    records = _records(hosts.base_urls, 16)
+    first = download(records, root=tmp_path, splits={"train": 0.5, "test": 0.5},
+                     runner="local", shard_size=6, progress=False)  # fmt: skip
+    assert first["success"] == 16
+    before = _requests(hosts)
+    again = download(records, root=tmp_path, splits={"a": 0.5, "b": 0.5}, seed=1,
+                     runner="local", shard_size=6, progress=False)  # fmt: skip
+    assert (again["success"], again["skipped"], _requests(hosts) - before) == (0, 16, 0)
+    assert {name.split("/")[0] for name in _files(tmp_path)} == {"a", "b"}
+    rows = _rows(tmp_path)
+    assert len(rows) == 16 and {row["subset"] for row in rows} == {"a", "b"}
+    assert all(row["path"].startswith(f"{row['subset']}/") for row in rows)
+    assert sorted(row["path"] for row in rows) == _files(tmp_path)
 
 
 def test_process_pool_runner_resizes_and_matches_one_process(

@@ -59,7 +59,6 @@ from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -69,7 +68,7 @@ from gbif_dl.fetch import images
 from gbif_dl.fetch.http import Attempt, fetch_once
 from gbif_dl.fetch.result import FetchResult, FetchSummary, Reason
 from gbif_dl.fetch.retry import DEFAULT_RETRY, RetryPolicy
-from gbif_dl.records import is_http_url
+from gbif_dl.records import host_key, is_http_url
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -387,9 +386,7 @@ class _Run:
         self._dispatch()
 
     def _host(self, url: str) -> _Host:
-        parts = urlsplit(url)
-        hostname = (parts.hostname or "").lower()
-        key = f"{hostname}:{parts.port}" if parts.port else hostname
+        key = host_key(url) or ""  # an admitted URL has a host (is_http_url); "" otherwise
         host = self.hosts.get(key)
         if host is None:
             host = self.hosts[key] = _Host(key, cap=self.config.per_host)

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from gbif_dl.errors import ConfigError, GbifDlError, OutputError, require
-from gbif_dl.shard import ShardConfig, ShardResult, run_shard
+from gbif_dl.runners.base import share_fetch
+from gbif_dl.shards.run import ShardConfig, ShardResult, run_shard
 
 __all__ = ["TASK_RETRIES", "DaskRunner"]
 
@@ -128,8 +129,6 @@ class DaskRunner:
     ) -> list[ShardResult]:
         """Submit one task per shard, wait for all; return their results in shard order."""
         from distributed import as_completed
-
-        from gbif_dl.runners import share_fetch
 
         if not shard_ids:
             return []

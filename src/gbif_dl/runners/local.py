@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gbif_dl.errors import ConfigError, GbifDlError
-from gbif_dl.shard import ShardConfig, ShardResult, run_shard
+from gbif_dl.runners.base import share_fetch
+from gbif_dl.shards.run import ShardConfig, ShardResult, run_shard
 
 __all__ = ["LocalRunner"]
 
@@ -66,8 +67,6 @@ class LocalRunner:
         self, shard_ids: Sequence[int], root: Path, config: ShardConfig
     ) -> list[ShardResult]:
         """Run every shard here; return their results in shard order."""
-        from gbif_dl.runners import share_fetch
-
         processes = self.processes_for(len(shard_ids), config)
         if processes == 1:
             return [run_shard(sid, root, config) for sid in shard_ids]

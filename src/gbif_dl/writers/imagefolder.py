@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from gbif_dl.records import safe_component, url_basename
 from gbif_dl.writers._atomic import atomic_write_bytes, remove_temp_files
+from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import update_classes_from_manifest
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -111,7 +112,7 @@ def record_folder(record: Mapping[str, Any]) -> str:
     return "/".join(parts)
 
 
-class ImageFolderWriter:
+class ImageFolderWriter(Writer):
     """Write images into ``root/[subset/]label/<basename>.<ext>``.
 
     Args:
@@ -128,15 +129,29 @@ class ImageFolderWriter:
         True
     """
 
+    shardable = True
+
     def __init__(
         self, root: Path | str, *, fsync: bool = False, clean_temp_files: bool = True
     ) -> None:
-        self.root = Path(root)
+        super().__init__(root)
         self.fsync = fsync
         self.clean_temp_files = clean_temp_files
         self._root_prefix = os.path.normpath(os.path.abspath(self.root)) + os.sep
         self._folders: dict[str, bool] = {}  # relative folder -> existed before this run
         self._made: set[str] = set()  # relative folders known to exist (made by write)
+
+    @classmethod
+    def for_shard(cls, root: Path | str, **options: Any) -> ImageFolderWriter:
+        """A writer for one shard: shards share folders, so the job (not each shard) sweeps
+        temp files, once no shard runs.
+
+        Example:
+            >>> import tempfile
+            >>> ImageFolderWriter.for_shard(tempfile.mkdtemp()).clean_temp_files
+            False
+        """
+        return cls(root, **{**options, "clean_temp_files": False})
 
     def _folder(self, rel: str) -> tuple[Path, bool]:
         """The absolute folder for ``rel`` and whether it existed before this run.
@@ -215,7 +230,27 @@ class ImageFolderWriter:
     def close(self) -> None:
         """Nothing to flush: every file is complete once :meth:`write` returns."""
 
-    def finalize(self, manifest: pa.Table) -> None:
+    def placement(self, record: Mapping[str, Any], path: str) -> str:
+        """``path`` moved into ``record``'s folder (a rerun changed its split or label).
+
+        Example:
+            >>> import tempfile
+            >>> writer = ImageFolderWriter(tempfile.mkdtemp())
+            >>> writer.placement({"label": "bee", "subset": "val"}, "train/bee/a.jpg")
+            'val/bee/a.jpg'
+        """
+        folder = record_folder(record)
+        name = path.rpartition("/")[2]
+        return f"{folder}/{name}" if folder else name
+
+    def move_stored(self, path: str, target: str) -> None:
+        """Move the stored file at ``path`` to ``target`` (both relative to the root)."""
+        destination = self.root / target
+        self._check_inside(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.root / path, destination)
+
+    def finalize(self, manifest: pa.Table | str | os.PathLike[str]) -> None:
         """Add the labels of the stored images to ``root/classes.json`` (called after a run).
 
         Indices follow :mod:`gbif_dl.writers.classes`: sorted on the first run (the

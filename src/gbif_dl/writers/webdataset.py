@@ -58,6 +58,7 @@ from typing import IO, TYPE_CHECKING, Any
 from gbif_dl.errors import ConfigError
 from gbif_dl.records import safe_component
 from gbif_dl.writers._atomic import temp_path
+from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import CLASSES_NAME, NO_CLASS, class_label, load_classes
 from gbif_dl.writers.imagefolder import IMAGE_EXTENSIONS, safe_basename
 
@@ -190,7 +191,7 @@ class _OpenShard:
     names: dict[str, str] = field(default_factory=dict)  # label -> scientificName
 
 
-class WebDatasetWriter:
+class WebDatasetWriter(Writer):
     """Write samples into ``root/{split}-{shard:06d}.tar`` shards (see the module docstring).
 
     Args:
@@ -220,7 +221,7 @@ class WebDatasetWriter:
         self.check_options(shard_size=shard_size, shard_bytes=shard_bytes)
         if shard_size is None and shard_bytes is None:
             shard_size = DEFAULT_SHARD_SIZE
-        self.root = Path(root)
+        super().__init__(root)
         self.shard_size = shard_size
         self.shard_bytes = shard_bytes
         self.fsync = fsync
@@ -240,8 +241,12 @@ class WebDatasetWriter:
             number = int(match["number"]) + 1
             self._next[match["split"]] = max(self._next.get(match["split"], 0), number)
 
+    defers_commit = True
+
     @staticmethod
-    def check_options(*, shard_size: int | None = None, shard_bytes: int | None = None) -> None:
+    def check_options(  # type: ignore[override]  # takes only its own options
+        *, shard_size: int | None = None, shard_bytes: int | None = None
+    ) -> None:
         """Raise ConfigError for bad shard limits (called before any I/O).
 
         Example:

@@ -1,0 +1,439 @@
+"""One record becomes one file: the resume check, the fetch, the store, the journal.
+
+:class:`Run` is the one download core. The streaming download (:mod:`gbif_dl.pipeline.stream`)
+runs it over the whole input, each shard of a ``runner=`` job (:func:`gbif_dl.shards.run.run_shard`)
+over the shard's records; only the state files differ (:class:`RunFiles`).
+
+Per record:
+
+- already done (the resume index says so and the writer still has it): skipped, no request; a
+  file whose split or label changed is moved by the writer (:meth:`Writer.placement`);
+- stored by a run killed before it journaled it (:meth:`Writer.find_existing`): adopted;
+- else fetched by the engine, stored by the writer (in a thread), journaled and counted.
+
+Example:
+    >>> RunFiles().manifest, RunFiles().attribution
+    ('manifest.parquet', True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from gbif_dl._memory import release_memory
+from gbif_dl.errors import OutputError
+from gbif_dl.fetch.engine import FetchConfig, FetchEngine
+from gbif_dl.fetch.result import FetchResult, Reason
+from gbif_dl.pipeline.inputs import Assign, normalize_item
+from gbif_dl.pipeline.journal import BatchedJournal
+from gbif_dl.pipeline.stats import Counters
+from gbif_dl.progress import Progress
+from gbif_dl.writers.attribution import write_attribution
+from gbif_dl.writers.base import Writer
+from gbif_dl.writers.manifest import (
+    FAILED,
+    JOURNAL_NAME,
+    MANIFEST_NAME,
+    SUCCESS,
+    ResumeIndex,
+    load_index,
+    manifest_row,
+    merge_journal_file,
+)
+
+__all__ = ["Run", "RunFiles", "file_facts"]
+
+logger = logging.getLogger(__name__)
+
+_PENDING = "pending"
+#: The index entry of an item this run has finished (a state, no path: the compact index keeps
+#: only the url digest of an item first seen in this run, see ResumeIndex).
+_FINISHED = ("finished", None)
+_DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def file_facts(body: bytes) -> dict[str, Any]:
+    """bytes, sha256, mime and pixel size of a stored file (crash recovery, moves).
+
+    Example:
+        >>> file_facts(b"x")["nbytes"]
+        1
+    """
+    from gbif_dl.fetch.images import image_size, sniff_image
+
+    kind = sniff_image(body[:16])
+    size = image_size(body)
+    return {
+        "nbytes": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "mime": kind.mime if kind else None,
+        "width": size[0] if size else None,
+        "height": size[1] if size else None,
+    }
+
+
+def _timing(result: FetchResult) -> dict[str, Any]:
+    """The manifest columns that say how a fetch went: attempts, host and elapsed seconds."""
+    return {
+        "attempts": result.attempts,
+        "host": result.host or None,
+        "elapsed_s": result.elapsed_s if result.attempts else None,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """Which state files at the root a run journals to and merges into.
+
+    The streaming download uses ``manifest.parquet`` and ``.gbif-dl-journal.jsonl`` and rewrites
+    the attribution files (and the writer's ``finalize`` files); a shard uses its own manifest
+    part and journal, and those files are written once all parts are merged.
+
+    Example:
+        >>> RunFiles(attribution=False).journal
+        '.gbif-dl-journal.jsonl'
+    """
+
+    manifest: str = MANIFEST_NAME
+    journal: str = JOURNAL_NAME
+    attribution: bool = True
+
+
+class Run:
+    """One download run over one output root: resume decisions, writing, journaling, counts.
+
+    Args:
+        root: the output root (prepared and locked by the caller).
+        writer: where files go (:class:`~gbif_dl.writers.base.Writer`).
+        assign: the split assignment for records without a ``subset`` (None: none).
+        overwrite: fetch and rewrite items that are already done.
+        fail_threshold: stop once more than this share of fetched items failed.
+        verbose: log every failed item at INFO level.
+        progress: the progress display.
+        files: the state files (:class:`RunFiles`).
+
+    After :meth:`execute`: ``counters`` (what happened), ``fatal`` (the disk filled up).
+
+    Example:
+        >>> import tempfile
+        >>> from gbif_dl._aio import run_sync
+        >>> from gbif_dl.fetch.engine import DEFAULT_FETCH
+        >>> from gbif_dl.testing.mediahost import MediaHosts
+        >>> from gbif_dl.writers.imagefolder import ImageFolderWriter
+        >>> root = Path(tempfile.mkdtemp())
+        >>> async def items(urls):
+        ...     for url in urls:
+        ...         yield url
+        >>> with MediaHosts(n_hosts=1) as hosts:
+        ...     urls = [f"{hosts.base_urls[0]}/media/1/{i}.jpg" for i in range(2)]
+        ...     run = Run(root, writer=ImageFolderWriter(root))
+        ...     counters = run_sync(run.execute(items(urls + urls[:1]), DEFAULT_FETCH))
+        >>> counters.success, counters.skipped
+        (2, 1)
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        writer: Writer,
+        assign: Assign | None = None,
+        overwrite: bool = False,
+        fail_threshold: float | None = None,
+        verbose: bool = False,
+        progress: Progress | None = None,
+        files: RunFiles = RunFiles(),
+    ) -> None:
+        self.root = root
+        self.files = files
+        self.writer = writer
+        self.assign = assign
+        self.overwrite = overwrite
+        self.fail_threshold = fail_threshold
+        self.verbose = verbose
+        self.progress = progress if progress is not None else Progress(mode=False)
+        self.index = ResumeIndex()
+        self.journal: BatchedJournal | None = None
+        self.counters = Counters()
+        self.fatal: OSError | None = None
+        self.stopping = False
+        self.engine_task: asyncio.Future[Any] | None = None
+        # Writers that make files durable later (WebDataset shards) list them in committed();
+        # their rows wait here until then, so the journal never claims a file a crash lost.
+        self.held: dict[str, tuple[dict[str, Any], int]] = {}
+        self.durable: set[str] = set()  # committed before their row was held (other threads)
+
+    # records -----------------------------------------------------------------------------------
+
+    async def records_to_fetch(self, items: AsyncIterable[Any]) -> AsyncIterator[dict[str, Any]]:
+        """The items that need a request; everything else is settled here."""
+        async for item in items:
+            if self.stopping:
+                break
+            record, problem, detail = normalize_item(item, self.assign)
+            url = record["url"]
+            if problem is not None:
+                row = manifest_row(record, status=FAILED, reason=problem.value, detail=detail)
+                self._finish(row, "failed", reason=problem.value)
+                continue
+            previous = self.index.get(url)
+            if previous is not None and previous[0] in (_PENDING, _FINISHED[0]):
+                self._skip()  # the same url twice in one run
+                continue
+            if not self.overwrite and await self._settle_done(record, previous):
+                continue
+            self.index[url] = (_PENDING, previous[1] if previous else None)
+            yield record
+
+    async def _settle_done(
+        self, record: dict[str, Any], previous: tuple[str, str | None] | None
+    ) -> bool:
+        """True when ``record`` needs no request (already stored, found, or moved)."""
+        path = previous[1] if previous is not None and previous[0] == SUCCESS else None
+        if path and self.writer.is_stored(path):
+            target = self.writer.placement(record, path)
+            if target == path:
+                self._skip()
+            else:  # its split or label changed: the writer moves it
+                await self._adopt(record, path, target)
+            return True
+        found = self.writer.find_existing(record)
+        if found is not None:  # stored by a run killed before it could journal it
+            await self._adopt(record, found, found)
+            return True
+        return False
+
+    async def _adopt(self, record: dict[str, Any], path: str, target: str) -> None:
+        """Record an already stored file as done, moving it to ``target`` first if it differs."""
+
+        def move_and_inspect() -> dict[str, Any]:
+            if target != path:
+                self.writer.move_stored(path, target)
+            return file_facts(self.writer.read_stored(target))
+
+        try:
+            facts = await asyncio.to_thread(move_and_inspect)
+        except OSError as exc:
+            self._fail(record, Reason.WRITE_ERROR, detail=str(exc))
+            self._check_disk_full(exc)
+            return
+        self._finish(manifest_row(record, status=SUCCESS, path=target, **facts), "skipped")
+
+    # results -----------------------------------------------------------------------------------
+
+    def _store(self, result: FetchResult) -> tuple[str, str]:
+        path = self.writer.write(result)
+        return path, hashlib.sha256(result.body or b"").hexdigest()
+
+    async def _store_shielded(
+        self, result: FetchResult
+    ) -> tuple[tuple[str, str] | OSError, asyncio.CancelledError | None]:
+        """Store in a thread; a cancellation meanwhile waits for the thread (which may put the
+        file in place) so no stored file is left without its row. Returns (path and sha256, or
+        the OSError) and the cancellation to re-raise once the row is journaled."""
+        # in a thread: creating a file can cost a millisecond of kernel time (ext4 under
+        # churn), which then overlaps with the downloads on another core
+        store = asyncio.get_running_loop().run_in_executor(None, self._store, result)
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            try:
+                return await asyncio.shield(store), cancelled
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+            except OSError as exc:
+                return exc, cancelled
+
+    async def on_result(self, result: FetchResult) -> None:
+        """Store, journal and count one engine result."""
+        record = result.record
+        url = record["url"]
+        if result.reason is Reason.CANCELLED:
+            self.index.pop(url, None)  # not finished: the next run tries it again
+            return
+        if not result.ok:
+            reason = result.reason or Reason.NETWORK
+            self._fail(record, reason, result, http_status=result.http_status, detail=result.detail)
+            return
+        if self.fatal is not None:  # the disk is full: do not try to write more
+            self._fail(record, Reason.WRITE_ERROR, result, detail="not written: the disk is full")
+            return
+        previous_path = self.index.get(url, (None, None))[1]
+        stored, cancelled = await self._store_shielded(result)
+        if isinstance(stored, OSError):
+            detail = str(stored)
+            self._fail(
+                record, Reason.WRITE_ERROR, result, http_status=result.http_status, detail=detail
+            )
+            self._check_disk_full(stored)
+        else:
+            self._stored(result, *stored, previous_path=previous_path)
+        if cancelled is not None:
+            raise cancelled
+
+    def _stored(
+        self, result: FetchResult, path: str, sha256: str, *, previous_path: str | None
+    ) -> None:
+        """Journal (or hold, for a writer that commits later) a stored result."""
+        if previous_path and previous_path != path:  # overwrite with another type or place
+            with contextlib.suppress(OSError):
+                os.unlink(self.root / previous_path)
+        nbytes = len(result.body or b"")
+        row = manifest_row(
+            result.record,
+            status=SUCCESS,
+            path=path,
+            http_status=result.http_status,
+            nbytes=nbytes,
+            sha256=sha256,
+            mime=result.mime,
+            width=result.width,
+            height=result.height,
+            **_timing(result),
+        )
+        if not self.writer.defers_commit:
+            self._finish(row, "success", nbytes=nbytes)
+        else:
+            self.held[path] = (row, nbytes)
+            self._commit()
+
+    def _fail(
+        self,
+        record: dict[str, Any],
+        reason: Reason,
+        result: FetchResult | None = None,
+        **fields: Any,
+    ) -> None:
+        """Journal and count ``record`` as failed for ``reason``."""
+        timing = _timing(result) if result is not None else {}
+        row = manifest_row(record, status=FAILED, reason=reason.value, **fields, **timing)
+        self._finish(row, "failed", reason=reason.value)
+
+    def _commit(self) -> None:
+        """Journal the held rows whose files the writer has made durable."""
+        self.durable.update(self.writer.committed())
+        for path in [path for path in self.durable if path in self.held]:
+            self.durable.discard(path)
+            row, nbytes = self.held.pop(path)
+            self._finish(row, "success", nbytes=nbytes)
+
+    def _close_writer(self) -> None:
+        """Close the writer, journal what it made durable, and fail what it could not."""
+        try:
+            self.writer.close()
+        except OSError as exc:
+            logger.error("cannot finish writing into %s: %s", self.root, exc)
+            self._check_disk_full(exc)
+        self._commit()
+        for row, _ in self.held.values():
+            failed = {**row, "status": FAILED, "path": None, "reason": Reason.WRITE_ERROR.value}
+            failed["detail"] = "its shard could not be written; the next run fetches it again"
+            self._finish(failed, "failed", reason=Reason.WRITE_ERROR.value)
+        self.held.clear()
+
+    def _skip(self) -> None:
+        self.counters.count("skipped")
+        self.progress.update("skipped")
+
+    def _finish(
+        self, row: dict[str, Any], outcome: str, *, reason: str | None = None, nbytes: int = 0
+    ) -> None:
+        """Journal ``row`` (after its file is in place) and count it."""
+        assert self.journal is not None
+        self.journal.append(row)
+        self.index[row["url"]] = _FINISHED
+        self.counters.count(outcome, reason=reason, nbytes=nbytes)
+        if reason is not None:
+            log = logger.info if self.verbose else logger.debug
+            log("failed %s: %s %s", row["url"], reason, row.get("detail") or "")
+        self.progress.update(outcome, nbytes)
+        if not self.stopping and self.counters.over_threshold(self.fail_threshold):
+            self.counters.aborted = True
+            logger.error(
+                "%d of %d items failed (more than fail_threshold=%g); stopping the run. "
+                "Failure reasons: %s",
+                self.counters.failed,
+                self.counters.failed + self.counters.success,
+                self.fail_threshold,
+                self.counters.reasons,
+            )
+            self._stop()
+
+    def _journal_error(self, exc: OSError) -> bool:
+        """A journal write failed: True when it is the full disk (the run reports that)."""
+        self._check_disk_full(exc)
+        return self.fatal is not None
+
+    def _check_disk_full(self, exc: OSError) -> None:
+        if exc.errno in _DISK_FULL and self.fatal is None:
+            self.fatal = exc
+            logger.error("the disk under %s is full; stopping the run", self.root)
+            self._stop()
+
+    def _stop(self) -> None:
+        self.stopping = True
+        if self.engine_task is not None and not self.engine_task.done():
+            self.engine_task.cancel()
+
+    # the whole run -----------------------------------------------------------------------------
+
+    async def execute(self, items: AsyncIterable[Any], fetch: FetchConfig) -> Counters:
+        """Fetch what ``items`` need into the root, journal every item, merge the manifest."""
+        manifest_name, journal_name = self.files.manifest, self.files.journal
+        merge_journal_file(  # a killed run's journal, if any (streamed, nothing kept in memory)
+            self.root, manifest_name=manifest_name, journal_name=journal_name
+        )
+        self.index = load_index(self.root, manifest_name=manifest_name, journal_name=journal_name)
+        self.journal = BatchedJournal(
+            self.root, journal_name, on_error=self._journal_error, on_late_error=self._stop
+        )
+        try:
+            engine = FetchEngine(fetch)
+            self.engine_task = asyncio.ensure_future(
+                engine.run(self.records_to_fetch(items), self.on_result)
+            )
+            try:
+                await self.engine_task
+            except asyncio.CancelledError:
+                if not self.stopping:
+                    raise
+        finally:
+            try:
+                self._close_writer()
+            finally:
+                self.journal.close()
+                self.progress.close()
+                self.index = ResumeIndex()  # free it before the manifest is built
+            self._merge()
+        if self.journal.error is not None and self.fatal is None:
+            raise self.journal.error
+        return self.counters
+
+    def _merge(self) -> None:
+        """Fold the journal into the manifest; write the attribution and the writer's files."""
+        try:
+            # streamed: the merge, the attribution files and finalize read the manifest file a
+            # batch at a time, so memory stays flat whatever the number of rows
+            release_memory()  # the fetch phase's buffers, before the merge's peak
+            manifest = merge_journal_file(
+                self.root, manifest_name=self.files.manifest, journal_name=self.files.journal
+            )
+            release_memory()
+            if manifest is not None and self.files.attribution:
+                write_attribution(self.root, manifest)
+                self.writer.finalize(manifest)  # files derived from the manifest
+        except OSError as exc:
+            if self.fatal is None:
+                raise OutputError(
+                    f"cannot write the manifest in {str(self.root)!r}: {exc}; the journal "
+                    f"{self.root / self.files.journal} keeps the progress, rerun to merge it"
+                ) from exc
+            logger.error("cannot write the manifest (%s); rerun once there is space", exc)

@@ -1,0 +1,55 @@
+"""What a runner is, and how it shares politeness among the shards it runs at once.
+
+Example:
+    >>> from gbif_dl.fetch.engine import FetchConfig
+    >>> share_fetch(FetchConfig(concurrency=128, per_host=16), 4).per_host
+    4
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from gbif_dl.fetch.engine import FetchConfig
+from gbif_dl.shards.run import ShardConfig, ShardResult
+
+__all__ = ["Runner", "share_fetch"]
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Runs :func:`gbif_dl.shards.run.run_shard` over shards; where is the runner's business.
+
+    ``run_shards`` returns one :class:`~gbif_dl.shards.run.ShardResult` per shard and raises
+    the first error of a shard that failed for good. Implementations divide politeness with
+    :func:`share_fetch` among the shards they run at the same time.
+    """
+
+    def run_shards(
+        self, shard_ids: Sequence[int], root: Path, config: ShardConfig
+    ) -> list[ShardResult]:
+        """Run every shard; return their results."""
+        ...
+
+
+def share_fetch(fetch: FetchConfig, parties: int) -> FetchConfig:
+    """``fetch`` for one of ``parties`` shards running at once: the caps divided among them.
+
+    Each gets ``max(1, per_host // parties)`` and ``max(1, concurrency // parties)``, so the
+    cluster never has more than ``per_host`` requests on one host as long as
+    ``parties <= per_host`` (beyond that, one each: ``parties`` at most).
+
+    Example:
+        >>> shared = share_fetch(FetchConfig(concurrency=128, per_host=16), 4)
+        >>> shared.concurrency, shared.per_host
+        (32, 4)
+    """
+    parties = max(1, int(parties))
+    return dataclasses.replace(
+        fetch,
+        per_host=max(1, fetch.per_host // parties),
+        concurrency=max(1, fetch.concurrency // parties),
+    )

@@ -1,0 +1,195 @@
+"""A ``runner=`` job: plan the shards, run them with a runner, merge.
+
+::
+
+    records ─► plan_shards ─► runner.run_shards(run_shard over every shard) ─► merge_shards
+               (files at root)  LocalRunner: this process, or N processes
+                                DaskRunner:  a Dask cluster (LocalCluster, SLURM, Kubernetes...)
+
+The input is normalised and its splits assigned by the same code as the streaming download
+(:mod:`gbif_dl.pipeline.inputs`), and each shard runs the same core
+(:class:`gbif_dl.pipeline.run.Run`).
+
+Example:
+    >>> import tempfile
+    >>> from gbif_dl.testing.mediahost import MediaHosts
+    >>> with MediaHosts(n_hosts=2) as hosts:
+    ...     urls = [f"{b}/media/{i}/0.jpg" for b in hosts.base_urls for i in range(4)]
+    ...     stats = run(urls, tempfile.mkdtemp(), runner="local", shard_size=3)
+    >>> stats["success"], stats["failed"]
+    (8, 0)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from gbif_dl.errors import ConfigError
+from gbif_dl.fetch.engine import DEFAULT_FETCH, FetchConfig
+from gbif_dl.options import RUNNER_NAMES, DownloadOptions
+from gbif_dl.pipeline.inputs import Assign, as_sync_items
+from gbif_dl.pipeline.root import locked, prepare_root
+from gbif_dl.pipeline.stats import DownloadStats, check_fail_threshold
+from gbif_dl.pipeline.stream import log_stats
+from gbif_dl.runners.base import Runner
+from gbif_dl.shards.files import read_marker
+from gbif_dl.shards.plan import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards
+from gbif_dl.shards.run import ShardConfig, merge_shards, remove_leftover_temp_files
+from gbif_dl.writers.manifest import MANIFEST_NAME
+from gbif_dl.writers.registry import check_shardable
+
+__all__ = ["RUNNERS", "make_runner", "run", "run_download"]
+
+logger = logging.getLogger(__name__)
+
+#: The names ``run(runner=...)`` accepts.
+RUNNERS = RUNNER_NAMES
+
+
+def make_runner(
+    runner: str | Runner = "local",
+    *,
+    workers: int | None = None,
+    dask_address: str | None = None,
+    dask_client: Any = None,
+) -> Runner:
+    """The runner called ``runner`` (``"local"`` or ``"dask"``), or ``runner`` itself.
+
+    Raises:
+        ConfigError: an unknown runner name, or Dask options for the local runner.
+        MissingExtraError: ``"dask"`` without the ``dask`` extra installed.
+
+    Example:
+        >>> type(make_runner("local", workers=2)).__name__
+        'LocalRunner'
+    """
+    if isinstance(runner, Runner) and not isinstance(runner, str):
+        return runner
+    if runner == "local":
+        if dask_address is not None or dask_client is not None:
+            raise ConfigError(
+                "dask_address and dask_client need runner='dask'; pass runner='dask' or drop them"
+            )
+        from gbif_dl.runners.local import LocalRunner
+
+        return LocalRunner(workers=workers)
+    if runner == "dask":
+        from gbif_dl.runners.dask import DaskRunner
+
+        return DaskRunner(address=dask_address, client=dask_client, workers=workers)
+    raise ConfigError(f"unknown runner {runner!r}; use one of {', '.join(map(repr, RUNNERS))}")
+
+
+def _run_planned(
+    plan: ShardPlan, root: Path, runner: Runner, config: ShardConfig
+) -> list[DownloadStats]:
+    """Run the shards of ``plan`` that are not done; merge. Returns every shard's stats."""
+    done = set(plan.done)
+    todo = [sid for sid in plan.shard_ids if sid not in done]
+    results: list[DownloadStats] = list(runner.run_shards(todo, root, config) if todo else [])
+    merge_shards(root, config.output, load=False)
+    remove_leftover_temp_files(root)
+    done_before = sum((read_marker(root, sid) or {}).get("records", 0) for sid in plan.done)
+    results.append(DownloadStats(skipped=done_before + plan.duplicates))
+    return results
+
+
+def run(
+    records: Iterable[Any],
+    root: str | os.PathLike[str],
+    *,
+    runner: str | Runner = "local",
+    shard_size: int = DEFAULT_SHARD_SIZE,
+    workers: int | None = None,
+    dask_address: str | None = None,
+    dask_client: Any = None,
+    fetch: FetchConfig = DEFAULT_FETCH,
+    assign: Assign | None = None,
+    overwrite: bool = False,
+    fail_threshold: float | None = None,
+    verbose: bool = False,
+    output: str = "imagefolder",
+) -> DownloadStats:
+    """Download ``records`` into ``root`` in shards run by ``runner``; resumable.
+
+    Args:
+        records: records (dicts with ``url``) or URL strings, any iterable or async iterable,
+            or the path of a text file of URLs (as :func:`gbif_dl.io.download`).
+        root: the output root; with Dask, a folder every worker sees at the same path.
+        runner: ``"local"`` (this machine), ``"dask"`` or a :class:`Runner`.
+        shard_size: records per shard (the unit of work and of resume).
+        workers: local: processes (default 1, or one per CPU when ``fetch.max_size`` makes the
+            job CPU-bound); dask: workers of the LocalCluster started when no address or
+            client is given (default one per CPU).
+        dask_address: ``"tcp://scheduler:8786"`` of a running Dask scheduler.
+        dask_client: an existing ``distributed.Client``.
+        fetch: fetch settings of the whole job; the runner divides the caps among workers.
+        assign: ``f(record) -> subset`` for records without one (the split assignment).
+        overwrite: fetch everything again.
+        fail_threshold: a shard stops (and the job fails) above this share of failed items.
+        verbose: log every failed item at INFO level.
+        output: the layout, ``"imagefolder"`` or ``"hf"`` (a shardable writer).
+
+    Returns:
+        :class:`~gbif_dl.pipeline.stats.DownloadStats` over all shards; repeated URLs count
+        as skipped.
+
+    Example:
+        >>> stats = run(records, "data", runner="dask", dask_address="tcp://10.0.0.5:8786")
+        ... # doctest: +SKIP
+    """
+    started = time.monotonic()
+    chosen = make_runner(
+        runner, workers=workers, dask_address=dask_address, dask_client=dask_client
+    )
+    check_shardable(output)
+    config = ShardConfig(
+        fetch=fetch,
+        output=output,
+        overwrite=overwrite,
+        fail_threshold=check_fail_threshold(fail_threshold),
+        verbose=verbose,
+    )
+    source = as_sync_items(records)
+    root_path = prepare_root(root)
+    with locked(root_path):
+        remove_leftover_temp_files(root_path)
+        plan = plan_shards(source, root_path, size=shard_size, assign=assign, overwrite=overwrite)
+        results = _run_planned(plan, root_path, chosen, config)
+    stats = DownloadStats.combine(
+        results,
+        elapsed_s=time.monotonic() - started,
+        manifest=str(root_path / MANIFEST_NAME),
+        root=str(root_path),
+    )
+    log_stats(stats, f"{len(plan.shard_ids)} shards: ")
+    return stats
+
+
+def run_download(items: Any, options: DownloadOptions) -> DownloadStats:
+    """``download(..., runner=...)``: :func:`run` with the job's :class:`DownloadOptions`.
+
+    Example:
+        >>> run_download(urls, DownloadOptions(runner="local"))  # doctest: +SKIP
+    """
+    assert options.runner is not None
+    return run(
+        items,
+        options.root,
+        runner=options.runner,
+        shard_size=DEFAULT_SHARD_SIZE if options.shard_size is None else options.shard_size,
+        workers=options.workers,
+        dask_address=options.dask_address,
+        dask_client=options.dask_client,
+        fetch=options.fetch,
+        assign=options.assigner(),
+        overwrite=options.overwrite,
+        fail_threshold=options.fail_threshold,
+        verbose=options.verbose,
+        output=options.output,
+    )
