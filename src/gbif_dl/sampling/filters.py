@@ -35,6 +35,7 @@ from gbif_dl.records import (
 from gbif_dl.sampling.ranks import media_rank
 
 __all__ = [
+    "DEFAULT_MEDIATYPE",
     "MEDIA_TYPES",
     "LicenseFilter",
     "UrlDeduper",
@@ -53,6 +54,18 @@ MEDIA_TYPES: dict[str, str | None] = {
     "Sound": "audio",
     "InteractiveResource": None,
 }
+
+
+class _DefaultString(str):
+    """A default string value that ``is`` can tell apart from the same text given explicitly."""
+
+    __slots__ = ()
+
+
+#: The default ``mediatype=`` of the search functions ("StillImage"). It is this very object
+#: only when the caller did not give ``mediatype=``, so a ``mediaType`` in the query can win
+#: over the default (``mediatype is DEFAULT_MEDIATYPE``) and still conflict with an explicit one.
+DEFAULT_MEDIATYPE: str = _DefaultString("StillImage")
 
 #: ``format`` values that describe a viewer or a descriptor, never the media file itself.
 _NOT_A_FILE_FORMATS = frozenset(
