@@ -502,8 +502,12 @@ def test_gbif_count_is_the_original_sync_function(
     assert gbif_count(api_url=sim.api_url, speciesKey=species_key) == expected
     everything = gbif_count(mediatype=None, api_url=sim.api_url, speciesKey=species_key)
     assert everything == len(population.select({"speciesKey": str(species_key)}))
+    # issue 22: mediaType in the query is the media type; only an explicit, different
+    # mediatype= conflicts with it
     with pytest.raises(ConfigError, match="media type once"):
-        gbif_count(api_url=sim.api_url, media_type="Sound")
+        gbif_count("StillImage", api_url=sim.api_url, media_type="Sound")
+    sound = len(population.select({"speciesKey": str(species_key), "mediaType": "Sound"}))
+    assert gbif_count(api_url=sim.api_url, speciesKey=species_key, media_type="Sound") == sound
 
 
 def test_gbif_count_works_inside_a_running_loop(sim: GbifSimulator) -> None:

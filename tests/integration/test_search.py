@@ -285,6 +285,106 @@ def test_media_type_checked_client_side_and_all_media() -> None:
     assert len({item["gbifID"] for item in items}) < len(items)
 
 
+# --- mediaType in the query (issue 22) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sounds() -> Iterator[tuple[Population, GbifSimulator]]:
+    pop = Population(seed=18, size=2_000, n_species=1)
+    with GbifSimulator(pop) as sim:
+        yield pop, sim
+
+
+def _every_medium(sim: GbifSimulator, queries: dict[str, Any], **kwargs: Any) -> list[Any]:
+    return list(
+        gbif_dl.api.generate_urls(
+            queries,
+            label="speciesKey",
+            one_media_per_occurrence=False,
+            dedupe=False,
+            api_url=sim.api_url,
+            **kwargs,
+        )
+    )
+
+
+def _expected_urls(pop: Population, kinds: list[str]) -> list[str]:
+    """URLs of every usable medium of ``kinds`` of the records GBIF matches, record by record."""
+    query = {"speciesKey": pop.species[0]["key"], "mediaType": kinds}
+    urls = []
+    for i in pop.select(query):
+        record = pop.record(int(i))
+        wanted = {id(m) for kind in kinds for m in media_items(record, kind)}
+        urls += [m["identifier"] for m in record["media"] if id(m) in wanted]
+    return urls
+
+
+@pytest.mark.parametrize("name", ["mediaType", "mediatype", "MEDIA_TYPE", "media_type"])
+def test_media_type_in_the_query_is_the_media_type(
+    sounds: tuple[Population, GbifSimulator], name: str
+) -> None:
+    """GBIF's own ``mediaType`` parameter in the query, in any casing GBIF accepts, selects the
+    media type (it used to be refused in favour of mediatype=); GBIF is asked for that type."""
+    pop, sim = sounds
+    sim.reset_stats()
+    items = _every_medium(sim, {"speciesKey": pop.species[0]["key"], name: "sound"})
+    expected = _expected_urls(pop, ["Sound"])
+    assert expected and sorted(item["url"] for item in items) == sorted(expected)
+    params = _search_params(sim)
+    assert params and all(p["mediaType"] == ["Sound"] for p in params)
+
+
+def test_several_media_types_in_the_query(sounds: tuple[Population, GbifSimulator]) -> None:
+    """A list of media types is any of them, as for GBIF: both kinds of media are kept."""
+    pop, sim = sounds
+    items = _every_medium(
+        sim, {"speciesKey": pop.species[0]["key"], "mediaType": ["Sound", "StillImage"]}
+    )
+    expected = _expected_urls(pop, ["Sound", "StillImage"])
+    assert sorted(item["url"] for item in items) == sorted(expected)
+    assert any(url.endswith(".mp3") for url in expected)
+    assert len(expected) > len(_expected_urls(pop, ["StillImage"]))
+
+
+def test_media_type_given_twice_conflicts_only_when_different(
+    sounds: tuple[Population, GbifSimulator],
+) -> None:
+    """An explicit mediatype= that differs from the query's mediaType is refused before any
+    request; one that agrees is fine, and so is the default."""
+    pop, sim = sounds
+    query = {"speciesKey": pop.species[0]["key"], "mediaType": "Sound"}
+    sim.reset_stats()
+    with pytest.raises(ConfigError, match="media type once"):
+        gbif_dl.api.generate_urls(query, mediatype="StillImage", api_url=sim.api_url)
+    with pytest.raises(ConfigError, match="media type once"):
+        gbif_dl.api.agenerate_urls(query, None, None, None, None, None, False, False, "MovingImage")
+    with pytest.raises(ConfigError, match="same parameter"):
+        gbif_dl.api.generate_urls({"mediaType": "Sound", "media_type": "Sound"})
+    assert sim.stats().total_requests == 0
+    agreeing = _every_medium(sim, query, mediatype="sound")
+    assert sorted(item["url"] for item in agreeing) == sorted(_expected_urls(pop, ["Sound"]))
+
+
+def test_gbif_count_takes_the_media_type_from_the_query(
+    sounds: tuple[Population, GbifSimulator],
+) -> None:
+    pop, sim = sounds
+    key = pop.species[0]["key"]
+    sound = len(pop.select({"speciesKey": key, "mediaType": "Sound"}))
+    assert 0 < sound < len(pop.select({"speciesKey": key}))
+    assert gbif_dl.api.gbif_count(api_url=sim.api_url, speciesKey=key, mediaType="Sound") == sound
+    either = len(pop.select({"speciesKey": key, "mediaType": ["Sound", "MovingImage"]}))
+    assert (
+        gbif_dl.api.gbif_count(
+            api_url=sim.api_url, speciesKey=key, MEDIATYPE=["sound", "MovingImage"]
+        )
+        == either
+    )
+    assert gbif_dl.api.gbif_count("Sound", sim.api_url, speciesKey=key, mediaType="Sound") == sound
+    with pytest.raises(ConfigError, match="media type once"):
+        gbif_dl.api.gbif_count("StillImage", sim.api_url, speciesKey=key, mediaType="Sound")
+
+
 def test_licence_filter_and_subsets() -> None:
     """licenses= keeps only allowed licences; subset_streams maps streams, '*' the rest."""
     pop = Population(seed=19, size=3_000, n_species=3)
