@@ -21,10 +21,17 @@ import pytest
 import gbif_dl
 from gbif_dl.errors import ConfigError
 from gbif_dl.gbif.client import GbifClient
+from gbif_dl.options import SamplingOptions
 from gbif_dl.records import url_basename
 from gbif_dl.sampling.balance import allocate
-from gbif_dl.sampling.filters import media_items
-from gbif_dl.sources.search import SearchStats, agenerate_urls, partition
+from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE, media_items
+from gbif_dl.sources.search import (
+    SearchStats,
+    agenerate_urls,
+    check_arguments,
+    partition,
+    search_records,
+)
 from gbif_dl.testing import GbifSimulator, Population
 
 
@@ -183,6 +190,32 @@ def test_same_seed_same_items_in_same_order() -> None:
     assert len(first) == 400
     assert first == again
     assert len(set(first) & set(other)) < 200
+
+
+def test_search_records_takes_one_sampling_options() -> None:
+    """search_records(queries, SamplingOptions) is what generate_urls runs: the same items in
+    the same order; its arguments are checked at the call."""
+    pop = Population(seed=14, size=3_000, n_species=2)
+    keys = [s["key"] for s in pop.species]
+    options = SamplingOptions(
+        label="speciesKey", split_streams_by="speciesKey", nb_samples=60, seed=3
+    )
+    with GbifSimulator(pop) as sim:
+        expected = _run(sim, 3, nb_samples=60)
+
+        async def read() -> list[str]:
+            records = search_records(
+                {"speciesKey": keys}, options, api_url=sim.api_url, concurrency=4
+            )
+            return [item["url"] async for item in records]
+
+        assert asyncio.run(read()) == expected
+        with pytest.raises(ConfigError, match="split_streams_by"):
+            search_records({"year": 2001}, options, api_url=sim.api_url)
+    unset = options.replace(mediatype=DEFAULT_MEDIATYPE)  # mediatype not given: the query's
+    plan = check_arguments({"speciesKey": keys, "media_type": "Sound"}, unset)
+    assert plan.mediatypes == ("Sound",) and plan.query["mediaType"] == ["Sound"]
+    assert [s.name for s in plan.streams] == [f"speciesKey={k}" for k in keys]
 
 
 def test_small_quota_is_drawn_from_the_whole_stream() -> None:
