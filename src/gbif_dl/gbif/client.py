@@ -374,11 +374,11 @@ class GbifClient:
         )
         await _sleep_until(time.monotonic() + delay)
 
-    def not_gbif(self, detail: str, *, url: str = "", status: int = 0) -> GbifApiError:
+    def _not_gbif(self, detail: str, *, url: str = "", status: int = 0) -> GbifApiError:
         """The error for a base URL that answers like something other than GBIF's API.
 
         Example:
-            >>> print(GbifClient("http://127.0.0.1:9/v1").not_gbif("HTML at /occurrence/search"))
+            >>> print(GbifClient("http://127.0.0.1:9/v1")._not_gbif("HTML at /occurrence/search"))
             ... # doctest: +NORMALIZE_WHITESPACE
             http://127.0.0.1:9/v1 does not look like a GBIF API (HTML at /occurrence/search).
             Set api_url= or GBIF_API_URL to the base URL of a GBIF API, such as
@@ -404,7 +404,9 @@ class GbifClient:
         path = urlsplit(url).path[len(urlsplit(self.api_url).path) :]
         if status in (404, 405) and path in _ALWAYS_THERE:
             said = f": {message[:200]}" if message else ""
-            return self.not_gbif(f"HTTP {status} for {method} {path}{said}", url=url, status=status)
+            return self._not_gbif(
+                f"HTTP {status} for {method} {path}{said}", url=url, status=status
+            )
         said = f": {message}" if message else ""
         text = f"GBIF answered HTTP {status} to {method} {url}{tries}{said}. {_hint(status)}"
         return GbifApiError(text, url=url, status=status, body=message or text)
@@ -427,7 +429,7 @@ class GbifClient:
                 return json.loads(text)
             except ValueError:
                 kind = response.headers.get("Content-Type", "no content type")
-                raise self.not_gbif(
+                raise self._not_gbif(
                     f"{path} answered HTTP {response.status} with {kind}, not JSON: {text[:80]!r}",
                     url=str(response.url),
                     status=response.status,
@@ -443,7 +445,7 @@ class GbifClient:
             or not isinstance(data.get("results"), list)
             or not (isinstance(data.get("count"), int))
         ):
-            raise self.not_gbif(
+            raise self._not_gbif(
                 "its /occurrence/search answered JSON without GBIF's count and results: "
                 f"{str(data)[:80]}",
                 url=self._url("/occurrence/search"),
@@ -749,7 +751,7 @@ class GbifClient:
             params.append(("kingdom", kingdom))
         data = await self.get_json("/species/match", params)
         if not isinstance(data, dict) or "matchType" not in data:
-            raise self.not_gbif(
+            raise self._not_gbif(
                 f"its /species/match answered JSON without GBIF's matchType: {str(data)[:80]}",
                 url=self._url("/species/match"),
                 status=200,

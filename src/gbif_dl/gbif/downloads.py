@@ -92,6 +92,7 @@ class _Outcome:
 
     done: bool = False
     reason: str = ""
+    status: int = 0
     retry_after: float | None = None
     restart: bool = False
 
@@ -158,7 +159,7 @@ class _Transfer:
         said = " ".join(re.sub(r"<[^>]*>", " ", raw.decode("utf-8", "replace")).split())
         if status in RETRYABLE_STATUSES:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return _Outcome(reason=f"HTTP {status}", retry_after=retry_after)
+            return _Outcome(reason=f"HTTP {status}", status=status, retry_after=retry_after)
         raise GbifApiError(
             f"fetching {response.url} failed with HTTP {status}" + (f": {said}" if said else ""),
             url=str(response.url),
@@ -272,7 +273,7 @@ async def _pause(
             f"{url} asked to wait {retry_after:.0f} s (Retry-After), longer than the allowed "
             f"{retry.max_retry_after_s:.0f} s; try again later",
             url=url,
-            status=0,
+            status=outcome.status,
             body=reason,
         )
     delay = retry.delay(attempt=max(1, failures), retry_after=retry_after)
