@@ -16,44 +16,44 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from gbif_dl._aio import iterate_sync, run_sync
-from gbif_dl.errors import ConfigError
 from gbif_dl.gbif.client import GbifClient
-from gbif_dl.gbif.params import normalize_name
+from gbif_dl.gbif.params import validate_query
+from gbif_dl.options import SamplingOptions
 from gbif_dl.records import MediaRecord
-from gbif_dl.sources.search import agenerate_urls
+from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
+from gbif_dl.sources.search import agenerate_urls, media_types_of, search_records
 
 __all__ = ["agenerate_urls", "gbif_count", "generate_urls"]
 
 
 def gbif_count(
-    mediatype: str | None = "StillImage", api_url: str | None = None, **query: Any
+    mediatype: str | None = DEFAULT_MEDIATYPE, api_url: str | None = None, **query: Any
 ) -> int:
     """Count the occurrences matching ``query`` that have media of type ``mediatype``.
 
     ``mediatype=None`` counts occurrences with or without media. Other keyword arguments are
     GBIF occurrence search parameters (``taxonKey=212``, ``country=["US", "CA"]``,
-    ``year=(2000, None)``).
+    ``year=(2000, None)``); ``mediaType=`` among them (GBIF's own spelling, a list for several
+    types) is the media type, and only a different ``mediatype=`` given too is refused.
 
     Raises:
-        ConfigError: an unknown parameter name (with a suggestion) or bad value, before any request.
+        ConfigError: an unknown parameter name (with a suggestion) or bad value, two different
+            media types, before any request.
         GbifApiError: GBIF answered with an error.
 
     Example:
         >>> gbif_count(speciesKey=5352251, country="FR")  # doctest: +SKIP
         1234
+        >>> gbif_count(speciesKey=5352251, mediaType="Sound")  # doctest: +SKIP
+        12
     """
-    if mediatype is not None:
-        clash = [name for name in query if normalize_name(name) == "MEDIATYPE"]
-        if clash:
-            raise ConfigError(
-                f"give the media type once: as mediatype= (the default is 'StillImage'), not also "
-                f"as {clash[0]}=; for several types use mediatype=None, {clash[0]}=[...]"
-            )
-        query = {"mediaType": mediatype, **query}
+    rest, mediatypes = media_types_of(query, mediatype)
+    counted = {**rest, "mediaType": list(mediatypes)} if mediatypes else rest
+    validate_query(counted)  # a ConfigError now, before the event loop and any request
 
     async def count() -> int:
         async with GbifClient(api_url) as client:
-            return await client.count(query)
+            return await client.count(counted)
 
     return run_sync(count())
 
@@ -67,7 +67,7 @@ def generate_urls(
     nb_samples: int | None = None,
     weighted_streams: bool = False,
     cache_requests: bool = False,
-    mediatype: str = "StillImage",
+    mediatype: str = DEFAULT_MEDIATYPE,
     license_info: bool = True,
     one_media_per_occurrence: bool = True,
     verbose: bool = False,
@@ -82,7 +82,9 @@ def generate_urls(
     """Media records (``url``, ``basename``, ``label``, ``subset``, licence...) for a query.
 
     Compatible with gbif-dl 0.1 (same positional order): ``queries`` is a dict of occurrence
-    search parameters (a list value means OR); ``label`` a record field whose value (as a
+    search parameters (a list value means OR), whose ``mediaType`` (GBIF's spelling; a list for
+    several types) is the media type, else ``mediatype`` (default ``"StillImage"``; a different
+    ``mediatype=`` given as well is refused); ``label`` a record field whose value (as a
     string) becomes the label (records without it are skipped; ``None`` gives the whole record);
     ``split_streams_by`` the query keys whose value combinations form streams;
     ``nb_samples`` the exact total (``-1``: the largest balanced total); ``nb_samples_per_stream``
@@ -107,26 +109,24 @@ def generate_urls(
         >>> next(urls)["label"]  # doctest: +SKIP
         '5352251'
     """
-    # agenerate_urls checks the arguments now (ConfigError before any request), not at next()
-    return iterate_sync(
-        agenerate_urls(
-            queries,
-            label,
-            split_streams_by,
-            subset_streams,
-            nb_samples_per_stream,
-            nb_samples,
-            weighted_streams,
-            cache_requests,
-            mediatype,
-            license_info,
-            one_media_per_occurrence,
-            verbose,
-            seed=seed,
-            licenses=licenses,
-            keep_unknown_licenses=keep_unknown_licenses,
-            dedupe=dedupe,
-            api_url=api_url,
-            concurrency=concurrency,
-        )
+    options = SamplingOptions(
+        label=label,
+        split_streams_by=split_streams_by,  # type: ignore[arg-type]  # a name or names
+        subset_streams=subset_streams,
+        nb_samples=nb_samples,
+        nb_samples_per_stream=nb_samples_per_stream,
+        weighted_streams=weighted_streams,
+        mediatype=mediatype,
+        one_media_per_occurrence=one_media_per_occurrence,
+        license_info=license_info,
+        seed=seed,
+        licenses=None if licenses is None else tuple(licenses),
+        keep_unknown_licenses=keep_unknown_licenses,
+        dedupe=dedupe,
     )
+    del cache_requests  # accepted for compatibility; GBIF responses are not cached
+    # search_records checks the arguments now (ConfigError before any request), not at next()
+    records = search_records(
+        queries, options, api_url=api_url, concurrency=concurrency, verbose=verbose
+    )
+    return iterate_sync(records)

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from gbif_dl.api import gbif_count
+from gbif_dl.api import gbif_count, generate_urls
 from gbif_dl.errors import (
     ConfigError,
     DownloadNotReadyError,
@@ -24,8 +24,9 @@ from gbif_dl.errors import (
 )
 from gbif_dl.fetch.retry import RetryPolicy
 from gbif_dl.gbif.client import GbifClient
+from gbif_dl.gbif.downloads import fetch_file
 from gbif_dl.gbif.params import to_predicate
-from gbif_dl.testing import GbifSimulator, Population
+from gbif_dl.testing import GbifSimulator, MediaHosts, Population
 
 T = TypeVar("T")
 
@@ -98,6 +99,97 @@ def test_gbif_api_url_env_sends_every_call_to_the_simulator(
         "/v1/species/match",
         "/v1/occurrence/search",
     ]
+
+
+@pytest.mark.parametrize("form", ["root", "root/", "v1", "v1/"])
+def test_the_server_root_or_the_v1_base_both_work(
+    sim: GbifSimulator, population: Population, form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GBIF_API_URL / api_url may be the server root (``/v1`` is added) or the ``/v1`` base."""
+    base = sim.base_url if form.startswith("root") else sim.api_url
+    url = base + "/" if form.endswith("/") else base
+    expected = len(population.select({"mediaType": "StillImage"}))
+
+    async def count() -> int:
+        async with GbifClient(url, retry=FAST_RETRY) as client:
+            assert client.api_url == sim.api_url
+            return await client.count({"mediaType": "StillImage"})
+
+    assert asyncio.run(count()) == expected
+    monkeypatch.setenv("GBIF_API_URL", url)
+    assert gbif_count() == expected
+    assert paths(sim) == ["/v1/occurrence/search", "/v1/occurrence/search"]
+
+
+def _not_gbif(api_url: str, call: Callable[[GbifClient], Awaitable[Any]]) -> GbifApiError:
+    async def main() -> None:
+        async with GbifClient(api_url, retry=FAST_RETRY) as client:
+            await call(client)
+
+    with pytest.raises(GbifApiError) as info:
+        asyncio.run(main())
+    text = str(info.value)
+    assert "does not look like a GBIF API" in text and "https://api.gbif.org/v1" in text
+    assert "check the key" not in text
+    return info.value
+
+
+def test_a_media_host_is_not_a_gbif_api() -> None:
+    """A loopback server that is not GBIF (the media host: images, HTML, 404 pages) is named as
+    such, with the expected form of the URL, and not retried."""
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        image = _not_gbif(base, lambda c: c.count({"speciesKey": 1}))
+        assert image.status == 200 and "not JSON" in str(image)
+        html = _not_gbif(base + "/html", lambda c: c.search({"speciesKey": 1}))
+        assert "text/html" in str(html)
+        missing = _not_gbif(base + "/status/404", lambda c: c.facet({}, "speciesKey"))
+        assert missing.status == 404
+        _not_gbif(base + "/status/404", lambda c: c.species_match("Apis mellifera"))
+        requests = sum(s.requests for s in hosts.stats().values())
+    assert requests == 4  # one each: nothing of this is worth a retry
+    with MediaHosts(n_hosts=1) as hosts, pytest.raises(GbifApiError, match="not look like a GBIF"):
+        list(generate_urls({"speciesKey": 1}, api_url=hosts.base_urls[0]))
+
+
+def test_the_simulator_at_a_wrong_path_is_not_a_gbif_api(sim: GbifSimulator) -> None:
+    """The right server at the wrong base path answers 404 HTML/text at /occurrence/search."""
+    error = _not_gbif(sim.base_url + "/api", lambda c: c.count({}))
+    assert error.status == 404
+    assert sim.stats().total_requests == 1
+
+
+def test_json_without_gbif_fields_is_not_a_gbif_api() -> None:
+    """A JSON API that is not GBIF (no count/results, no matchType) is named as such too."""
+    from aiohttp import web
+
+    async def anything(request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "path": request.path})
+
+    async def main() -> list[GbifApiError]:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", anything)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        errors = []
+        try:
+            async with GbifClient(f"http://127.0.0.1:{port}", retry=FAST_RETRY) as client:
+                for call in (client.count({}), client.species_match("Apis mellifera")):
+                    try:
+                        await call
+                    except GbifApiError as exc:
+                        errors.append(exc)
+        finally:
+            await runner.cleanup()
+        return errors
+
+    errors = asyncio.run(main())
+    assert len(errors) == 2
+    assert all("does not look like a GBIF API" in str(e) for e in errors)
+    assert "count and results" in str(errors[0]) and "matchType" in str(errors[1])
 
 
 # --- search, count, facets, one occurrence ------------------------------------------------------
@@ -502,8 +594,12 @@ def test_gbif_count_is_the_original_sync_function(
     assert gbif_count(api_url=sim.api_url, speciesKey=species_key) == expected
     everything = gbif_count(mediatype=None, api_url=sim.api_url, speciesKey=species_key)
     assert everything == len(population.select({"speciesKey": str(species_key)}))
+    # issue 22: mediaType in the query is the media type; only an explicit, different
+    # mediatype= conflicts with it
     with pytest.raises(ConfigError, match="media type once"):
-        gbif_count(api_url=sim.api_url, media_type="Sound")
+        gbif_count("StillImage", api_url=sim.api_url, media_type="Sound")
+    sound = len(population.select({"speciesKey": str(species_key), "mediaType": "Sound"}))
+    assert gbif_count(api_url=sim.api_url, speciesKey=species_key, media_type="Sound") == sound
 
 
 def test_gbif_count_works_inside_a_running_loop(sim: GbifSimulator) -> None:
@@ -511,3 +607,66 @@ def test_gbif_count_works_inside_a_running_loop(sim: GbifSimulator) -> None:
         return gbif_count(api_url=sim.api_url)
 
     assert asyncio.run(inside()) == run(sim, lambda c: c.count({"mediaType": "StillImage"}))
+
+
+# --- fetch_file: the one resumable fetch of any URL ----------------------------------------------
+
+
+def test_fetch_file_resumes_any_url_through_a_redirect(sim: GbifSimulator, tmp_path: Path) -> None:
+    """fetch_file is not tied to GBIF keys: the download URL (a redirect to the file) resumes
+    an existing part file with Range."""
+    key = sim.add_download({"mediaType": "StillImage"})
+    data = sim.archive_path(key).read_bytes()
+    dest = tmp_path / "any" / "file.zip"
+    dest.parent.mkdir()
+    dest.with_name("file.zip.part").write_bytes(data[:500])
+    progress: list[tuple[int, int | None]] = []
+    url = f"{sim.api_url}/occurrence/download/request/{key}.zip"
+    path = asyncio.run(
+        fetch_file(url, dest, progress=lambda d, t: progress.append((d, t)), retry=FAST_RETRY)
+    )
+    assert path == dest and dest.read_bytes() == data
+    assert progress[0] == (500, len(data)) and progress[-1] == (len(data), len(data))
+    assert not dest.with_name("file.zip.part").exists()
+
+
+def test_fetch_file_honours_retry_after_and_mends_cut_bodies(tmp_path: Path) -> None:
+    """429 + Retry-After is waited for and retried; a cut body is fetched again (the media host
+    ignores Range, so the file starts over); both end with the host's exact bytes."""
+    import urllib.request
+
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        throttled = f"{base}/throttle/0.05/a.jpg"
+        cut = f"{base}/truncate/b.jpg"
+        asyncio.run(fetch_file(throttled, tmp_path / "a.jpg", retry=FAST_RETRY))
+        asyncio.run(fetch_file(cut, tmp_path / "b.jpg", retry=FAST_RETRY))
+        requests = sum(s.requests for s in hosts.stats().values())
+        expected_a = urllib.request.urlopen(throttled).read()
+        expected_b = urllib.request.urlopen(cut).read()
+    assert requests == 4  # each: one refused or cut, one whole
+    assert (tmp_path / "a.jpg").read_bytes() == expected_a
+    assert (tmp_path / "b.jpg").read_bytes() == expected_b
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.jpg", "b.jpg"]
+
+
+def test_fetch_file_errors(tmp_path: Path) -> None:
+    """A 404 is not retried and writes nothing; a Retry-After beyond the policy's limit, a file
+    of the wrong size and a transfer that keeps failing raise, naming the URL."""
+    slow = RetryPolicy(retries=2, backoff_s=0.01, max_backoff_s=0.02, max_retry_after_s=5.0)
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        with pytest.raises(GbifApiError) as missing:
+            asyncio.run(fetch_file(f"{base}/status/404/x.jpg", tmp_path / "x.jpg", retry=slow))
+        assert missing.value.status == 404 and not list(tmp_path.iterdir())
+        with pytest.raises(GbifApiError, match="Retry-After"):
+            asyncio.run(fetch_file(f"{base}/throttle/600/y.jpg", tmp_path / "y.jpg", retry=slow))
+        with pytest.raises(GbifApiError, match="expected 1000"):
+            asyncio.run(
+                fetch_file(f"{base}/big/1200/z.jpg", tmp_path / "z.jpg", expected_size=1000)
+            )
+        with pytest.raises(GbifApiError, match="keeps failing") as failing:
+            asyncio.run(fetch_file(f"{base}/status/503/w.jpg", tmp_path / "w.jpg", retry=slow))
+        assert failing.value.status == 0
+    with pytest.raises(ConfigError, match="http"):
+        asyncio.run(fetch_file("ftp://example.org/a.zip", tmp_path / "a.zip"))

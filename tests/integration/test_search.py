@@ -21,10 +21,17 @@ import pytest
 import gbif_dl
 from gbif_dl.errors import ConfigError
 from gbif_dl.gbif.client import GbifClient
+from gbif_dl.options import SamplingOptions
 from gbif_dl.records import url_basename
 from gbif_dl.sampling.balance import allocate
-from gbif_dl.sampling.filters import media_items
-from gbif_dl.sources.search import SearchStats, agenerate_urls, partition
+from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE, media_items
+from gbif_dl.sources.search import (
+    SearchStats,
+    agenerate_urls,
+    check_arguments,
+    partition,
+    search_records,
+)
 from gbif_dl.testing import GbifSimulator, Population
 
 
@@ -185,6 +192,32 @@ def test_same_seed_same_items_in_same_order() -> None:
     assert len(set(first) & set(other)) < 200
 
 
+def test_search_records_takes_one_sampling_options() -> None:
+    """search_records(queries, SamplingOptions) is what generate_urls runs: the same items in
+    the same order; its arguments are checked at the call."""
+    pop = Population(seed=14, size=3_000, n_species=2)
+    keys = [s["key"] for s in pop.species]
+    options = SamplingOptions(
+        label="speciesKey", split_streams_by="speciesKey", nb_samples=60, seed=3
+    )
+    with GbifSimulator(pop) as sim:
+        expected = _run(sim, 3, nb_samples=60)
+
+        async def read() -> list[str]:
+            records = search_records(
+                {"speciesKey": keys}, options, api_url=sim.api_url, concurrency=4
+            )
+            return [item["url"] async for item in records]
+
+        assert asyncio.run(read()) == expected
+        with pytest.raises(ConfigError, match="split_streams_by"):
+            search_records({"year": 2001}, options, api_url=sim.api_url)
+    unset = options.replace(mediatype=DEFAULT_MEDIATYPE)  # mediatype not given: the query's
+    plan = check_arguments({"speciesKey": keys, "media_type": "Sound"}, unset)
+    assert plan.mediatypes == ("Sound",) and plan.query["mediaType"] == ["Sound"]
+    assert [s.name for s in plan.streams] == [f"speciesKey={k}" for k in keys]
+
+
 def test_small_quota_is_drawn_from_the_whole_stream() -> None:
     """A quota much smaller than its stream is spread over the stream (not its first pages),
     and only the pages needed are fetched."""
@@ -283,6 +316,106 @@ def test_media_type_checked_client_side_and_all_media() -> None:
     assert len(items) == expected
     assert not any(item["url"].endswith((".mp3", ".mp4", "manifest.json")) for item in items)
     assert len({item["gbifID"] for item in items}) < len(items)
+
+
+# --- mediaType in the query (issue 22) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sounds() -> Iterator[tuple[Population, GbifSimulator]]:
+    pop = Population(seed=18, size=2_000, n_species=1)
+    with GbifSimulator(pop) as sim:
+        yield pop, sim
+
+
+def _every_medium(sim: GbifSimulator, queries: dict[str, Any], **kwargs: Any) -> list[Any]:
+    return list(
+        gbif_dl.api.generate_urls(
+            queries,
+            label="speciesKey",
+            one_media_per_occurrence=False,
+            dedupe=False,
+            api_url=sim.api_url,
+            **kwargs,
+        )
+    )
+
+
+def _expected_urls(pop: Population, kinds: list[str]) -> list[str]:
+    """URLs of every usable medium of ``kinds`` of the records GBIF matches, record by record."""
+    query = {"speciesKey": pop.species[0]["key"], "mediaType": kinds}
+    urls = []
+    for i in pop.select(query):
+        record = pop.record(int(i))
+        wanted = {id(m) for kind in kinds for m in media_items(record, kind)}
+        urls += [m["identifier"] for m in record["media"] if id(m) in wanted]
+    return urls
+
+
+@pytest.mark.parametrize("name", ["mediaType", "mediatype", "MEDIA_TYPE", "media_type"])
+def test_media_type_in_the_query_is_the_media_type(
+    sounds: tuple[Population, GbifSimulator], name: str
+) -> None:
+    """GBIF's own ``mediaType`` parameter in the query, in any casing GBIF accepts, selects the
+    media type (it used to be refused in favour of mediatype=); GBIF is asked for that type."""
+    pop, sim = sounds
+    sim.reset_stats()
+    items = _every_medium(sim, {"speciesKey": pop.species[0]["key"], name: "sound"})
+    expected = _expected_urls(pop, ["Sound"])
+    assert expected and sorted(item["url"] for item in items) == sorted(expected)
+    params = _search_params(sim)
+    assert params and all(p["mediaType"] == ["Sound"] for p in params)
+
+
+def test_several_media_types_in_the_query(sounds: tuple[Population, GbifSimulator]) -> None:
+    """A list of media types is any of them, as for GBIF: both kinds of media are kept."""
+    pop, sim = sounds
+    items = _every_medium(
+        sim, {"speciesKey": pop.species[0]["key"], "mediaType": ["Sound", "StillImage"]}
+    )
+    expected = _expected_urls(pop, ["Sound", "StillImage"])
+    assert sorted(item["url"] for item in items) == sorted(expected)
+    assert any(url.endswith(".mp3") for url in expected)
+    assert len(expected) > len(_expected_urls(pop, ["StillImage"]))
+
+
+def test_media_type_given_twice_conflicts_only_when_different(
+    sounds: tuple[Population, GbifSimulator],
+) -> None:
+    """An explicit mediatype= that differs from the query's mediaType is refused before any
+    request; one that agrees is fine, and so is the default."""
+    pop, sim = sounds
+    query = {"speciesKey": pop.species[0]["key"], "mediaType": "Sound"}
+    sim.reset_stats()
+    with pytest.raises(ConfigError, match="media type once"):
+        gbif_dl.api.generate_urls(query, mediatype="StillImage", api_url=sim.api_url)
+    with pytest.raises(ConfigError, match="media type once"):
+        gbif_dl.api.agenerate_urls(query, None, None, None, None, None, False, False, "MovingImage")
+    with pytest.raises(ConfigError, match="same parameter"):
+        gbif_dl.api.generate_urls({"mediaType": "Sound", "media_type": "Sound"})
+    assert sim.stats().total_requests == 0
+    agreeing = _every_medium(sim, query, mediatype="sound")
+    assert sorted(item["url"] for item in agreeing) == sorted(_expected_urls(pop, ["Sound"]))
+
+
+def test_gbif_count_takes_the_media_type_from_the_query(
+    sounds: tuple[Population, GbifSimulator],
+) -> None:
+    pop, sim = sounds
+    key = pop.species[0]["key"]
+    sound = len(pop.select({"speciesKey": key, "mediaType": "Sound"}))
+    assert 0 < sound < len(pop.select({"speciesKey": key}))
+    assert gbif_dl.api.gbif_count(api_url=sim.api_url, speciesKey=key, mediaType="Sound") == sound
+    either = len(pop.select({"speciesKey": key, "mediaType": ["Sound", "MovingImage"]}))
+    assert (
+        gbif_dl.api.gbif_count(
+            api_url=sim.api_url, speciesKey=key, MEDIATYPE=["sound", "MovingImage"]
+        )
+        == either
+    )
+    assert gbif_dl.api.gbif_count("Sound", sim.api_url, speciesKey=key, mediaType="Sound") == sound
+    with pytest.raises(ConfigError, match="media type once"):
+        gbif_dl.api.gbif_count("StillImage", sim.api_url, speciesKey=key, mediaType="Sound")
 
 
 def test_licence_filter_and_subsets() -> None:

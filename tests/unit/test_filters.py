@@ -11,12 +11,14 @@ import pytest
 from gbif_dl.errors import ConfigError
 from gbif_dl.records import is_http_url
 from gbif_dl.sampling.filters import (
+    DEFAULT_MEDIATYPE,
     LicenseFilter,
     UrlDeduper,
     media_items,
     normalize_mediatype,
     pick_media,
 )
+from gbif_dl.sources.search import media_types_of
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "gbif-fixtures"
 
@@ -111,3 +113,33 @@ def test_pick_media_is_reproducible_and_seed_dependent() -> None:
     assert pick_media(media, seed=None, key="1") == pick_media(media, seed=0, key="1")
     with pytest.raises(ValueError):
         pick_media([], seed=1, key="x")
+
+
+def test_the_default_mediatype_is_told_apart_from_the_same_text() -> None:
+    """DEFAULT_MEDIATYPE reads as "StillImage" but is not a "StillImage" given explicitly."""
+    assert DEFAULT_MEDIATYPE == "StillImage" and repr(DEFAULT_MEDIATYPE) == "'StillImage'"
+    explicit = "".join(["Still", "Image"])  # the same text, given by a caller
+    assert explicit == DEFAULT_MEDIATYPE and explicit is not DEFAULT_MEDIATYPE
+    assert normalize_mediatype(DEFAULT_MEDIATYPE) == "StillImage"
+
+
+def test_media_types_of_query_and_keyword() -> None:
+    """The query's mediaType wins over the default, agrees with or conflicts with an explicit
+    mediatype=, and mediatype=None adds nothing (issue 22)."""
+    query = {"speciesKey": 1}
+    assert media_types_of(query) == (query, ("StillImage",))
+    assert media_types_of(query, None) == (query, ())
+    assert media_types_of(query, "sound") == (query, ("Sound",))
+    assert media_types_of({**query, "MEDIATYPE": "Sound"}) == (query, ("Sound",))
+    assert media_types_of({**query, "mediaType": "Sound"}, None) == (query, ("Sound",))
+    assert media_types_of({**query, "mediaType": ["sound"]}, "Sound") == (query, ("Sound",))
+    both = media_types_of({"mediaType": ("Sound", "still_image", "Sound")})
+    assert both == ({}, ("Sound", "StillImage"))
+    with pytest.raises(ConfigError, match="media type once"):
+        media_types_of({"mediaType": ["Sound", "StillImage"]}, "StillImage")
+    with pytest.raises(ConfigError, match="empty list"):
+        media_types_of({"mediaType": []})
+    with pytest.raises(ConfigError, match="unknown mediatype"):
+        media_types_of({"mediaType": "Picture"})
+    with pytest.raises(ConfigError, match="same parameter"):
+        media_types_of({"mediaType": "Sound", "media_type": "Sound"})

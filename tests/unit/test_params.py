@@ -361,6 +361,17 @@ def test_api_url_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_api_url()
 
 
+def test_api_url_may_be_the_server_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server root (no path) gets GBIF's /v1; any other path is kept as given (issue 22)."""
+    assert resolve_api_url("http://127.0.0.1:1234") == "http://127.0.0.1:1234/v1"
+    assert resolve_api_url("https://api.gbif.org/") == DEFAULT_API_URL
+    assert (
+        resolve_api_url("http://127.0.0.1:1234/gbif/api/v1/") == "http://127.0.0.1:1234/gbif/api/v1"
+    )
+    monkeypatch.setenv("GBIF_API_URL", "http://127.0.0.1:1234/")
+    assert GbifClient().api_url == "http://127.0.0.1:1234/v1"
+
+
 def test_user_agent_identifies_the_project() -> None:
     import gbif_dl
 

@@ -1,7 +1,9 @@
-"""The GBIF REST API: an asyncio client and the rules of GBIF's search parameters.
+"""The GBIF REST API: an asyncio client, occurrence downloads, the rules of search parameters.
 
-:class:`GbifClient` is the only code in gbif-dl that knows GBIF's URLs; :mod:`.params` checks
-queries before any request (GBIF silently ignores unknown parameter names).
+:class:`GbifClient` (:mod:`.client`) is the only code in gbif-dl that knows GBIF's URLs;
+:mod:`.downloads` holds the occurrence download lifecycle and :func:`fetch_file`, the one
+resumable fetch of a file; :mod:`.params` checks queries before any request (GBIF silently
+ignores unknown parameter names).
 
 Example:
     >>> from gbif_dl.gbif import GbifClient, validate_query
@@ -19,6 +21,7 @@ from gbif_dl.gbif.client import (
     GbifClient,
     resolve_api_url,
 )
+from gbif_dl.gbif.downloads import DOWNLOAD_FORMATS, fetch_file
 from gbif_dl.gbif.params import (
     SEARCH_PARAMETERS,
     canonical_name,
@@ -33,12 +36,14 @@ from gbif_dl.gbif.params import (
 __all__ = [
     "DEFAULT_API_CONCURRENCY",
     "DEFAULT_API_URL",
+    "DOWNLOAD_FORMATS",
     "SEARCH_PARAMETERS",
     "USER_AGENT",
     "ClientConfig",
     "GbifClient",
     "canonical_name",
     "facet_field",
+    "fetch_file",
     "is_download_key",
     "normalize_doi",
     "parse_download_id",

@@ -30,28 +30,18 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from gbif_dl._version import __version__
-from gbif_dl.errors import (
-    ConfigError,
-    DownloadNotReadyError,
-    GbifApiError,
-    TooManyDownloadsError,
-)
+from gbif_dl._version import USER_AGENT
+from gbif_dl.errors import ConfigError, GbifApiError
 from gbif_dl.fetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
-from gbif_dl.gbif.params import (
-    canonical_name,
-    facet_field,
-    is_download_key,
-    parse_download_id,
-    validate_query,
-)
+from gbif_dl.gbif import downloads
+from gbif_dl.gbif.downloads import DOWNLOAD_FORMATS
+from gbif_dl.gbif.params import canonical_name, facet_field, validate_query
 
 __all__ = [
     "API_URL_ENV",
@@ -69,11 +59,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.gbif.org/v1"
+#: The path of GBIF's API below a server root.
+API_VERSION_PATH = "/v1"
 API_URL_ENV = "GBIF_API_URL"
 USER_ENV = "GBIF_USER"
 PASSWORD_ENV = "GBIF_PWD"
-PROJECT_URL = "https://github.com/gbif-dl/gbif-dl"
-USER_AGENT = f"gbif-dl/{__version__} (+{PROJECT_URL})"
 
 #: API requests in flight at once by default; GBIF asks for restraint.
 DEFAULT_API_CONCURRENCY = 2
@@ -89,29 +79,9 @@ MAX_SEARCH_OFFSET = 100_000
 #: GBIF refuses ``facetOffset + facetLimit`` beyond this.
 MAX_FACET_ELEMENTS = 1_200_000
 
-#: Download formats GBIF can produce; only DWCA carries media URLs (multimedia.txt).
-DOWNLOAD_FORMATS: frozenset[str] = frozenset(
-    {
-        "DWCA",
-        "SIMPLE_CSV",
-        "SIMPLE_AVRO",
-        "SIMPLE_WITH_VERBATIM_AVRO",
-        "SPECIES_LIST",
-        "MAP_OF_LIFE",
-        "BIONOMIA",
-        "SIMPLE_PARQUET",
-        "SQL_TSV_ZIP",
-        "FASTA_ARCHIVE",
-    }
-)
-_FINISHED_BADLY = frozenset({"KILLED", "CANCELLED", "FAILED", "FILE_ERASED"})
 _MAX_ERROR_TEXT = 2000
-_CHUNK = 256 * 1024
-_TOO_MANY_DOWNLOADS = (
-    "too many simultaneous downloads; GBIF allows about 3 per user (1 when its queue is long). "
-    "Wait for one of your running downloads to finish (see https://www.gbif.org/user/download) "
-    "or reuse an existing download by its key or DOI"
-)
+# Paths (below the base URL) every GBIF API serves: a 404 there means it is not a GBIF API.
+_ALWAYS_THERE = frozenset({"/occurrence/search", "/species/match", "/occurrence/download/request"})
 
 T = TypeVar("T")
 
@@ -119,11 +89,16 @@ T = TypeVar("T")
 def resolve_api_url(api_url: str | None = None) -> str:
     """The GBIF API base URL: ``api_url``, else ``$GBIF_API_URL``, else the public API.
 
+    Either the API base (``https://api.gbif.org/v1``) or a server root (``http://host:port``,
+    to which ``/v1`` is added) is accepted.
+
     Raises:
         ConfigError: the URL is not an absolute http(s) URL.
 
     Example:
         >>> resolve_api_url("http://127.0.0.1:8080/v1/")
+        'http://127.0.0.1:8080/v1'
+        >>> resolve_api_url("http://127.0.0.1:8080/")
         'http://127.0.0.1:8080/v1'
     """
     url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
@@ -135,6 +110,8 @@ def resolve_api_url(api_url: str | None = None) -> str:
             f"GBIF API URL {url!r} (from {source}) is not an http(s) URL; "
             f"use something like {DEFAULT_API_URL}"
         )
+    if not parts.path and not parts.query:
+        url += API_VERSION_PATH  # a server root: GBIF's API lives under /v1
     return url
 
 
@@ -170,14 +147,6 @@ async def _sleep_until(deadline: float) -> None:
     remaining = deadline - time.monotonic()
     if remaining > 0:
         await asyncio.sleep(remaining + 0.001)  # the loop may fire up to a clock tick early
-
-
-class _BodyError(Exception):
-    """A connection error while reading a body that the caller retries itself (resume)."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 def _gbif_message(body: str, content_type: str) -> str:
@@ -306,7 +275,7 @@ class GbifClient:
         while self._not_before > time.monotonic():
             await _sleep_until(self._not_before)
 
-    async def _request(
+    async def request(
         self,
         method: str,
         url: str,
@@ -315,25 +284,29 @@ class GbifClient:
         params: Sequence[tuple[str, str]] | None = None,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
-        timeout: aiohttp.ClientTimeout | None = None,
         no_retry: frozenset[int] = frozenset(),
-        error_class: type[GbifApiError] = GbifApiError,
-        resumable_body: bool = False,
     ) -> T:
-        """Send one request with the semaphore, retries and error translation; ``read`` the body.
+        """Send one API request with the client's politeness; ``read`` turns a success into T.
 
-        A success (status < 400 after redirects) is handed to ``read``. With ``resumable_body``,
-        a connection error inside ``read`` is raised as :class:`_BodyError` for the caller to
-        resume; otherwise it is retried like any connection error.
+        The one place requests to GBIF are sent: the concurrency bound, the ``Retry-After``
+        floor shared by every request of the client, retries of 429/5xx/connection errors
+        (except the statuses in ``no_retry``) and the translation of errors. A success (status
+        below 400 after redirects) is handed to ``read``.
+
+        Raises:
+            GbifApiError: an error status, or a URL that does not answer like a GBIF API.
+
+        Example:
+            >>> async def text(gbif: GbifClient) -> str:
+            ...     url = gbif.api_url + "/occurrence/search"
+            ...     return await gbif.request("GET", url, lambda response: response.text())
         """
         session = self._ensure_session()
         assert self._semaphore is not None
-        policy = self.config.retry
         attempt = 0
         shown = url if not params else f"{url}?{'&'.join(f'{k}={v}' for k, v in params)}"
         while True:
             status = 0
-            message = ""
             retry_after: float | None = None
             await self._wait_retry_after_gate()
             try:
@@ -345,15 +318,9 @@ class GbifClient:
                         params=list(params) if params else None,
                         json=json_body,
                         headers=dict(headers) if headers else None,
-                        timeout=timeout,
                     ) as response:
                         if response.status < 400:
-                            try:
-                                return await read(response)
-                            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                                if resumable_body:
-                                    raise _BodyError(exc) from exc
-                                raise
+                            return await read(response)
                         status = response.status
                         shown = str(response.url)
                         raw = await response.content.read(64 * 1024)
@@ -367,42 +334,65 @@ class GbifClient:
                 message = f"{type(exc).__name__}: {exc}".rstrip(": ")
             retryable = (status == 0 or status in RETRYABLE_STATUSES) and status not in no_retry
             attempt += 1
-            if retryable and policy.should_retry(attempt):
-                if retry_after is not None and retry_after > policy.max_retry_after_s:
-                    raise error_class(
-                        f"GBIF asked to wait {retry_after:.0f} s (Retry-After) before retrying "
-                        f"{method} {shown}, longer than the allowed {policy.max_retry_after_s:.0f}"
-                        f" s; try again later. GBIF said: {message}",
-                        url=shown,
-                        status=status,
-                        body=message,
-                    )
-                delay = policy.delay(attempt=attempt, retry_after=retry_after)
-                if retry_after is not None:
-                    # GBIF throttles the client: no request of this client goes out earlier
-                    self._not_before = max(self._not_before, time.monotonic() + retry_after)
-                logger.warning(
-                    "GBIF %s for %s %s; retry %d/%d in %.1f s%s",
-                    f"HTTP {status}" if status else "connection error",
-                    method,
-                    shown,
-                    attempt,
-                    policy.retries,
-                    delay,
-                    f" (Retry-After {retry_after:g} s)" if retry_after is not None else "",
-                )
-                await _sleep_until(time.monotonic() + delay)
-                continue
-            raise self._error(error_class, method, shown, status, message, attempt)
+            if not (retryable and self.config.retry.should_retry(attempt)):
+                raise self._error(method, shown, status, message, attempt)
+            await self._back_off(method, shown, status, message, attempt, retry_after)
 
-    def _error(
+    async def _back_off(
         self,
-        error_class: type[GbifApiError],
         method: str,
-        url: str,
+        shown: str,
         status: int,
         message: str,
-        attempts: int,
+        attempt: int,
+        retry_after: float | None,
+    ) -> None:
+        """Wait before retry ``attempt``; a long ``Retry-After`` raises instead."""
+        policy = self.config.retry
+        if retry_after is not None and retry_after > policy.max_retry_after_s:
+            raise GbifApiError(
+                f"GBIF asked to wait {retry_after:.0f} s (Retry-After) before retrying "
+                f"{method} {shown}, longer than the allowed {policy.max_retry_after_s:.0f}"
+                f" s; try again later. GBIF said: {message}",
+                url=shown,
+                status=status,
+                body=message,
+            )
+        delay = policy.delay(attempt=attempt, retry_after=retry_after)
+        if retry_after is not None:
+            # GBIF throttles the client: no request of this client goes out earlier
+            self._not_before = max(self._not_before, time.monotonic() + retry_after)
+        logger.warning(
+            "GBIF %s for %s %s; retry %d/%d in %.1f s%s",
+            f"HTTP {status}" if status else "connection error",
+            method,
+            shown,
+            attempt,
+            policy.retries,
+            delay,
+            f" (Retry-After {retry_after:g} s)" if retry_after is not None else "",
+        )
+        await _sleep_until(time.monotonic() + delay)
+
+    def _not_gbif(self, detail: str, *, url: str = "", status: int = 0) -> GbifApiError:
+        """The error for a base URL that answers like something other than GBIF's API.
+
+        Example:
+            >>> print(GbifClient("http://127.0.0.1:9/v1")._not_gbif("HTML at /occurrence/search"))
+            ... # doctest: +NORMALIZE_WHITESPACE
+            http://127.0.0.1:9/v1 does not look like a GBIF API (HTML at /occurrence/search).
+            Set api_url= or GBIF_API_URL to the base URL of a GBIF API, such as
+            https://api.gbif.org/v1 (a server root like http://host:port gets /v1 added)
+        """
+        text = (
+            f"{self.api_url} does not look like a GBIF API ({detail}). Set api_url= or "
+            f"{API_URL_ENV} to the base URL of a GBIF API, such as {DEFAULT_API_URL} (a server "
+            "root like http://host:port gets /v1 added)"
+        )
+        return GbifApiError(text, url=url or self.api_url, status=status, body=detail)
+
+    def _error(
+        self, method: str, url: str, status: int, message: str, attempts: int
     ) -> GbifApiError:
         tries = f" (after {attempts} attempts)" if attempts > 1 else ""
         if status == 0:
@@ -410,26 +400,58 @@ class GbifClient:
                 f"could not reach GBIF at {self.api_url} for {method} {url}{tries}: {message}. "
                 f"Check the network, or the {API_URL_ENV} setting"
             )
-        else:
-            said = f": {message}" if message else ""
-            text = f"GBIF answered HTTP {status} to {method} {url}{tries}{said}. {_hint(status)}"
-        return error_class(text, url=url, status=status, body=message or text)
+            return GbifApiError(text, url=url, status=status, body=message or text)
+        path = urlsplit(url).path[len(urlsplit(self.api_url).path) :]
+        if status in (404, 405) and path in _ALWAYS_THERE:
+            said = f": {message[:200]}" if message else ""
+            return self._not_gbif(
+                f"HTTP {status} for {method} {path}{said}", url=url, status=status
+            )
+        said = f": {message}" if message else ""
+        text = f"GBIF answered HTTP {status} to {method} {url}{tries}{said}. {_hint(status)}"
+        return GbifApiError(text, url=url, status=status, body=message or text)
 
-    async def _get_json(self, path: str, params: Sequence[tuple[str, str]] | None = None) -> Any:
+    async def get_json(self, path: str, params: Sequence[tuple[str, str]] | None = None) -> Any:
+        """GET ``path`` (below the base URL) and parse GBIF's JSON answer.
+
+        Raises:
+            GbifApiError: an error status, or an answer that is not JSON (then the base URL
+                does not look like a GBIF API).
+
+        Example:
+            >>> async def one(gbif: GbifClient) -> dict:
+            ...     return await gbif.get_json("/occurrence/5063546426")
+        """
+
         async def read(response: aiohttp.ClientResponse) -> Any:
             text = await response.text(encoding="utf-8", errors="replace")
             try:
                 return json.loads(text)
-            except ValueError as exc:
-                raise GbifApiError(
-                    f"GBIF answered {path} with a body that is not JSON "
-                    f"(HTTP {response.status}): {text[:200]!r}",
+            except ValueError:
+                kind = response.headers.get("Content-Type", "no content type")
+                raise self._not_gbif(
+                    f"{path} answered HTTP {response.status} with {kind}, not JSON: {text[:80]!r}",
                     url=str(response.url),
                     status=response.status,
-                    body=text[:_MAX_ERROR_TEXT],
-                ) from exc
+                ) from None
 
-        return await self._request("GET", self._url(path), read, params=params)
+        return await self.request("GET", self._url(path), read, params=params)
+
+    async def _search_json(self, params: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """``/occurrence/search`` answered with GBIF's envelope (``count``, ``results``)."""
+        data = await self.get_json("/occurrence/search", params)
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("results"), list)
+            or not (isinstance(data.get("count"), int))
+        ):
+            raise self._not_gbif(
+                "its /occurrence/search answered JSON without GBIF's count and results: "
+                f"{str(data)[:80]}",
+                url=self._url("/occurrence/search"),
+                status=200,
+            )
+        return data
 
     # --- occurrence search ---------------------------------------------------------------------
 
@@ -482,15 +504,7 @@ class GbifClient:
             )
         params = self._query_params(query, validate, lambda name: name in ("limit", "offset"))
         params += [("limit", str(limit)), ("offset", str(offset))]
-        data = await self._get_json("/occurrence/search", params)
-        if not isinstance(data, dict):
-            raise GbifApiError(
-                "GBIF's occurrence search answered something that is not a search envelope",
-                url=self._url("/occurrence/search"),
-                status=200,
-                body=str(data)[:200],
-            )
-        return data
+        return await self._search_json(params)
 
     async def count(self, query: Mapping[str, Any]) -> int:
         """The number of occurrences matching ``query`` (one request with ``limit=0``).
@@ -553,7 +567,7 @@ class GbifClient:
             ]
             if mincount is not None:
                 params.append(("facetMincount", str(int(mincount))))
-            page = self._facet_counts(await self._get_json("/occurrence/search", params), enum_name)
+            page = self._facet_counts(await self._search_json(params), enum_name)
             before = len(counts)
             counts.update(page)
             if len(page) < limit or len(counts) == before:
@@ -581,7 +595,7 @@ class GbifClient:
             ("facetLimit", str(limit)),
             ("limit", "0"),
         ]
-        data = await self._get_json("/occurrence/search", params)
+        data = await self._search_json(params)
         return {name: self._facet_counts(data, enum_name) for name, enum_name in enums.items()}
 
     async def occurrence(self, key: int | str) -> dict[str, Any]:
@@ -594,7 +608,7 @@ class GbifClient:
         text = str(key).strip()
         if isinstance(key, bool) or not text.isdigit():
             raise ConfigError(f"an occurrence key is a number such as 5063546426, got {key!r}")
-        data = await self._get_json(f"/occurrence/{text}")
+        data = await self.get_json(f"/occurrence/{text}")
         if not isinstance(data, dict):
             raise GbifApiError(
                 f"GBIF answered occurrence {text} with something that is not a record",
@@ -603,28 +617,22 @@ class GbifClient:
             )
         return data
 
-    # --- occurrence downloads -------------------------------------------------------------------
+    # --- occurrence downloads (gbif_dl.gbif.downloads) ------------------------------------------
 
-    async def download_metadata(self, key_or_doi: str) -> dict[str, Any]:
-        """A download's metadata (``status``, ``key``, ``doi``, ``size``, ...), by key or DOI.
+    def credentials(
+        self, user: str | None = None, password: str | None = None
+    ) -> tuple[str, dict[str, str]]:
+        """The GBIF username and the ``Authorization`` header (HTTP Basic) to create downloads.
+
+        ``user``/``password`` win over the client's (``$GBIF_USER``/``$GBIF_PWD``).
+
+        Raises:
+            ConfigError: no username or password anywhere.
 
         Example:
-            >>> async def status(gbif: GbifClient) -> str:
-            ...     meta = await gbif.download_metadata("doi:10.15468/dl.hx3uzz")
-            ...     return meta["status"]
+            >>> GbifClient(user="alice", password="secret").credentials()[0]
+            'alice'
         """
-        _, ident = parse_download_id(key_or_doi)
-        data = await self._get_json(f"/occurrence/download/{ident}")  # a DOI keeps its slash
-        if not isinstance(data, dict):
-            raise GbifApiError(
-                f"GBIF answered download {ident} with something that is not metadata",
-                url=self._url(f"/occurrence/download/{ident}"),
-                status=200,
-            )
-        return data
-
-    def _credentials(self, user: str | None, password: str | None) -> tuple[str, dict[str, str]]:
-        """The GBIF username and the ``Authorization`` header (HTTP Basic) for it."""
         user = user if user is not None else self._user
         password = password if password is not None else self._password
         if not user or not password:
@@ -636,6 +644,15 @@ class GbifClient:
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         return user, {"Authorization": f"Basic {token}"}
 
+    async def download_metadata(self, key_or_doi: str) -> dict[str, Any]:
+        """A download's metadata, by key or DOI: :func:`.downloads.download_metadata`.
+
+        Example:
+            >>> async def status(gbif: GbifClient) -> str:
+            ...     return (await gbif.download_metadata("doi:10.15468/dl.hx3uzz"))["status"]
+        """
+        return await downloads.download_metadata(self, key_or_doi)
+
     async def request_download(
         self,
         predicate: Mapping[str, Any],
@@ -646,76 +663,22 @@ class GbifClient:
         notification_addresses: Sequence[str] = (),
         send_notification: bool = False,
     ) -> str:
-        """Ask GBIF to prepare an occurrence download; returns its key (preparation takes time).
-
-        Credentials: ``user``/``password``, else ``$GBIF_USER``/``$GBIF_PWD``. GBIF returns the
-        key of an identical request made in the last 48 hours instead of creating a new one.
-
-        Raises:
-            ConfigError: no credentials, unknown format or malformed predicate.
-            TooManyDownloadsError: GBIF refused (HTTP 420/429): too many running downloads.
-            GbifApiError: other errors (401 names the credential variables).
+        """Ask GBIF to prepare a download; its key: :func:`.downloads.request_download`.
 
         Example:
             >>> from gbif_dl.gbif.params import to_predicate
             >>> async def create(gbif: GbifClient) -> str:
             ...     return await gbif.request_download(to_predicate({"taxonKey": 212}))
         """
-        login, auth_headers = self._credentials(user, password)
-        fmt = str(format).upper()
-        if fmt not in DOWNLOAD_FORMATS:
-            raise ConfigError(
-                f"unknown GBIF download format {format!r}; use one of "
-                f"{', '.join(sorted(DOWNLOAD_FORMATS))} (only DWCA carries media URLs)"
-            )
-        if not isinstance(predicate, Mapping) or "type" not in predicate:
-            raise ConfigError(
-                "a download predicate is a mapping with a 'type', for example "
-                "gbif_dl.gbif.params.to_predicate({'taxonKey': 212})"
-            )
-        if isinstance(notification_addresses, str):
-            notification_addresses = [notification_addresses]
-        body = {
-            "creator": login,
-            "notificationAddresses": list(notification_addresses),
-            "sendNotification": bool(send_notification),
-            "format": fmt,
-            "predicate": dict(predicate),
-        }
-
-        async def read(response: aiohttp.ClientResponse) -> str:
-            # 201 with the bare key as text, although labelled application/json
-            return (await response.text(encoding="utf-8", errors="replace")).strip().strip('"')
-
-        url = self._url("/occurrence/download/request")
-        try:
-            key = await self._request(
-                "POST",
-                url,
-                read,
-                json_body=body,
-                headers=auth_headers,
-                no_retry=frozenset({420, 429}),
-            )
-        except GbifApiError as exc:
-            if exc.status in (420, 429):
-                raise TooManyDownloadsError(
-                    f"GBIF refused to create the download (HTTP {exc.status}): "
-                    f"{_TOO_MANY_DOWNLOADS}. GBIF said: {exc.message}",
-                    url=exc.url,
-                    status=exc.status,
-                    body=exc.message,
-                ) from None
-            raise
-        if not is_download_key(key):
-            raise GbifApiError(
-                f"GBIF accepted the download request but answered {key[:200]!r}, not a key",
-                url=url,
-                status=201,
-                body=key[:_MAX_ERROR_TEXT],
-            )
-        logger.info("GBIF download %s requested", key)
-        return key
+        return await downloads.request_download(
+            self,
+            predicate,
+            format=format,
+            user=user,
+            password=password,
+            notification_addresses=notification_addresses,
+            send_notification=send_notification,
+        )
 
     async def wait_for_download(
         self,
@@ -726,57 +689,20 @@ class GbifClient:
         timeout_s: float | None = None,
         on_status: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll a download until it SUCCEEDED and return its metadata (may take hours).
-
-        The interval starts at ``poll_interval_s`` (default 15 s) and grows by half each poll up
-        to ``max_interval_s`` (default 300 s). ``on_status`` sees every metadata answer.
-
-        Raises:
-            DownloadNotReadyError: the download was KILLED, CANCELLED, FAILED or FILE_ERASED, or
-                ``timeout_s`` passed (``status_name`` tells which status it had).
+        """Poll a download until it SUCCEEDED: :func:`.downloads.wait_for_download`.
 
         Example:
             >>> async def ready(gbif: GbifClient, key: str) -> int:
-            ...     meta = await gbif.wait_for_download(key, timeout_s=6 * 3600)
-            ...     return meta["size"]
+            ...     return (await gbif.wait_for_download(key, timeout_s=6 * 3600))["size"]
         """
-        interval = self.config.poll_interval_s if poll_interval_s is None else poll_interval_s
-        ceiling = self.config.max_poll_interval_s if max_interval_s is None else max_interval_s
-        if not interval > 0 or not ceiling > 0:
-            raise ConfigError("poll intervals must be positive")
-        started = time.monotonic()
-        last = None
-        while True:
-            meta = await self.download_metadata(key)
-            status = str(meta.get("status", "")).upper()
-            if on_status is not None:
-                on_status(meta)
-            if status != last:
-                logger.info("GBIF download %s is %s", key, status or "of unknown status")
-                last = status
-            if status == "SUCCEEDED":
-                return meta
-            if status in _FINISHED_BADLY:
-                raise self._not_ready(
-                    key, status, f"GBIF download {key} ended as {status}; request it again"
-                )
-            waited = time.monotonic() - started
-            if timeout_s is not None and waited + interval > timeout_s:
-                raise self._not_ready(
-                    key,
-                    status,
-                    f"GBIF download {key} is still {status} after {waited:.0f} s; "
-                    "wait for it again later with its key",
-                )
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, ceiling)
-
-    def _not_ready(self, key: str, status: str, text: str) -> DownloadNotReadyError:
-        err = DownloadNotReadyError(
-            text, url=self._url(f"/occurrence/download/{key}"), status=200, body=text
+        return await downloads.wait_for_download(
+            self,
+            key,
+            poll_interval_s=poll_interval_s,
+            max_interval_s=max_interval_s,
+            timeout_s=timeout_s,
+            on_status=on_status,
         )
-        err.status_name = status
-        return err
 
     async def fetch_download(
         self,
@@ -786,143 +712,15 @@ class GbifClient:
         expected_size: int | None = None,
         progress: Callable[[int, int | None], None] | None = None,
     ) -> Path:
-        """Fetch a download's file to ``dest``, resuming a partial ``dest.part`` with ``Range``.
-
-        Follows GBIF's redirect to the file server, streams to ``<dest>.part``, resumes after a
-        cut connection, checks the size (``expected_size``, else the server's length) and renames
-        atomically. ``progress(done_bytes, total_bytes_or_None)`` is called as bytes arrive.
-
-        Raises:
-            DownloadNotReadyError: the file was erased (HTTP 410).
-            GbifApiError: unknown key (404), other errors, or repeated cut transfers.
+        """Fetch a download's file, resuming ``<dest>.part``: :func:`.downloads.fetch_download`.
 
         Example:
             >>> async def get(gbif: GbifClient, key: str) -> Path:
-            ...     meta = await gbif.wait_for_download(key)
-            ...     return await gbif.fetch_download(key, Path(f"{key}.zip"), expected_size=meta["size"])
-        """  # noqa: E501
-        if not is_download_key(key):
-            raise ConfigError(
-                f"{key!r} is not a GBIF download key (like 0022697-200613084148143); "
-                "resolve a DOI with download_metadata() first"
-            )
-        key = key.strip()
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(dest.name + ".part")
-        url = self._url(f"/occurrence/download/request/{key}.zip")
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.config.timeout_s, sock_read=self.config.timeout_s
+            ...     return await gbif.fetch_download(key, Path(f"{key}.zip"))
+        """
+        return await downloads.fetch_download(
+            self, key, dest, expected_size=expected_size, progress=progress
         )
-        policy = self.config.retry
-        failures = 0
-        while True:
-            offset = part.stat().st_size if part.exists() else 0
-            if expected_size is not None and offset > expected_size:
-                logger.warning("%s is larger than expected; starting again", part)
-                part.unlink()
-                offset = 0
-            if expected_size is not None and offset == expected_size and offset > 0:
-                break
-            headers = {"Range": f"bytes={offset}-"} if offset else None
-            try:
-                total = await self._request(
-                    "GET",
-                    url,
-                    partial(self._stream_part, part=part, offset=offset, progress=progress),
-                    headers=headers,
-                    timeout=timeout,
-                    resumable_body=True,
-                )
-            except _BodyError as exc:
-                total = None
-                reason = f"{type(exc.cause).__name__}: {exc.cause}"
-            except GbifApiError as exc:
-                if exc.status == 410:
-                    raise self._not_ready(
-                        key, "FILE_ERASED", f"the file of GBIF download {key} was erased: {exc}"
-                    ) from None
-                if exc.status == 416 and offset:
-                    logger.warning("server refused to resume %s; starting again", part)
-                    part.unlink()
-                    continue
-                raise
-            else:
-                size = part.stat().st_size
-                wanted = expected_size if expected_size is not None else total
-                if wanted is None or size == wanted:
-                    if size == 0:
-                        raise GbifApiError(
-                            f"GBIF download {key} answered an empty file", url=url, status=200
-                        )
-                    break
-                if size > wanted:
-                    part.unlink()
-                    raise GbifApiError(
-                        f"GBIF download {key}: got {size} bytes, expected {wanted}; "
-                        "the partial file was removed, try again",
-                        url=url,
-                        status=200,
-                    )
-                reason = f"transfer ended at {size} of {wanted} bytes"
-            now = part.stat().st_size if part.exists() else 0
-            failures = 0 if now > offset else failures + 1  # progress resets the budget
-            if not policy.should_retry(failures):
-                raise GbifApiError(
-                    f"GBIF download {key}: the transfer keeps failing ({reason}); the partial "
-                    f"file {part} is kept and will be resumed next time",
-                    url=url,
-                    status=0,
-                    body=reason,
-                )
-            delay = policy.delay(attempt=max(1, failures))
-            logger.warning(
-                "GBIF download %s: %s; resuming at byte %d in %.1f s", key, reason, now, delay
-            )
-            await asyncio.sleep(delay)
-        os.replace(part, dest)
-        logger.info("GBIF download %s saved to %s", key, dest)
-        return dest
-
-    @staticmethod
-    async def _stream_part(
-        response: aiohttp.ClientResponse,
-        part: Path,
-        offset: int,
-        progress: Callable[[int, int | None], None] | None,
-    ) -> int | None:
-        """Write the body to ``part`` (appending after a 206); return the full size if known."""
-        total: int | None = None
-        length = response.content_length
-        if response.status == 206 and offset:
-            match = re.match(
-                r"bytes\s+(\d+)-\d+/(\d+|\*)", response.headers.get("Content-Range", "")
-            )
-            if match and int(match.group(1)) != offset:
-                offset = 0  # an unexpected window: start over rather than corrupt the file
-                mode = "wb"
-            else:
-                mode = "ab"
-            if match and match.group(2) != "*":
-                total = int(match.group(2))
-            elif length is not None:
-                total = offset + length
-        else:
-            if offset:
-                logger.info("server ignored the Range request; downloading %s again", part.name)
-            offset = 0
-            mode = "wb"
-            total = length
-        done = offset
-        with part.open(mode) as out:
-            if progress is not None:
-                progress(done, total)
-            async for chunk in response.content.iter_chunked(_CHUNK):
-                out.write(chunk)
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, total)
-        return total
 
     # --- species --------------------------------------------------------------------------------
 
@@ -951,10 +749,10 @@ class GbifClient:
             params.append(("rank", rank))
         if kingdom:
             params.append(("kingdom", kingdom))
-        data = await self._get_json("/species/match", params)
-        if not isinstance(data, dict):
-            raise GbifApiError(
-                "GBIF's species match answered something that is not a match",
+        data = await self.get_json("/species/match", params)
+        if not isinstance(data, dict) or "matchType" not in data:
+            raise self._not_gbif(
+                f"its /species/match answered JSON without GBIF's matchType: {str(data)[:80]}",
                 url=self._url("/species/match"),
                 status=200,
             )

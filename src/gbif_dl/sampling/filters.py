@@ -21,15 +21,21 @@ Example:
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from gbif_dl.errors import ConfigError
-from gbif_dl.records import KNOWN_LICENSES, is_http_url, license_code_of, normalize_license
+from gbif_dl.records import (
+    KNOWN_LICENSES,
+    is_http_url,
+    license_code_of,
+    normalize_license,
+    url_digest,
+)
 from gbif_dl.sampling.ranks import media_rank
 
 __all__ = [
+    "DEFAULT_MEDIATYPE",
     "MEDIA_TYPES",
     "LicenseFilter",
     "UrlDeduper",
@@ -48,6 +54,18 @@ MEDIA_TYPES: dict[str, str | None] = {
     "Sound": "audio",
     "InteractiveResource": None,
 }
+
+
+class _DefaultString(str):
+    """A default string value that ``is`` can tell apart from the same text given explicitly."""
+
+    __slots__ = ()
+
+
+#: The default ``mediatype=`` of the search functions ("StillImage"). It is this very object
+#: only when the caller did not give ``mediatype=``, so a ``mediaType`` in the query can win
+#: over the default (``mediatype is DEFAULT_MEDIATYPE``) and still conflict with an explicit one.
+DEFAULT_MEDIATYPE: str = _DefaultString("StillImage")
 
 #: ``format`` values that describe a viewer or a descriptor, never the media file itself.
 _NOT_A_FILE_FORMATS = frozenset(
@@ -149,10 +167,6 @@ def media_items(record: dict[str, Any], mediatype: str = "StillImage") -> list[d
     return kept
 
 
-def _digest(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
-
-
 def pick_media(
     media: Sequence[T],
     *,
@@ -239,7 +253,8 @@ class LicenseFilter:
 
 
 class UrlDeduper:
-    """Remember URLs by an 8-byte digest; :meth:`seen` says whether a URL came before.
+    """Remember URLs by their 64-bit :func:`~gbif_dl.records.url_digest`; :meth:`seen` says
+    whether a URL came before.
 
     Memory: a Python set of ints, about 70 MB per million URLs (a 64-bit int object plus its
     hash-table slot); the full URLs are never stored. Two different URLs share a digest with
@@ -261,14 +276,14 @@ class UrlDeduper:
 
     def seen(self, url: str) -> bool:
         """True when ``url`` was passed before; otherwise remember it and return False."""
-        digest = _digest(url)
+        digest = url_digest(url)
         if digest in self._digests:
             return True
         self._digests.add(digest)
         return False
 
     def __contains__(self, url: object) -> bool:
-        return isinstance(url, str) and _digest(url) in self._digests
+        return isinstance(url, str) and url_digest(url) in self._digests
 
     def __len__(self) -> int:
         return len(self._digests)

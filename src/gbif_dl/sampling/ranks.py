@@ -101,7 +101,7 @@ def media_ranks(seed: int | str | None, keys: np.ndarray, positions: np.ndarray)
     """:func:`media_rank` over arrays of integer occurrence keys and positions (``uint64``).
 
     Example:
-        >>> media_ranks(3, np.array([42]), np.array([2]))[0] == media_rank(3, 42, 2)
+        >>> bool(media_ranks(3, np.array([42]), np.array([2]))[0] == media_rank(3, 42, 2))
         True
     """
     base = splitmix64(keys.view(np.uint64) ^ np.uint64(seed_value(seed, _MEDIA_SALT)))
