@@ -206,6 +206,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(report.format_text(result.summary))
     print()
+    ok, failed, skipped = (_stat(result.stats, k) for k in ("success", "failed", "skipped"))
+    print(f"This run: {ok} images downloaded, {failed} failed, {skipped} already there")
     print(f"Dataset: {result.root}")
     print(f"HTML report: {result.report_path}")
     print(f"Done in {result.seconds:.1f} s. Open the report in a browser, or train on the folders.")
