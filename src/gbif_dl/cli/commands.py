@@ -229,7 +229,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     """``gbif-dl simulate``: serve a simulated GBIF API and image hosts until stopped.
 
     Example:
-        >>> args = build_parser().parse_args(["simulate", "--port", "8080"])
+        >>> args = argparse.Namespace(port=8080, host="127.0.0.1", size=300, hosts=1, seed=0)
         >>> cmd_simulate(args)  # doctest: +SKIP
         0
     """

@@ -24,7 +24,7 @@ _OWN_LOGGERS = ("gbif_dl.cli", "gbif_dl.progress")
 _HANDLER_TAG = "_gbif_dl_cli_handler"
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time (pytest's capture swaps it)."""
 
     @property
