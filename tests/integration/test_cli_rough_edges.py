@@ -232,3 +232,27 @@ def test_plan_into_a_closed_pipe_ends_quietly(simu: Simulation) -> None:
     _, err = process.communicate(timeout=300)
     assert process.returncode == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+
+
+def test_terminal_bars_show_the_announced_total(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bar fed by a generator shows the total the command announced: n/total and a share."""
+    with expected_total(4):
+        progress = Progress(mode=True)
+    for _ in range(4):
+        progress.update("success")
+    progress.close()
+    err = capsys.readouterr().err
+    assert "4/4" in err and "100%" in err
+
+
+def test_library_messages_are_translated_to_commands() -> None:
+    """Python calls and keywords in a library message become the command's words."""
+    from gbif_dl.cli.messages import cli_message
+
+    text = cli_message(
+        "request it again: gbif_dl.dwca.request(<the same query>); wait for it "
+        "(GbifClient.wait_for_download); give mediatype='Sound'"
+    )
+    assert "gbif_dl." not in text and "GbifClient" not in text
+    assert "`gbif-dl dwca request`" in text and "gbif-dl dwca fetch KEY --wait" in text
+    assert "--mediatype 'Sound'" in text
