@@ -16,10 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import signal
+import textwrap
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gbif_dl.cli.exits import EXIT_FAILURES, EXIT_OK
 from gbif_dl.cli.logs import logger
@@ -27,6 +28,9 @@ from gbif_dl.cli.settings import records_of, require_source, run_config, samplin
 from gbif_dl.config import RunConfig
 from gbif_dl.errors import ConfigError
 from gbif_dl.progress import Meter, counted, expected_total, format_bytes, format_duration
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gbif_dl.estimate import SearchPlan
 
 __all__ = ["cmd_demo", "cmd_download", "cmd_plan", "cmd_report", "cmd_simulate"]
 
@@ -94,17 +98,18 @@ def _plan_note(config: RunConfig, mediatype: str) -> str:
         "with a licence outside --license" if config.licenses else "",
         "with a URL already taken" if config.dedupe else "",
     ]
-    reasons = ", ".join(s for s in skipped if s)
+    reasons = [s for s in skipped if s]
+    listed = ", ".join(reasons[:-1]) + (" or " if len(reasons) > 1 else "") + reasons[-1]
     note = (
-        f"Counts are GBIF occurrence counts; the download skips occurrences {reasons}, so each "
+        f"Counts are GBIF occurrence counts. The download skips occurrences {listed}, so each "
         "stream gives at most its quota"
     )
     if config.nb_samples == -1:
         note += "; with --nb-samples -1 every stream is cut to what the driest one really yields"
-    return note + "."
+    return textwrap.fill(note + ".", width=100)
 
 
-def _print_plan(plan: Any, config: RunConfig) -> None:
+def _print_plan(plan: SearchPlan, config: RunConfig) -> None:
     from gbif_dl.estimate import ASSUMED_IMAGES_PER_S, estimate_cost
     from gbif_dl.report import _table  # until report has a public table formatter
 

@@ -331,8 +331,8 @@ def _add_tool_commands(commands: Any) -> None:
     p = _sub(commands, "demo", "the whole pipeline offline against the built-in simulator")
     p.add_argument(
         "--root",
-        help="output folder (default: gbif-dl-demo in the user's data folder, "
-        "e.g. ~/.local/share/gbif-dl/demo; printed)",
+        help="output folder (default: gbif-dl/demo in the user's data folder, such as "
+        "~/.local/share/gbif-dl/demo; the demo prints it)",
     )
     p.add_argument(
         "--nb-samples", type=int, default=400, help="images to download (default: %(default)s)"
