@@ -191,7 +191,7 @@ def test_a_known_total_gives_a_share_and_the_time_left(caplog: pytest.LogCapture
     caplog.set_level("INFO", logger="gbif_dl.progress")
     with Meter("images", total=10, unit="img", bar=False, log_every_s=0.0) as meter:
         meter.update(5)
-    assert re.search(r"images: 5 of 10 img \([\d.]+/s, 50%, \d+ (s|min) left\)", caplog.text)
+    assert re.search(r"images: 5 of 10 img \([\d.]+/s, 50%, [\d.]+ (s|min|h) left\)", caplog.text)
     with expected_total(8):
         progress = Progress(mode=False)
     assert progress.total == 8
