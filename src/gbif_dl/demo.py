@@ -144,6 +144,11 @@ def run_demo(
 
     Raises:
         ConfigError: a size, sample count or host count out of range.
+
+    Example:
+        >>> result = run_demo("demo-data", size=600, nb_samples=40)  # doctest: +SKIP
+        >>> result.description  # doctest: +SKIP
+        'speciesKey in [...], label species, balanced over speciesKey, 40 images, seed 0, ...'
     """
     if size < 50:
         raise ConfigError(f"--size must be at least 50 simulated occurrences, got {size}")
