@@ -6,6 +6,13 @@ page instead of an image) so that the report has something to say. The demo then
 does against the real GBIF: search, balance the species, download with train/val/test splits,
 and write the report.
 
+The same demo gives the same files on every run: its media URLs carry fixed host names
+(``media-N.gbif-dl-demo.invalid``, reached through a loopback proxy, see
+:mod:`gbif_dl.testing.naming`) rather than the simulator's ports, which change from run to run.
+Run again into the same folder, it resumes: nothing already downloaded is fetched again. By
+default the dataset goes to the user's data folder (:func:`default_demo_root`), not the current
+directory (which may be a source checkout).
+
 Example:
     >>> import tempfile
     >>> result = run_demo(tempfile.mkdtemp(), size=600, nb_samples=40, progress=False)
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +34,7 @@ from typing import Any
 from gbif_dl.config import DEFAULT_SPLITS
 from gbif_dl.errors import ConfigError
 
-__all__ = ["DEMO_SPECIES", "DemoResult", "demo_faults", "run_demo"]
+__all__ = ["DEMO_SPECIES", "DemoResult", "default_demo_root", "demo_faults", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ class DemoResult:
         summary: the report's numbers (:class:`gbif_dl.report.DatasetSummary`).
         seconds: wall time of the whole demo.
         api_url: where the simulated GBIF API was served (gone once the demo returns).
+        query: the occurrence search query the demo ran.
+        description: the query and sampling options in one line.
 
     Example:
         >>> DemoResult.__dataclass_fields__["root"].type
@@ -57,6 +67,29 @@ class DemoResult:
     summary: Any
     seconds: float
     api_url: str
+    query: dict[str, Any]
+    description: str
+
+
+def default_demo_root() -> Path:
+    """Where ``gbif-dl demo`` writes by default: ``gbif-dl/demo`` in the user's data folder.
+
+    ``$XDG_DATA_HOME/gbif-dl/demo`` (default ``~/.local/share/gbif-dl/demo``) on Linux,
+    ``~/Library/Application Support/gbif-dl/demo`` on macOS, ``%LOCALAPPDATA%\\gbif-dl\\demo``
+    on Windows. Not the current directory: run from a source checkout, the demo would leave an
+    untracked folder in it.
+
+    Example:
+        >>> default_demo_root().parts[-2:]
+        ('gbif-dl', 'demo')
+    """
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "gbif-dl" / "demo"
 
 
 def demo_faults(n_hosts: int, seed: int = 0) -> dict[int, Any]:
@@ -86,7 +119,7 @@ def demo_faults(n_hosts: int, seed: int = 0) -> dict[int, Any]:
 
 
 def run_demo(
-    root: str | os.PathLike[str] = "gbif-dl-demo",
+    root: str | os.PathLike[str] | None = None,
     *,
     size: int = 3000,
     nb_samples: int = 400,
@@ -99,7 +132,8 @@ def run_demo(
     """Simulate GBIF, then query -> balance -> download with splits -> report, all offline.
 
     Args:
-        root: output folder (created; an earlier demo there is resumed, not repeated).
+        root: output folder (created; an earlier demo there is resumed, not repeated); default
+            :func:`default_demo_root`.
         size: simulated occurrences.
         nb_samples: images to take, balanced over the species.
         n_hosts: simulated image hosts (1 to 8).
@@ -110,6 +144,11 @@ def run_demo(
 
     Raises:
         ConfigError: a size, sample count or host count out of range.
+
+    Example:
+        >>> result = run_demo("demo-data", size=600, nb_samples=40)  # doctest: +SKIP
+        >>> result.description  # doctest: +SKIP
+        'speciesKey in [...], label species, balanced over speciesKey, 40 images, seed 0, ...'
     """
     if size < 50:
         raise ConfigError(f"--size must be at least 50 simulated occurrences, got {size}")
@@ -119,26 +158,29 @@ def run_demo(
         raise ConfigError(f"--hosts must be between 1 and 8, got {n_hosts}")
     from gbif_dl import api, io, report
     from gbif_dl.testing import Simulation
+    from gbif_dl.testing.naming import host_names
 
     started = time.monotonic()
-    root_path = Path(root)
+    root_path = Path(root) if root is not None else default_demo_root()
     with Simulation(
         seed=seed,
         size=size,
         n_hosts=n_hosts,
         host_faults=demo_faults(n_hosts, seed),
         n_species=max(DEMO_SPECIES + 2, 8),
+        media_host_names=host_names(n_hosts),
     ) as simulation:
         species = [s["key"] for s in simulation.population.species[:DEMO_SPECIES]]
-        logger.info(
-            "simulated GBIF at %s with %d occurrences; downloading %d images of %d species",
-            simulation.api_url,
-            size,
-            nb_samples,
-            len(species),
+        query: dict[str, Any] = {"speciesKey": species}
+        description = (
+            f"speciesKey in {species}, label species, balanced over speciesKey, "
+            f"{nb_samples} images, seed {seed}, splits "
+            + ",".join(f"{k}={v:g}" for k, v in dict(splits or DEFAULT_SPLITS).items())
+            + f" (simulated GBIF of {size} occurrences)"
         )
+        logger.info("simulated GBIF at %s; query: %s", simulation.api_url, description)
         records = api.generate_urls(
-            {"speciesKey": species},
+            query,
             label="species",
             split_streams_by="speciesKey",
             nb_samples=nb_samples,
@@ -151,6 +193,7 @@ def run_demo(
             splits=dict(splits or DEFAULT_SPLITS),
             seed=seed,
             progress=progress,
+            proxy=simulation.proxy_url,
         )
         api_url = simulation.api_url
     summary = report.summarize(root_path, thumbnails=thumbnails)
@@ -162,4 +205,6 @@ def run_demo(
         summary=summary,
         seconds=time.monotonic() - started,
         api_url=api_url,
+        query=query,
+        description=description,
     )

@@ -23,7 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from gbif_dl.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, Meter, configure_logging, main
+from gbif_dl.cli import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, configure_logging, main
+from gbif_dl.progress import Meter
 from gbif_dl.testing import HostFaults, Simulation, write_dwca
 
 N_SPECIES = 4

@@ -5,6 +5,7 @@
     Population      deterministic synthetic occurrences (numpy columns, records built lazily)
     GbifSimulator   the GBIF API on loopback: search, facets, downloads, species match
     MediaHosts      image hosts on 127.0.0.1 .. 127.0.0.N with per-host faults (HostFaults)
+    HostNameProxy   fixed host names for the media hosts (URLs that do not change with ports)
     Simulation      all of the above together, wired up
     write_dwca      a real-format GBIF Darwin Core Archive for records of a population
 
@@ -25,12 +26,14 @@ from gbif_dl.testing.simulator import GbifSimulator
 
 if TYPE_CHECKING:
     from gbif_dl.testing.mediahost import HostFaults, MediaHosts
+    from gbif_dl.testing.naming import HostNameProxy
     from gbif_dl.testing.simulation import Simulation
 
 __all__ = [
     "DwcaSummary",
     "GbifSimulator",
     "HostFaults",
+    "HostNameProxy",
     "MediaHosts",
     "Population",
     "Simulation",
@@ -39,6 +42,7 @@ __all__ = [
 
 _LAZY = {
     "HostFaults": "gbif_dl.testing.mediahost",
+    "HostNameProxy": "gbif_dl.testing.naming",
     "MediaHosts": "gbif_dl.testing.mediahost",
     "Simulation": "gbif_dl.testing.simulation",
 }

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
+from gbif_dl.testing.naming import HostNameProxy
 from gbif_dl.testing.population import Population
 from gbif_dl.testing.simulator import GbifSimulator
 
@@ -36,9 +37,13 @@ class Simulation:
         api_latency_s: latency of every API answer.
         users: Basic-auth users for download creation (default ``{"alice": "secret"}``).
         api_host, api_port: where the API listens (port 0 = a free port).
+        media_host_names: fixed names for the media hosts (one per host, e.g.
+            :func:`gbif_dl.testing.naming.host_names`): media URLs then carry these names
+            instead of ``127.0.0.N:PORT``, so they stay the same from run to run; clients reach
+            them through :attr:`proxy_url`.
         **population_kwargs: ``n_species``, ``n_datasets``, ``species_weights``.
 
-    Attributes (after start): ``api_url``, ``population``, ``hosts``, ``api``.
+    Attributes (after start): ``api_url``, ``population``, ``hosts``, ``api``, ``proxy_url``.
 
     Example:
         >>> with Simulation(seed=1, size=50, n_hosts=1, n_species=3) as simu:
@@ -57,6 +62,7 @@ class Simulation:
         users: Mapping[str, str] | None = None,
         api_host: str = "127.0.0.1",
         api_port: int = 0,
+        media_host_names: Sequence[str] | None = None,
         **population_kwargs: Any,
     ) -> None:
         self.seed = seed
@@ -69,6 +75,11 @@ class Simulation:
         self._api_port = api_port
         self._population: Population | None = None
         self._api: GbifSimulator | None = None
+        names = list(media_host_names or [])
+        if names and len(names) != n_hosts:
+            raise ValueError(f"media_host_names needs {n_hosts} names, got {len(names)}")
+        self._names = names
+        self._proxy: HostNameProxy | None = None
 
     def start(self) -> Simulation:
         """Start the hosts and the API (idempotent); returns ``self``."""
@@ -76,10 +87,14 @@ class Simulation:
             return self
         self.hosts.start()
         try:
+            base_urls = self.hosts.base_urls
+            if self._names:
+                self._proxy = HostNameProxy(dict(zip(self._names, base_urls, strict=True)))
+                base_urls = self._proxy.start().base_urls()
             self._population = Population(
                 seed=self.seed,
                 size=self.size,
-                media_base_urls=self.hosts.base_urls,
+                media_base_urls=base_urls,
                 **self._population_kwargs,
             )
             self._api = GbifSimulator(
@@ -91,7 +106,7 @@ class Simulation:
                 seed=self.seed,
             ).start()
         except BaseException:
-            self.hosts.close()
+            self._close_media()
             raise
         return self
 
@@ -100,6 +115,12 @@ class Simulation:
         if self._api is not None:
             self._api.close()
             self._api = None
+        self._close_media()
+
+    def _close_media(self) -> None:
+        if self._proxy is not None:
+            self._proxy.close()
+            self._proxy = None
         self.hosts.close()
 
     def __enter__(self) -> Simulation:
@@ -129,8 +150,13 @@ class Simulation:
 
     @property
     def media_base_urls(self) -> Sequence[str]:
-        """The media hosts' base URLs."""
-        return self.hosts.base_urls
+        """The base URLs of the media URLs (the fixed names' when ``media_host_names`` is set)."""
+        return self.population.media_base_urls if self._population else self.hosts.base_urls
+
+    @property
+    def proxy_url(self) -> str | None:
+        """The ``proxy=`` that reaches the named media hosts (None without names)."""
+        return self._proxy.proxy_url if self._proxy is not None else None
 
 
 def serve_forever(
