@@ -118,23 +118,6 @@ class Cost:
     lower_bound: bool
 
 
-def _sampling_arguments(options: SamplingOptions) -> dict[str, Any]:
-    """The keywords of :func:`gbif_dl.sources.search.check_arguments` from ``options``."""
-    return {
-        "label": options.label,
-        "split_streams_by": list(options.split_streams_by) or None,
-        "subset_streams": options.subset_streams,
-        "nb_samples_per_stream": options.nb_samples_per_stream,
-        "nb_samples": options.nb_samples,
-        "mediatype": options.mediatype or "StillImage",
-        "license_info": options.license_info,
-        "one_media_per_occurrence": options.one_media_per_occurrence,
-        "seed": options.seed,
-        "licenses": options.licenses,
-        "keep_unknown_licenses": options.keep_unknown_licenses,
-    }
-
-
 async def aplan_search(
     queries: Mapping[str, Any], options: SamplingOptions, *, api_url: str | None = None
 ) -> SearchPlan:
@@ -147,26 +130,12 @@ async def aplan_search(
     from gbif_dl.sampling.balance import StreamBalancer
     from gbif_dl.sources import search
 
-    checked, query, streams = search.check_arguments(queries, **_sampling_arguments(options))
-    names: dict[str, int] = {}
-    requests = 0
+    checked = search.check_arguments(queries, options)
     async with GbifClient(api_url) as client:
-        if query.get("scientificName"):
-            if "taxonKey" in query:
-                from gbif_dl.errors import ConfigError
-
-                raise ConfigError(
-                    "the query has both scientificName and taxonKey; give the taxa one way only"
-                )
-            names = await search.resolve_names(client, query["scientificName"])
-            requests += len(names)
-            split = [name for name, _ in streams[0].values]
-            query = {k: v for k, v in query.items() if k != "scientificName"}
-            query["taxonKey"] = list(dict.fromkeys(str(names[n]) for n in names))
-            split = ["taxonKey" if name == "scientificName" else name for name in split]
-            streams = search.plan_streams(query, split or None, options.subset_streams)
-        counts = await search.count_streams(client, streams)
-        requests += len(streams)  # at most one count or facet request per stream
+        checked, names = await search.resolve_search(client, checked)
+        counts = await search.count_streams(client, checked.streams)
+    requests = len(names) + len(checked.streams)  # name matches; one count or facet a stream
+    streams = checked.streams
     balancer = StreamBalancer(
         counts,
         options.nb_samples,
@@ -174,7 +143,7 @@ async def aplan_search(
         weighted=options.weighted_streams,
     )
     rows = [StreamPlan(s.name, counts[s.index], balancer.quotas[s.index]) for s in streams]
-    return SearchPlan(rows, names, requests, checked.mediatype)
+    return SearchPlan(rows, names, requests, ", ".join(checked.mediatypes))
 
 
 def plan_search(

@@ -30,13 +30,14 @@ Example:
 
 from __future__ import annotations
 
-from gbif_dl.sources.search.names import resolve_names, resolve_query_names
+from gbif_dl.sources.search.names import resolve_names, resolve_query, resolve_query_names
 from gbif_dl.sources.search.partition import MAX_SLICE, Slice, partition
 from gbif_dl.sources.search.reader import (
-    SearchPlan,
+    CheckedSearch,
     SearchStats,
     agenerate_urls,
     check_arguments,
+    resolve_search,
     search_records,
 )
 from gbif_dl.sources.search.streams import (
@@ -49,8 +50,8 @@ from gbif_dl.sources.search.streams import (
 
 __all__ = [
     "MAX_SLICE",
+    "CheckedSearch",
     "Query",
-    "SearchPlan",
     "SearchStats",
     "Slice",
     "Stream",
@@ -61,6 +62,8 @@ __all__ = [
     "partition",
     "plan_streams",
     "resolve_names",
+    "resolve_query",
     "resolve_query_names",
+    "resolve_search",
     "search_records",
 ]

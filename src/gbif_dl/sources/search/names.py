@@ -15,7 +15,7 @@ from gbif_dl.errors import ConfigError
 from gbif_dl.gbif.client import GbifClient
 from gbif_dl.sources.search.streams import Query
 
-__all__ = ["resolve_names", "resolve_query_names"]
+__all__ = ["resolve_names", "resolve_query", "resolve_query_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,19 +61,20 @@ async def resolve_names(client: GbifClient, names: Iterable[str]) -> dict[str, i
     return keys
 
 
-async def resolve_query_names(client: GbifClient, query: Query) -> Query:
-    """``query`` with its ``scientificName`` values replaced by their ``taxonKey`` values.
+async def resolve_query(client: GbifClient, query: Query) -> tuple[Query, dict[str, int]]:
+    """``query`` with its ``scientificName`` values replaced by their ``taxonKey`` values, and
+    the names with the keys they resolved to (empty when the query names no taxa).
 
     Raises:
         ConfigError: the query has both names and ``taxonKey``, or a name does not resolve.
 
     Example:
-        >>> async def by_key(gbif: GbifClient) -> Query:
-        ...     return await resolve_query_names(gbif, {"scientificName": ["Apis mellifera"]})
+        >>> async def by_key(gbif: GbifClient) -> tuple[Query, dict[str, int]]:
+        ...     return await resolve_query(gbif, {"scientificName": ["Apis mellifera"]})
     """
     names = query.get("scientificName")
     if not names:
-        return query
+        return query, {}
     if "taxonKey" in query:
         raise ConfigError(
             "the query has both scientificName and taxonKey; names are resolved to taxonKey "
@@ -82,4 +83,17 @@ async def resolve_query_names(client: GbifClient, query: Query) -> Query:
     keys = await resolve_names(client, names)
     resolved = {k: v for k, v in query.items() if k != "scientificName"}
     resolved["taxonKey"] = list(dict.fromkeys(str(keys[name]) for name in names))
-    return resolved
+    return resolved, keys
+
+
+async def resolve_query_names(client: GbifClient, query: Query) -> Query:
+    """``query`` with its ``scientificName`` values replaced by their ``taxonKey`` values.
+
+    Raises:
+        ConfigError: as :func:`resolve_query`.
+
+    Example:
+        >>> async def by_key(gbif: GbifClient) -> Query:
+        ...     return await resolve_query_names(gbif, {"scientificName": ["Apis mellifera"]})
+    """
+    return (await resolve_query(client, query))[0]

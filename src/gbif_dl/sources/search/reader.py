@@ -38,7 +38,7 @@ from gbif_dl.sampling.filters import (
     media_items,
     pick_media,
 )
-from gbif_dl.sources.search.names import resolve_query_names
+from gbif_dl.sources.search.names import resolve_query
 from gbif_dl.sources.search.partition import partition
 from gbif_dl.sources.search.streams import (
     Query,
@@ -49,10 +49,11 @@ from gbif_dl.sources.search.streams import (
 )
 
 __all__ = [
-    "SearchPlan",
+    "CheckedSearch",
     "SearchStats",
     "agenerate_urls",
     "check_arguments",
+    "resolve_search",
     "search_records",
 ]
 
@@ -86,7 +87,7 @@ class SearchStats:
 
 
 @dataclass(frozen=True)
-class SearchPlan:
+class CheckedSearch:
     """A checked search: the GBIF query, its streams, the options and what they compile to.
 
     Attributes:
@@ -104,7 +105,7 @@ class SearchPlan:
     licenses: LicenseFilter
 
 
-def check_arguments(queries: Mapping[str, Any], options: SamplingOptions) -> SearchPlan:
+def check_arguments(queries: Mapping[str, Any], options: SamplingOptions) -> CheckedSearch:
     """Check a search query and its sampling options without any I/O.
 
     The media type comes from the query's ``mediaType`` (a list: any of them) or from
@@ -128,7 +129,7 @@ def check_arguments(queries: Mapping[str, Any], options: SamplingOptions) -> Sea
     query = validate_query({**rest, "mediaType": list(mediatypes)})
     streams = plan_streams(query, options.split_streams_by or None, options.subset_streams)
     StreamBalancer({0: 0}, options.nb_samples, cap=options.nb_samples_per_stream)  # checks both
-    return SearchPlan(query, streams, options, mediatypes, licenses)
+    return CheckedSearch(query, streams, options, mediatypes, licenses)
 
 
 def _media_of(record: dict[str, Any], mediatypes: Sequence[str]) -> list[dict[str, Any]]:
@@ -140,7 +141,7 @@ def _media_of(record: dict[str, Any], mediatypes: Sequence[str]) -> list[dict[st
 
 
 def _items_of(
-    record: dict[str, Any], stream: Stream, plan: SearchPlan, stats: SearchStats
+    record: dict[str, Any], stream: Stream, plan: CheckedSearch, stats: SearchStats
 ) -> list[MediaRecord]:
     options = plan.options
     if options.label is None:
@@ -189,7 +190,7 @@ class _StreamReader:
         client: GbifClient,
         stream: Stream,
         count: int,
-        plan: SearchPlan,
+        plan: CheckedSearch,
         stats: SearchStats,
         *,
         window: int,
@@ -418,7 +419,7 @@ def agenerate_urls(
 
 
 async def _generate(
-    plan: SearchPlan,
+    plan: CheckedSearch,
     *,
     client: GbifClient | None,
     api_url: str | None,
@@ -441,18 +442,29 @@ async def _generate(
             await client.close()
 
 
-async def _names_resolved(client: GbifClient, plan: SearchPlan) -> SearchPlan:
-    """Names become taxonKey values; a split by scientificName becomes one by taxonKey."""
+async def resolve_search(
+    client: GbifClient, plan: CheckedSearch
+) -> tuple[CheckedSearch, dict[str, int]]:
+    """Names become taxonKey values, a split by scientificName one by taxonKey; with the names
+    and the keys they resolved to.
+
+    Example:
+        >>> async def resolved(gbif: GbifClient) -> CheckedSearch:
+        ...     plan = check_arguments({"scientificName": ["Apis mellifera"]}, SamplingOptions())
+        ...     return (await resolve_search(gbif, plan))[0]
+    """
     if "scientificName" not in plan.query:
-        return plan
+        return plan, {}
     split = [name for name, _ in plan.streams[0].values]
-    query = await resolve_query_names(client, plan.query)
+    query, names = await resolve_query(client, plan.query)
     split = ["taxonKey" if name == "scientificName" else name for name in split]
     streams = plan_streams(query, split or None, plan.options.subset_streams)
-    return dataclasses.replace(plan, query=query, streams=streams)
+    return dataclasses.replace(plan, query=query, streams=streams), names
 
 
-def _balance(plan: SearchPlan, counts: dict[int, int], stats: SearchStats) -> StreamBalancer[int]:
+def _balance(
+    plan: CheckedSearch, counts: dict[int, int], stats: SearchStats
+) -> StreamBalancer[int]:
     """Quotas per stream from the counts, noted in ``stats``."""
     options = plan.options
     # Without a total every stream gives all it has: occurrence counts are no bound on items
@@ -472,10 +484,10 @@ def _balance(plan: SearchPlan, counts: dict[int, int], stats: SearchStats) -> St
 
 
 async def _read(
-    client: GbifClient, plan: SearchPlan, stats: SearchStats, log_level: int
+    client: GbifClient, plan: CheckedSearch, stats: SearchStats, log_level: int
 ) -> AsyncIterator[MediaRecord]:
     """Count, balance, then read and interleave the streams of ``plan``."""
-    plan = await _names_resolved(client, plan)
+    plan = (await resolve_search(client, plan))[0]
     streams = plan.streams
     counts = await count_streams(client, streams)
     balancer = _balance(plan, counts, stats)
