@@ -314,7 +314,7 @@ def summarize(
             "Run `gbif-dl download` first, or pass the folder that holds manifest.parquet."
         )
     tally = _Tally()
-    sampler = ThumbnailSampler(thumbnails)
+    sampler = ThumbnailSampler(thumbnails, root_path)
     try:
         for batch in iter_manifest(path, _COLUMNS):
             tally.add(batch, sampler)
@@ -351,7 +351,7 @@ def _summary(root: Path, tally: _Tally, sampler: ThumbnailSampler) -> DatasetSum
         failure_reasons=dict(tally.reasons.most_common()),
         hosts=tally.host_summaries(),
         host_timing=any(sums[3] for sums in tally.hosts.values()),
-        thumbnails=sampler.thumbnails(root, license_name),
+        thumbnails=sampler.thumbnails(license_name),
         has_attribution=(root / ATTRIBUTION_NAME).is_file(),
         has_citation=(root / CITATION_NAME).is_file(),
     )

@@ -5,9 +5,13 @@ second of each, ...), so the grid shows as many classes as it can. It is taken w
 streams past and holds a bounded number of candidates, whatever the number of rows.
 
 Example:
-    >>> sampler = ThumbnailSampler(3)
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("a1", "a2", "b1", "b2"):
+    ...     _ = (root / name).write_bytes(b"")
+    >>> sampler = ThumbnailSampler(3, root)
     >>> sampler.offer(["b", "a", "b", "a"], ["b1", "a1", "b2", "a2"], ["CC0_1_0"] * 4)
-    >>> [(label, path) for label, path, _ in sampler.candidates()][:3]
+    >>> [(label, file.name) for label, file, _ in sampler.candidates()][:3]
     [('a', 'a1'), ('b', 'b1'), ('a', 'a2')]
 """
 
@@ -55,41 +59,50 @@ class Thumbnail:
 
 
 class ThumbnailSampler:
-    """The first candidates in round-robin order over the labels, at most ``capacity`` kept.
+    """The first images in round-robin order over the labels, at most ``capacity`` kept.
 
     A candidate is ``(label, path, licence)``; its place is ``(depth, label)``, where ``depth``
     counts the earlier candidates of its label. The sampler keeps the ``capacity`` smallest places
-    (default: twice ``limit``, the spares standing in for files that turn out unreadable) and a
-    count per label; a label whose next depth cannot make it into the sample any more is skipped
-    in whole batches.
+    whose file is inside ``root`` (default: twice ``limit``, the spares standing in for files
+    that turn out not to be images) and a count per label; a label whose next depth cannot make it
+    into the sample any more is skipped in whole batches.
 
     Example:
-        >>> sampler = ThumbnailSampler(2, capacity=2)
-        >>> sampler.offer(["x", "x", "y"], ["x1", "x2", "y1"], ["L", "L", "L"])
-        >>> [path for _, path, _ in sampler.candidates()]
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> for name in ("x1", "x2", "y1"):
+        ...     _ = (root / name).write_bytes(b"")
+        >>> sampler = ThumbnailSampler(2, root, capacity=2)
+        >>> sampler.offer(["x", "x", "y", "z"], ["x1", "x2", "y1", "gone"], ["L", "L", "L", "L"])
+        >>> [path.name for _, path, _ in sampler.candidates()]
         ['x1', 'y1']
     """
 
-    def __init__(self, limit: int, *, capacity: int | None = None) -> None:
+    def __init__(self, limit: int, root: Path, *, capacity: int | None = None) -> None:
         self.limit = max(0, limit)
+        self.root = root
         self.capacity = capacity if capacity is not None else 2 * self.limit
         self._seen: dict[str, int] = {}  # label -> candidates of it seen so far
-        self._slots: list[tuple[int, str, str, str | None]] = []  # depth, label, path, licence
+        self._slots: list[tuple[int, str, Path, str | None]] = []  # depth, label, file, licence
         self._worst: tuple[int, str] | None = None  # the place to beat once the sample is full
 
     def offer(
         self, labels: Sequence[str], paths: Sequence[str], licenses: Sequence[str | None]
     ) -> None:
         """Consider candidates, in manifest order (equal-length sequences; the licences as the
-        manifest has them, named only for the images shown)."""
+        manifest has them, named only for the images shown). A candidate whose file is missing
+        or outside the root keeps its place in the round but is never shown."""
         if self.capacity <= 0:
             return
         seen, worst = self._seen, self._worst
-        for label, path, license in zip(labels, paths, licenses, strict=True):
+        for label, path, licence in zip(labels, paths, licenses, strict=True):
             depth = seen.get(label, 0)
             seen[label] = depth + 1
             if worst is None or (depth, label) < worst:
-                self._slots.append((depth, label, path, license))
+                file = image_path(self.root, path)
+                if file is None:
+                    continue
+                self._slots.append((depth, label, file, licence))
                 if len(self._slots) >= 2 * self.capacity:
                     worst = self._trim()
         self._trim()
@@ -113,29 +126,26 @@ class ThumbnailSampler:
         self.offer(labels.to_pylist(), paths.to_pylist(), licenses.to_pylist())
 
     def _trim(self) -> tuple[int, str] | None:
-        self._slots.sort()
+        self._slots.sort(key=lambda slot: slot[:2])
         del self._slots[self.capacity :]
         if len(self._slots) == self.capacity:
             self._worst = self._slots[-1][:2]
         return self._worst
 
-    def candidates(self) -> list[tuple[str, str, str | None]]:
-        """The kept ``(label, path, licence)`` in sample order."""
-        return [(label, path, lic) for _, label, path, lic in sorted(self._slots)]
+    def candidates(self) -> list[tuple[str, Path, str | None]]:
+        """The kept ``(label, file, licence)`` in sample order."""
+        return [(label, file, lic) for _, label, file, lic in self._slots]
 
-    def thumbnails(
-        self, root: Path, license_name: Callable[[str | None], str] = str
-    ) -> list[Thumbnail]:
-        """Up to ``limit`` thumbnails of the candidates whose file is a readable image inside
-        ``root`` (a path leading outside the root is never read); ``license_name`` names a
-        candidate's licence for the caption."""
+    def thumbnails(self, license_name: Callable[[str | None], str] = str) -> list[Thumbnail]:
+        """Up to ``limit`` thumbnails of the candidates whose file is a readable image;
+        ``license_name`` names a candidate's licence for the caption."""
         out: list[Thumbnail] = []
-        for label, path, license in self.candidates():
+        for label, file, licence in self.candidates():
             if len(out) >= self.limit:
                 break
-            uri = thumbnail_uri(image_path(root, path))
+            uri = thumbnail_uri(file)
             if uri:
-                out.append(Thumbnail(label, license_name(license), uri))
+                out.append(Thumbnail(label, license_name(licence), uri))
         return out
 
 
