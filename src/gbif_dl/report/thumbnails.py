@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,9 +160,9 @@ def image_path(root: Path, value: str | None) -> Path | None:
     """
     if not value:
         return None
-    path = Path(value)
-    if not path.is_absolute():
-        path = root / path
+    path = root / value  # (an absolute value stays itself)
+    if not os.path.isfile(path):  # the cheap test first: a dataset may have lost its files
+        return None
     try:
         resolved = path.resolve()
         resolved.relative_to(root.resolve())
