@@ -179,7 +179,7 @@ class _Tally:
     splits: Counter[str] = field(default_factory=Counter)
     licenses: Counter[str] = field(default_factory=Counter)
     reasons: Counter[str] = field(default_factory=Counter)
-    hosts: dict[str, list[float]] = field(default_factory=dict)  # 5 sums, see _add_hosts
+    hosts: dict[str, list[float]] = field(default_factory=dict)  # 6 sums per host, see _add_hosts
 
     def add(self, batch: pa.Table, sampler: ThumbnailSampler) -> None:
         self.rows += batch.num_rows
