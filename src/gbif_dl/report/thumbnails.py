@@ -160,11 +160,11 @@ def image_path(root: Path, value: str | None) -> Path | None:
     """
     if not value:
         return None
-    path = root / value  # (an absolute value stays itself)
+    path = os.path.join(root, value)  # (an absolute value stays itself)
     if not os.path.isfile(path):  # the cheap test first: a dataset may have lost its files
         return None
     try:
-        resolved = path.resolve()
+        resolved = Path(path).resolve()
         resolved.relative_to(root.resolve())
     except (OSError, ValueError):
         return None  # never read outside the dataset root
