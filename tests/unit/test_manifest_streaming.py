@@ -1,4 +1,4 @@
-"""Streaming manifest merge and the compact resume index (gbif_dl.writers.manifest)."""
+"""Streaming manifest merge and the compact resume index (gbif_dl.manifest)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from gbif_dl.writers import manifest as mf
-from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME, write_attribution
-from gbif_dl.writers.classes import CLASSES_NAME, update_classes_from_manifest
-from gbif_dl.writers.hf import METADATA_NAME, write_metadata
-from gbif_dl.writers.manifest import (
+from gbif_dl.manifest import (
     FAILED,
     JOURNAL_NAME,
     MANIFEST_NAME,
@@ -28,6 +24,12 @@ from gbif_dl.writers.manifest import (
     merge_journal_file,
     merge_manifest_files,
 )
+from gbif_dl.manifest import journal as mf_journal
+from gbif_dl.manifest import resume as mf_resume
+from gbif_dl.manifest import table as mf_table
+from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME, write_attribution
+from gbif_dl.writers.classes import CLASSES_NAME, update_classes_from_manifest
+from gbif_dl.writers.hf import METADATA_NAME, write_metadata
 
 
 def _row(i: int, status: str = SUCCESS, **extra: object) -> dict[str, object]:
@@ -47,8 +49,8 @@ def _row(i: int, status: str = SUCCESS, **extra: object) -> dict[str, object]:
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Journal blocks of ~300 bytes and row groups of 16 rows: many blocks for a few rows."""
-    monkeypatch.setattr(mf, "_JOURNAL_BLOCK", 300)
-    monkeypatch.setattr(mf, "_MANIFEST_BATCH", 16)
+    monkeypatch.setattr(mf_journal, "_JOURNAL_BLOCK", 300)
+    monkeypatch.setattr(mf_table, "_MANIFEST_BATCH", 16)
 
 
 @pytest.fixture
@@ -58,8 +60,9 @@ def colliding(monkeypatch: pytest.MonkeyPatch) -> None:
     def digests(urls: object) -> np.ndarray:
         return np.array([3 + len(u or "") % 3 for u in urls], dtype=np.uint64)  # type: ignore[attr-defined]
 
-    monkeypatch.setattr(mf, "url_digests", digests)
-    monkeypatch.setattr(mf, "_url_digest", lambda url: 3 + len(url) % 3)
+    monkeypatch.setattr(mf_table, "url_digests", digests)  # the merges
+    monkeypatch.setattr(mf_resume, "url_digests", digests)  # the index of the manifest's urls
+    monkeypatch.setattr(mf_resume, "url_digest", lambda url: 3 + len(url) % 3)  # lookups
 
 
 @pytest.fixture(params=["real", "colliding"])
@@ -109,7 +112,7 @@ def test_merge_journal_still_returns_the_table(tmp_path: Path, small_blocks: Non
     _write_journal(tmp_path, [_row(i) for i in range(30)] + [_row(3, FAILED)])
     table = merge_journal(tmp_path)
     assert table is not None and table.num_rows == 30
-    assert table.schema == mf.SCHEMA
+    assert table.schema == mf_table.SCHEMA
     assert merge_journal(tmp_path).num_rows == 30  # type: ignore[union-attr]  # idempotent
 
 
@@ -127,7 +130,7 @@ def test_merge_manifest_files_latest_updated_wins(tmp_path: Path) -> None:
     parts = []
     for name, rows in (("a.parquet", [newer, _row(2)]), ("b.parquet", [older, _row(3)])):
         parts.append(tmp_path / name)
-        pq.write_table(mf._rows_to_table(rows), parts[-1])
+        pq.write_table(mf_table.rows_to_table(rows), parts[-1])
     assert merge_manifest_files(parts, tmp_path / MANIFEST_NAME) == 3
     table = pq.read_table(tmp_path / MANIFEST_NAME)
     status = dict(zip(table["url"].to_pylist(), table["status"].to_pylist(), strict=True))
@@ -222,3 +225,23 @@ def test_iter_manifest_batches_a_file(tmp_path: Path, small_blocks: None) -> Non
     sizes = [t.num_rows for t in iter_manifest(path, ("url", "status"), batch_size=7)]
     assert sum(sizes) == 40 and max(sizes) <= 7
     assert next(iter_manifest(path, ("url", "status"))).schema.names == ["url", "status"]
+
+
+def test_url_digests_are_the_records_url_digest() -> None:
+    """The vectorised digests of the merges and the index are the one URL digest, row by row."""
+    from gbif_dl.records import url_digest
+
+    urls = ["http://h/a.jpg", "http://h/a.jpg?x=1", "", None, "http://h/\ud800.jpg", "ünï"]
+    assert mf_table.url_digests(urls).tolist() == [url_digest(u) for u in urls]
+    assert mf_table.url_digests([]).dtype == np.uint64
+
+
+def test_manifest_host_is_the_records_host_key_bounded() -> None:
+    """The manifest's host column follows records.host_key, cut to a bounded length."""
+    from gbif_dl.records import host_key
+
+    for url in ("http://Img.Example.org:8080/a.jpg", "https://x.org/a", "invalid:abc", ""):
+        assert mf_table.url_host(url) == host_key(url)
+    long = "http://" + "a" * 5000 + ".org/x.jpg"
+    assert mf_table.url_host(long) == host_key(long)[:2000]  # type: ignore[index]
+    assert manifest_row({"url": "http://H:81/a"}, status=SUCCESS)["host"] == "h:81"

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from gbif_dl.errors import OutputError
+from gbif_dl.manifest import FAILED, SUCCESS, Journal, manifest_row, merge_journal
 from gbif_dl.report import REPORT_NAME, format_text, render_html, summarize, write_html
-from gbif_dl.writers.manifest import FAILED, SUCCESS, Journal, manifest_row, merge_journal
 
 
 def _image(path: Path, color: tuple[int, int, int], fmt: str = "JPEG") -> int:

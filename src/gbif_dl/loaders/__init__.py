@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
+from gbif_dl.manifest.table import SUCCESS, read_manifest
 from gbif_dl.writers.classes import CLASSES_NAME, ClassIndex, load_classes
-from gbif_dl.writers.manifest import SUCCESS, read_manifest
 
 __all__ = ["DEFAULT_SPLIT", "read_classes"]
 

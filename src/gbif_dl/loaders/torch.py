@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from gbif_dl.errors import ConfigError, OutputError, require
 from gbif_dl.loaders import DEFAULT_SPLIT, read_classes
-from gbif_dl.writers.manifest import MANIFEST_NAME, SUCCESS, read_manifest
+from gbif_dl.manifest.table import MANIFEST_NAME, SUCCESS, read_manifest
 
 require("torch", extra="torch")
 
