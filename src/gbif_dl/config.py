@@ -43,6 +43,7 @@ from typing import Any
 
 from gbif_dl.errors import ConfigError
 from gbif_dl.options import RUNNER_NAMES, DownloadOptions, SamplingOptions
+from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
 from gbif_dl.writers.registry import output_names
 
 __all__ = [
@@ -90,7 +91,7 @@ class RunConfig:
     nb_samples_per_stream: int | None = None
     weighted_streams: bool = False
     subset_streams: Mapping[str, Any] | None = None
-    mediatype: str = "StillImage"
+    mediatype: str = DEFAULT_MEDIATYPE
     one_media_per_occurrence: bool = True
     license_info: bool = True
     seed: int | None = None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gbif_dl.errors import ConfigError
+from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
 from gbif_dl.pipeline.stats import check_fail_threshold
 from gbif_dl.sampling.splits import Splitter
 from gbif_dl.writers.registry import check_writer_options, writer_class
@@ -97,7 +98,7 @@ or a number >= 0, got -2
     nb_samples: int | None = None
     nb_samples_per_stream: int | None = None
     weighted_streams: bool = False
-    mediatype: str | None = "StillImage"
+    mediatype: str | None = DEFAULT_MEDIATYPE
     one_media_per_occurrence: bool = True
     license_info: bool = True
     seed: int | str | None = None

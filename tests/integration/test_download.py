@@ -22,12 +22,12 @@ from PIL import Image
 from gbif_dl.errors import ConfigError, OutputError
 from gbif_dl.fetch.result import FetchResult
 from gbif_dl.io import OUTPUTS, DownloadStats, download, download_async
+from gbif_dl.manifest import JOURNAL_NAME, MANIFEST_NAME, merge_journal_file
 from gbif_dl.records import url_basename
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.writers._atomic import is_temp_name
 from gbif_dl.writers.classes import CLASSES_NAME
 from gbif_dl.writers.imagefolder import ImageFolderWriter
-from gbif_dl.writers.manifest import JOURNAL_NAME, MANIFEST_NAME, merge_journal_file
 
 HERE = Path(__file__).parent
 STATE_FILES = {

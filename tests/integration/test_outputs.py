@@ -22,10 +22,10 @@ from PIL import Image
 
 from gbif_dl.errors import ConfigError
 from gbif_dl.io import download
+from gbif_dl.manifest import JOURNAL_NAME, MANIFEST_NAME
 from gbif_dl.records import url_basename
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.writers.classes import CLASSES_NAME, load_classes
-from gbif_dl.writers.manifest import JOURNAL_NAME, MANIFEST_NAME
 
 N = 150
 LABELS = ["Vespa crabro", "Apis mellifera", "Bombus terrestris", "Andrena fulva"]

@@ -18,6 +18,7 @@ from PIL import Image
 from gbif_dl.errors import ConfigError, MissingExtraError
 from gbif_dl.fetch import FetchConfig
 from gbif_dl.io import download
+from gbif_dl.manifest import MANIFEST_NAME
 from gbif_dl.records import url_basename
 from gbif_dl.runners import run, share_fetch
 from gbif_dl.shards.files import shard_files
@@ -25,7 +26,6 @@ from gbif_dl.shards.run import run_shard
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.writers._atomic import is_temp_name
 from gbif_dl.writers.classes import CLASSES_NAME, load_classes
-from gbif_dl.writers.manifest import MANIFEST_NAME
 
 TIMING_COLUMNS = {"updated", "elapsed_s"}
 

@@ -24,8 +24,8 @@ import pytest
 from PIL import Image
 
 from gbif_dl.io import LOCK_NAME
+from gbif_dl.manifest import JOURNAL_NAME, MANIFEST_NAME, read_manifest
 from gbif_dl.writers._atomic import is_temp_name
-from gbif_dl.writers.manifest import JOURNAL_NAME, MANIFEST_NAME, read_manifest
 
 STATE_FILES = {
     MANIFEST_NAME,

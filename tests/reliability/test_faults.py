@@ -33,9 +33,9 @@ from reliability_helpers import (
 
 from gbif_dl.errors import OutputError
 from gbif_dl.io import LOCK_NAME, download
+from gbif_dl.manifest import JOURNAL_NAME, MANIFEST_NAME
 from gbif_dl.records import url_basename
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts, render_image
-from gbif_dl.writers.manifest import JOURNAL_NAME, MANIFEST_NAME
 
 HERE = Path(__file__).resolve().parent
 

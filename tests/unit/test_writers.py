@@ -15,11 +15,7 @@ import pytest
 from PIL import Image
 
 from gbif_dl.fetch.result import FetchResult
-from gbif_dl.progress import Progress
-from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes, is_temp_name, temp_path
-from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME, write_attribution
-from gbif_dl.writers.imagefolder import ImageFolderWriter
-from gbif_dl.writers.manifest import (
+from gbif_dl.manifest import (
     FAILED,
     JOURNAL_NAME,
     MANIFEST_NAME,
@@ -32,6 +28,10 @@ from gbif_dl.writers.manifest import (
     read_journal,
     read_manifest,
 )
+from gbif_dl.progress import Progress
+from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes, is_temp_name, temp_path
+from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME, write_attribution
+from gbif_dl.writers.imagefolder import ImageFolderWriter
 
 
 def _png(size: tuple[int, int] = (8, 6)) -> bytes:

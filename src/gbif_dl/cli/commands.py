@@ -111,7 +111,7 @@ def _plan_note(config: RunConfig, mediatype: str) -> str:
 
 def _print_plan(plan: SearchPlan, config: RunConfig) -> None:
     from gbif_dl.estimate import ASSUMED_IMAGES_PER_S, estimate_cost
-    from gbif_dl.report import _table  # until report has a public table formatter
+    from gbif_dl.report import format_table
 
     for name, key in plan.names.items():
         print(f"name {name!r} -> taxonKey {key}")
@@ -121,7 +121,7 @@ def _print_plan(plan: SearchPlan, config: RunConfig) -> None:
     )
     rows: list[list[Any]] = [[s.stream, s.count, s.quota] for s in plan.streams]
     rows.append(["TOTAL", plan.total_count, plan.total_quota])
-    print("\n".join(_table(["stream", "occurrences", "up to"], rows)))
+    print("\n".join(format_table(["stream", "occurrences", "up to"], rows)))
     print(_plan_note(config, plan.mediatype))
     cost = estimate_cost(
         plan, max_size=config.max_size, one_media_per_occurrence=config.one_media_per_occurrence

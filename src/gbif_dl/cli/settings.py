@@ -159,14 +159,13 @@ def run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def sampling_options(config: RunConfig) -> SamplingOptions:
-    """The sampling options of ``config`` (``RunConfig.sampling_options()`` once it exists).
+    """The sampling options of ``config``.
 
     Example:
         >>> sampling_options(RunConfig(label="family", nb_samples=5)).nb_samples
         5
     """
-    values = {name: getattr(config, name, None) for name in SamplingOptions.field_names()}
-    return SamplingOptions.pick({k: v for k, v in values.items() if v is not None})
+    return config.sampling_options()
 
 
 def require_source(config: RunConfig, command: str) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gbif_dl.errors import OutputError
-from gbif_dl.writers.manifest import Journal
+from gbif_dl.manifest import Journal
 
 __all__ = ["JOURNAL_BATCH", "JOURNAL_FLUSH_S", "BatchedJournal"]
 

@@ -33,13 +33,7 @@ from gbif_dl._memory import release_memory
 from gbif_dl.errors import OutputError
 from gbif_dl.fetch.engine import FetchConfig, FetchEngine
 from gbif_dl.fetch.result import FetchResult, Reason
-from gbif_dl.pipeline.inputs import Assign, normalize_item
-from gbif_dl.pipeline.journal import BatchedJournal
-from gbif_dl.pipeline.stats import Counters
-from gbif_dl.progress import Progress
-from gbif_dl.writers.attribution import write_attribution
-from gbif_dl.writers.base import Writer
-from gbif_dl.writers.manifest import (
+from gbif_dl.manifest import (
     FAILED,
     JOURNAL_NAME,
     MANIFEST_NAME,
@@ -49,6 +43,12 @@ from gbif_dl.writers.manifest import (
     manifest_row,
     merge_journal_file,
 )
+from gbif_dl.pipeline.inputs import Assign, normalize_item
+from gbif_dl.pipeline.journal import BatchedJournal
+from gbif_dl.pipeline.stats import Counters
+from gbif_dl.progress import Progress
+from gbif_dl.writers.attribution import write_attribution
+from gbif_dl.writers.base import Writer
 
 __all__ = ["Run", "RunFiles", "file_facts"]
 

@@ -23,13 +23,13 @@ import time
 from typing import Any
 
 from gbif_dl.errors import OutputError
+from gbif_dl.manifest import MANIFEST_NAME
 from gbif_dl.options import DownloadOptions
 from gbif_dl.pipeline.inputs import as_async_items
 from gbif_dl.pipeline.root import locked, prepare_root
 from gbif_dl.pipeline.run import Run
 from gbif_dl.pipeline.stats import DownloadStats
 from gbif_dl.progress import Progress
-from gbif_dl.writers.manifest import MANIFEST_NAME
 from gbif_dl.writers.registry import make_writer
 
 __all__ = ["download_stream", "log_stats"]

@@ -25,7 +25,6 @@ Example:
 
 from __future__ import annotations
 
-from gbif_dl.progress import format_bytes
 from gbif_dl.report.html import REPORT_NAME, render_html, write_html
 from gbif_dl.report.summary import ClassCount, DatasetSummary, HostSummary, summarize
 from gbif_dl.report.text import format_table, format_text, printable
@@ -46,8 +45,3 @@ __all__ = [
     "summarize",
     "write_html",
 ]
-
-# Temporary: cli.py imports these two private names until it switches to format_table and
-# gbif_dl.progress.format_bytes (at the merge of the report package); then they go.
-_table = format_table
-_human_bytes = format_bytes

@@ -31,6 +31,7 @@ from typing import Any
 
 from gbif_dl.errors import ConfigError
 from gbif_dl.fetch.engine import DEFAULT_FETCH, FetchConfig
+from gbif_dl.manifest import MANIFEST_NAME
 from gbif_dl.options import RUNNER_NAMES, DownloadOptions
 from gbif_dl.pipeline.inputs import Assign, as_sync_items
 from gbif_dl.pipeline.root import locked, prepare_root
@@ -40,7 +41,6 @@ from gbif_dl.runners.base import Runner
 from gbif_dl.shards.files import read_marker
 from gbif_dl.shards.plan import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards
 from gbif_dl.shards.run import ShardConfig, merge_shards, remove_leftover_temp_files
-from gbif_dl.writers.manifest import MANIFEST_NAME
 from gbif_dl.writers.registry import check_shardable
 
 __all__ = ["RUNNERS", "make_runner", "run", "run_download"]

@@ -61,6 +61,13 @@ class _DefaultString(str):
 
     __slots__ = ()
 
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        return _default_mediatype, ()  # unpickled as the one default object, not a copy
+
+
+def _default_mediatype() -> str:
+    return DEFAULT_MEDIATYPE
+
 
 #: The default ``mediatype=`` of the search functions ("StillImage"). It is this very object
 #: only when the caller did not give ``mediatype=``, so a ``mediaType`` in the query can win

@@ -52,6 +52,12 @@ import pyarrow as pa
 from gbif_dl._aio import run_sync
 from gbif_dl.errors import OutputError
 from gbif_dl.fetch.engine import DEFAULT_FETCH, FetchConfig
+from gbif_dl.manifest import (
+    MANIFEST_NAME,
+    merge_journal_file,
+    merge_manifest_files,
+    read_manifest,
+)
 from gbif_dl.pipeline.run import Run, RunFiles
 from gbif_dl.pipeline.stats import DownloadStats
 from gbif_dl.progress import Progress
@@ -64,12 +70,6 @@ from gbif_dl.shards.files import (
 )
 from gbif_dl.writers._atomic import remove_temp_files
 from gbif_dl.writers.attribution import write_attribution
-from gbif_dl.writers.manifest import (
-    MANIFEST_NAME,
-    merge_journal_file,
-    merge_manifest_files,
-    read_manifest,
-)
 from gbif_dl.writers.registry import make_writer
 
 __all__ = [

@@ -11,7 +11,7 @@ Both are rewritten atomically from the whole manifest after every run.
 
 Example:
     >>> import tempfile, pathlib
-    >>> from gbif_dl.writers.manifest import SUCCESS, manifest_row, SCHEMA
+    >>> from gbif_dl.manifest import SUCCESS, manifest_row, SCHEMA
     >>> import pyarrow as pa
     >>> row = manifest_row({"url": "http://h/a.jpg", "gbifID": 5, "datasetKey": "d1",
     ...                     "license": "CC_BY_4_0", "rightsHolder": "Ann"},
@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gbif_dl.manifest import SUCCESS, iter_manifest, url_digests
 from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes
-from gbif_dl.writers.manifest import SUCCESS, iter_manifest, url_digests
 
 #: A manifest as a table, or the path of a manifest parquet file (read a batch at a time).
 Manifest = Union[pa.Table, str, "os.PathLike[str]"]

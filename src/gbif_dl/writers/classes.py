@@ -229,17 +229,17 @@ def update_classes_from_manifest(
 
     Example:
         >>> import tempfile
-        >>> from gbif_dl.writers.manifest import SUCCESS, _rows_to_table, manifest_row
+        >>> from gbif_dl.manifest import SUCCESS, rows_to_table, manifest_row
         >>> records = [{"url": f"http://h/{x}", "label": x, "scientificName": x.upper()}
         ...            for x in ("b", "a")]
         >>> rows = [manifest_row(r, status=SUCCESS, path=r["label"] + "/1.jpg") for r in records]
-        >>> classes = update_classes_from_manifest(tempfile.mkdtemp(), _rows_to_table(rows))
+        >>> classes = update_classes_from_manifest(tempfile.mkdtemp(), rows_to_table(rows))
         >>> classes.labels, classes.names["a"]
         (['a', 'b'], 'A')
     """
     import pyarrow.compute as pc
 
-    from gbif_dl.writers.manifest import SUCCESS, iter_manifest
+    from gbif_dl.manifest import SUCCESS, iter_manifest
 
     labels: dict[str, None] = {}  # distinct class labels, first seen first
     names: dict[str, str] = {}

@@ -15,13 +15,13 @@ same column types.
 Example:
     >>> import json, pathlib, tempfile
     >>> from gbif_dl.fetch.result import FetchResult
-    >>> from gbif_dl.writers.manifest import SUCCESS, manifest_row, _rows_to_table
+    >>> from gbif_dl.manifest import SUCCESS, manifest_row, rows_to_table
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> writer = HFWriter(root)
     >>> record = {"url": "http://h/a.jpg", "basename": "abc", "label": "bee", "subset": "train"}
     >>> result = FetchResult(record=record, ok=True, body=b"\\xff\\xd8\\xff", ext=".jpg")
     >>> path = writer.write(result)
-    >>> writer.finalize(_rows_to_table([manifest_row(record, status=SUCCESS, path=path)]))
+    >>> writer.finalize(rows_to_table([manifest_row(record, status=SUCCESS, path=path)]))
     >>> line = json.loads((root / "train" / METADATA_NAME).read_text())
     >>> line["file_name"], line["label"], line["class_index"]
     ('bee/abc.jpg', 'bee', 0)
@@ -39,10 +39,10 @@ from typing import Any, TextIO
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gbif_dl.manifest import SUCCESS, iter_manifest
 from gbif_dl.writers._atomic import atomic_path
 from gbif_dl.writers.classes import NO_CLASS, class_label, update_classes_from_manifest
 from gbif_dl.writers.imagefolder import ImageFolderWriter
-from gbif_dl.writers.manifest import SUCCESS, iter_manifest
 
 __all__ = ["METADATA_COLUMNS", "METADATA_NAME", "HFWriter", "write_metadata"]
 

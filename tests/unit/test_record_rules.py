@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gbif_dl.errors import ConfigError
 from gbif_dl.records import (
     ATTRIBUTION_RULES,
     attribution,
@@ -94,3 +95,20 @@ def test_media_record_fields() -> None:
 )
 def test_public_url_drops_credentials_only(url: str, expected: str) -> None:
     assert public_url(url) == expected
+
+
+def test_the_default_media_type_survives_pickling_and_lets_the_query_choose() -> None:
+    """A query's mediaType wins over the default media type, also after the options travel
+    to another process (pickled, as Dask does)."""
+    import pickle
+
+    from gbif_dl.options import SamplingOptions
+    from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
+    from gbif_dl.sources.search import check_arguments
+
+    options = pickle.loads(pickle.dumps(SamplingOptions(label="speciesKey")))
+    assert options.mediatype is DEFAULT_MEDIATYPE
+    assert check_arguments({"mediaType": "Sound"}, options).mediatypes == ("Sound",)
+    explicit = SamplingOptions(mediatype="StillImage")
+    with pytest.raises(ConfigError, match="media type once"):
+        check_arguments({"mediaType": "Sound"}, explicit)
