@@ -75,6 +75,7 @@ async def download_stream(items: Any, options: DownloadOptions) -> DownloadStats
             writer=make_writer(options.output, root, options.writer_options()),
             assign=options.assigner(),
             overwrite=options.overwrite,
+            retry_failed=options.retry_failed,
             fail_threshold=options.fail_threshold,
             verbose=options.verbose,
             progress=Progress(total=total, mode=options.progress),
