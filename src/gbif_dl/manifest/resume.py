@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gbif_dl.fetch.result import PERMANENT_REASONS, TRANSIENT_CLIENT_STATUSES, Reason
+from gbif_dl.fetch.result import PERMANENT_REASONS, Reason, is_permanent
 from gbif_dl.manifest.journal import JOURNAL_NAME, journal_blocks
 from gbif_dl.manifest.table import (
     FAILED,
@@ -71,9 +71,9 @@ class ResumeIndex:
     """``url -> (status, path)`` for resume decisions, stored compactly; O(1) lookups.
 
     Rows known from the manifest live in Arrow arrays (the url and path text as in the
-    manifest, the status as one byte); an open-addressing hash table maps the 64-bit blake2b
-    digest of a url to its row (``uint64`` key + ``int32`` value = 12 bytes a slot, at most 2/3
-    full). A digest hit is confirmed with the stored url, so two urls sharing a digest never mix.
+    manifest, the status as one byte, which for a :data:`GONE` row also names its reason); an
+    open-addressing hash table maps the 64-bit blake2b digest of a url to its row (``uint64``
+    key + ``int32`` value = 12 bytes a slot, at most 2/3 full). A digest hit is confirmed with the stored url, so two urls sharing a digest never mix.
     Urls first seen in this run keep only their digest and state (12-36 bytes each); two such
     urls would share an entry only on a 64-bit digest collision (about 3e-8 for a million
     urls), and the one then skipped is fetched by the next run, since no journal row names it.
@@ -112,6 +112,13 @@ class ResumeIndex:
         """An index of distinct ``urls`` with their manifest ``statuses`` and ``paths``; with
         ``reasons`` (and ``http_statuses``), the permanent failures among them are :data:`GONE`.
         """
+        gone = _gone_codes(statuses, reasons, http_statuses) if reasons is not None else None
+        return cls._build(urls, statuses, paths, gone)
+
+    @classmethod
+    def _build(
+        cls, urls: pa.Array, statuses: pa.Array, paths: pa.Array, gone: np.ndarray | None
+    ) -> ResumeIndex:
         index = cls()
         if len(urls) == 0:
             return index
@@ -119,8 +126,8 @@ class ResumeIndex:
         index._paths = paths.cast(pa.large_string())
         status = np.full(len(urls), _FAILED_CODE, dtype=np.uint8)
         status[_mask(pc.equal(statuses, SUCCESS))] = _SUCCESS_CODE
-        if reasons is not None:
-            _mark_gone(status, reasons, http_statuses)
+        if gone is not None:
+            status = np.where(gone > 0, gone, status)
         index._status = status
         step = _DIGEST_STEP  # a batch of url strings as Python objects at a time
         keys = np.concatenate(
@@ -332,35 +339,47 @@ def load_index(
     if manifest.exists():
         sources.append(lambda: _with_url(iter_manifest(manifest, columns)))
     sources.append(lambda: _with_url(journal_blocks(root, journal_name, columns)))
-    parts: dict[str, list[pa.Array]] = {name: [] for name in columns}
+    parts: dict[str, list[pa.Array]] = {name: [] for name in columns[:3]}
+    gone: list[np.ndarray] = []  # a byte a row: the reason and http_status are not kept
     for table in latest_rows(sources):
-        for name in columns:
-            kind = pa.int32() if name == "http_status" else pa.large_string()
-            parts[name].extend(table[name].cast(kind).chunks)
+        for name in parts:
+            parts[name].extend(table[name].cast(pa.large_string()).chunks)
+        gone.append(_gone_codes(table["status"], table["reason"], table["http_status"]))
     if not parts["url"]:
         return ResumeIndex()
-    return ResumeIndex.from_arrays(*(pa.concat_arrays(parts[name]) for name in columns))
+    urls, statuses, paths = (pa.concat_arrays(parts[name]) for name in parts)
+    return ResumeIndex._build(urls, statuses, paths, np.concatenate(gone))
 
 
-def _mask(condition: pa.Array) -> np.ndarray:
+def _mask(condition: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A boolean numpy mask of an Arrow condition (null = False)."""
-    return np.asarray(pc.fill_null(condition, False))
+    return np.asarray(pc.fill_null(condition, False), dtype=bool)
 
 
-def _mark_gone(status: np.ndarray, reasons: pa.Array, http_statuses: pa.Array | None) -> None:
-    """Set the status byte of the failed rows whose failure is permanent to their GONE code."""
-    failed = status == _FAILED_CODE
-    if http_statuses is None:
-        http_statuses = pa.nulls(len(reasons), pa.int32())
-    client_error = pc.and_(
-        pc.and_(pc.greater_equal(http_statuses, 400), pc.less(http_statuses, 500)),
-        pc.invert(pc.is_in(http_statuses, pa.array(sorted(TRANSIENT_CLIENT_STATUSES)))),
-    )
+def _gone_codes(
+    statuses: pa.Array | pa.ChunkedArray,
+    reasons: pa.Array | pa.ChunkedArray,
+    http_statuses: pa.Array | pa.ChunkedArray | None,
+) -> np.ndarray:
+    """A byte a row: the GONE code of a failed row whose failure is permanent (by
+    :func:`~gbif_dl.fetch.result.is_permanent`, asked once per distinct status), else 0."""
+    codes = np.zeros(len(reasons), dtype=np.uint8)
+    failed = _mask(pc.equal(statuses, FAILED))
+    if not failed.any():
+        return codes
+    http = failed & _mask(pc.equal(reasons, Reason.HTTP_STATUS.value))
+    if http_statuses is not None and http.any():
+        seen = pc.unique(pc.drop_null(http_statuses.filter(pa.array(http)))).to_pylist()
+        permanent = [code for code in seen if is_permanent(Reason.HTTP_STATUS, code)]
+        http &= _mask(pc.is_in(http_statuses, pa.array(permanent, pa.int64())))
+    else:
+        http[:] = False
     for position, reason in enumerate(_GONE_REASONS):
-        gone = failed & _mask(pc.equal(reasons, reason))
         if reason == Reason.HTTP_STATUS.value:
-            gone &= _mask(client_error)
-        status[gone] = _GONE_BASE + position
+            codes[http] = _GONE_BASE + position
+        else:
+            codes[failed & _mask(pc.equal(reasons, reason))] = _GONE_BASE + position
+    return codes
 
 
 def _with_url(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
