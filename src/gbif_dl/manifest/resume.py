@@ -73,7 +73,8 @@ class ResumeIndex:
     Rows known from the manifest live in Arrow arrays (the url and path text as in the
     manifest, the status as one byte, which for a :data:`GONE` row also names its reason); an
     open-addressing hash table maps the 64-bit blake2b digest of a url to its row (``uint64``
-    key + ``int32`` value = 12 bytes a slot, at most 2/3 full). A digest hit is confirmed with the stored url, so two urls sharing a digest never mix.
+    key + ``int32`` value = 12 bytes a slot, at most 2/3 full). A digest hit is confirmed with
+    the stored url, so two urls sharing a digest never mix.
     Urls first seen in this run keep only their digest and state (12-36 bytes each); two such
     urls would share an entry only on a 64-bit digest collision (about 3e-8 for a million
     urls), and the one then skipped is fetched by the next run, since no journal row names it.
