@@ -15,6 +15,7 @@ from gbif_dl.fetch.result import Reason, is_permanent
 from gbif_dl.io import download
 from gbif_dl.manifest import GONE, MANIFEST_NAME, SUCCESS, load_index, manifest_row
 from gbif_dl.manifest.journal import Journal
+from gbif_dl.pipeline.stats import Counters
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 
 FAULTS = HostFaults(not_found_rate=0.15, html_rate=0.15, error_rate=0.2, seed=3)
@@ -142,3 +143,10 @@ def test_a_later_success_or_transient_failure_replaces_a_gone_row(tmp_path: Path
         journal.append(manifest_row({"url": url}, status="failed", reason="not_image"))
         journal.append(manifest_row({"url": url}, status="failed", reason="timeout"))
     assert load_index(tmp_path)[url] == ("failed", None)
+
+
+def test_failures_known_from_before_do_not_count_towards_fail_threshold() -> None:
+    """fail_threshold judges what this run fetched, not the permanent failures it left alone."""
+    assert not Counters(success=60, failed=40, not_retried=40).over_threshold(0.1)
+    assert Counters(success=60, failed=48, not_retried=40).over_threshold(0.1)
+    assert Counters(success=60, failed=40, not_retried=40).stats().not_retried == 40

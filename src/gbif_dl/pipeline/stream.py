@@ -44,10 +44,11 @@ def log_stats(stats: DownloadStats, what: str = "") -> None:
         >>> log_stats(DownloadStats(success=1, root="data"))
     """
     logger.info(
-        "%sdownloaded %d, failed %d, skipped %d in %.1f s into %s%s",
+        "%sdownloaded %d, failed %d%s, skipped %d in %.1f s into %s%s",
         what,
         stats.success,
         stats.failed,
+        f" ({stats.not_retried} from before, not requested again)" if stats.not_retried else "",
         stats.skipped,
         stats.elapsed_s,
         stats.root,
