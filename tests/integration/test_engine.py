@@ -451,3 +451,18 @@ def test_a_host_that_keeps_asking_for_a_too_long_wait_fails_the_item_with_retry_
     # no retries allowed: no deferral either, one request and the same typed reason
     assert (none[urls[0]].reason, none[urls[0]].attempts) == (Reason.RETRY_AFTER, 1)
     assert log[len(first_run) :] == [urls[0]]
+
+
+def test_deferred_items_stay_bounded_by_the_lookahead() -> None:
+    """With a tiny look-ahead and a host throttling half its URLs for 600 s, deferred items are
+    asked again once `lookahead` of them wait: the run completes, each asked exactly twice."""
+    faults = HostFaults(throttle_rate=0.5, retry_after_s=600, seed=2)
+    with MediaHosts(n_hosts=1, faults=faults) as hosts:
+        urls = [f"{hosts.base_urls[0]}/media/{i}.jpg" for i in range(40)]
+        results = fetch_all(
+            [make_record(u) for u in urls], FetchConfig(concurrency=2, per_host=2, lookahead=4)
+        )
+        log = hosts.request_log()
+    throttled = {u for u in urls if faults.fault_for("/" + u.split("/", 3)[3]) == "throttle"}
+    assert len(throttled) >= 8 and all(r.ok for r in results.values())
+    assert all(log.count(u) == (2 if u in throttled else 1) for u in urls)

@@ -16,7 +16,8 @@ How it schedules (the reason this module exists):
 * A ``Retry-After`` above ``retry.max_retry_after_s`` (120 s by default) is not waited for: the
   item is deferred to the end of the run (it leaves the look-ahead, so it holds nothing) and,
   once every other record is reported, asked once more; a host that still asks for too long a
-  wait then fails it with ``Reason.RETRY_AFTER``. A deferral uses one of the item's retries.
+  wait then fails it with ``Reason.RETRY_AFTER``. A deferral uses one of the item's retries. At
+  most ``lookahead`` items wait deferred (memory stays flat): more, and those are asked again.
 * A host slot is held for the HTTP exchange only; a global slot is held until the record is
   reported (after decode check / resize and ``on_result``), so at most ``concurrency`` bodies are
   in memory and a slow CPU or disk slows the downloads instead of piling up bytes.
@@ -456,6 +457,9 @@ class _Run:
         self.deferred.append(item)
         self.pending -= 1  # out of the look-ahead while it waits: the input keeps flowing
         self.space.set()
+        if len(self.deferred) >= self.limit:  # memory stays bounded: ask this lot again now
+            self._resume_deferred()
+            return True
         logger.debug(
             "%s asked to wait %.0f s (Retry-After): asking again at the end of the run",
             item.url,
