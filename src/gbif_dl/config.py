@@ -105,6 +105,7 @@ class RunConfig:
     concurrency: int | None = None
     per_host: int | None = None
     fail_threshold: float = 0.1
+    retry_failed: bool = False
     shard_size: int | None = None
     shard_bytes: int | None = None
     runner: str | None = None
@@ -276,6 +277,7 @@ class RunConfig:
             "max_size": self.max_size,
             "concurrency": self.concurrency,
             "per_host": self.per_host,
+            "retry_failed": self.retry_failed or None,
             "shard_size": self.shard_size,
             "shard_bytes": self.shard_bytes,
             "runner": self.runner,
@@ -340,6 +342,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "concurrency": (int,),
     "per_host": (int,),
     "fail_threshold": (float, int),
+    "retry_failed": (bool,),
     "shard_size": (int,),
     "shard_bytes": (int,),
     "runner": (str,),

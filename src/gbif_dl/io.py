@@ -7,7 +7,8 @@ strings or the path of a text file with one URL per line; files land at
 - every file is written to a temp file and renamed, so no partial file has a final name;
 - ``root/manifest.parquet`` has one row per item, failures included (typed ``reason``);
 - a rerun skips what is done without a request (one dict lookup and one ``stat`` per item),
-  retries what failed, and ``overwrite=True`` fetches everything again;
+  retries what failed transiently (a permanent failure, a 404 or an HTML page, is not requested
+  again unless ``retry_failed=True``), and ``overwrite=True`` fetches everything again;
 - ``splits={"train": .8, "val": .1, "test": .1}`` assigns each occurrence (``split_by``) to one
   split from a hash of (group, seed), stable across reruns and additions;
 - ``ATTRIBUTION.csv`` and ``CITATION.txt`` list licences, rights holders and GBIF datasets.
@@ -73,6 +74,7 @@ async def download_async(
     output: str = "imagefolder",
     shard_size: int | None = None,
     shard_bytes: int | None = None,
+    retry_failed: bool = False,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download` (streaming, no ``runner=``), for code that already
@@ -111,6 +113,7 @@ def download(
     workers: int | None = None,
     dask_address: str | None = None,
     dask_client: Any = None,
+    retry_failed: bool = False,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -151,6 +154,9 @@ def download(
             neither ``dask_address`` nor ``dask_client`` is given.
         dask_address, dask_client: the Dask scheduler (``"tcp://host:8786"``) or an existing
             ``distributed.Client`` for ``runner="dask"``.
+        retry_failed: request again the items that failed for good in an earlier run into
+            ``root`` (HTTP 404/410 and other 4xx, not an image, too large, ...); by default a
+            rerun keeps them failed without a request. Transient failures are always retried.
         **compat: ``tcp_connections`` (now ``concurrency``), ``nb_workers`` and ``batch_size``
             of gbif-dl 0.1 are accepted with a DeprecationWarning.
 

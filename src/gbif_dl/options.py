@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gbif_dl.errors import ConfigError
-from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
 from gbif_dl.pipeline.stats import check_fail_threshold
+from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
 from gbif_dl.sampling.splits import Splitter
 from gbif_dl.writers.registry import check_writer_options, writer_class
 
@@ -256,6 +256,9 @@ class DownloadOptions:
         split_by: the record field grouping items for ``splits``.
         seed: the seed of the split assignment.
         overwrite: fetch and rewrite items that are already done.
+        retry_failed: request again the items that failed for good in an earlier run (404, an
+            HTML page, ...; see :func:`gbif_dl.fetch.result.is_permanent`); by default a rerun
+            leaves them failed and retries only the transient failures.
         fail_threshold: stop when more than this share of items fails (0..1), or None.
         verbose: log every failed item at INFO level.
         progress: None = a bar on a terminal, log lines otherwise; True/False to force.
@@ -283,6 +286,7 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     split_by: str = "gbifID"
     seed: int | str = 0
     overwrite: bool = False
+    retry_failed: bool = False
     fail_threshold: float | None = None
     verbose: bool = False
     progress: bool | None = None

@@ -181,6 +181,27 @@ def test_download_from_url_list(
     assert len(list((root / "mine").iterdir())) == 5
 
 
+def test_rerun_leaves_a_404_alone_unless_retry_failed(
+    simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rerun does not request a URL that failed for good (404); --retry-failed does."""
+    base = simu.hosts.base_urls[0]
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{base}/media/gone/0.jpg\n{base}/status/404/gone.jpg\n")
+    args = ["download", "--urls", str(urls), "-o", str(tmp_path / "gone"), "--fail-threshold", "1"]
+    assert main(args) == EXIT_OK
+    simu.hosts.reset_stats()
+    assert main(args) == EXIT_OK
+    assert sum(s.requests for s in simu.hosts.stats().values()) == 0
+    assert main([*args, "--retry-failed"]) == EXIT_OK
+    assert simu.hosts.request_log() == [f"{base}/status/404/gone.jpg"]
+    rows = _manifest(tmp_path / "gone")
+    assert sorted((r["status"], r["http_status"]) for r in rows) == [
+        ("failed", 404),
+        ("success", 200),
+    ]
+
+
 def test_download_from_a_local_dwca(
     simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

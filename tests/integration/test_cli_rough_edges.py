@@ -69,6 +69,7 @@ def test_demo_twice_gives_the_same_files_and_fetches_nothing_new(tmp_path: Path)
     first = gbif_dl_cli(*args)
     assert first.returncode == 0, first.stderr
     files = _files(root)
+    failed_rows = _failed_rows(root)
     second = gbif_dl_cli(*args)
     assert second.returncode == 0, second.stderr
     assert _files(root) == files and len(files) > 40
@@ -82,6 +83,16 @@ def test_demo_twice_gives_the_same_files_and_fetches_nothing_new(tmp_path: Path)
     assert int(again[1]) == 0 and int(again[3]) == int(done[1])  # nothing downloaded again
     rows = pq.read_table(root / "manifest.parquet").to_pylist()
     assert len(rows) == 60 and all(".gbif-dl-demo.invalid/" in r["url"] for r in rows)
+    # the first run's failures are permanent (404, HTML): the second run requests none of them
+    # again, counts them as failed under their old reasons and leaves their rows as they were
+    assert int(done[2]) > 0 and int(again[2]) == int(done[2])
+    assert f"({done[2]} of the failures known from before, not requested again)" in second.stdout
+    assert _failed_rows(root) == failed_rows
+
+
+def _failed_rows(root: Path) -> dict[str, dict[str, object]]:
+    rows = pq.read_table(root / "manifest.parquet").to_pylist()
+    return {r["url"]: r for r in rows if r["status"] == "failed"}
 
 
 def test_demo_says_its_query_and_writes_to_the_user_data_folder(tmp_path: Path) -> None:

@@ -142,14 +142,19 @@ def test_layout_manifest_and_failures(hosts: MediaHosts, tmp_path: Path) -> None
 def test_rerun_skips_done_retries_failed_and_overwrite_forces(
     hosts: MediaHosts, tmp_path: Path
 ) -> None:
-    """A rerun makes no request for done items, retries failed ones; overwrite re-fetches all."""
+    """A rerun makes no request for done items nor for a permanent failure (a 404), which it
+    counts as failed; retry_failed=True retries it; overwrite re-fetches all."""
     records = [*_records(hosts, 10), {"url": f"{hosts.base_urls[0]}/status/404/z.jpg"}]
     root = tmp_path / "data"
     download(records, root=root, retries=0, progress=False)
     before = {p: p.stat().st_mtime_ns for p in _images(root)}
     hosts.reset_stats()
 
-    again = download(records, root=root, retries=0, progress=False)
+    plain = download(records, root=root, retries=0, progress=False)
+    assert (plain["success"], plain["failed"], plain["skipped"]) == (0, 1, 10)
+    assert plain["not_retried"] == 1 and _requests(hosts) == 0  # a 404 stays a 404
+
+    again = download(records, root=root, retries=0, progress=False, retry_failed=True)
     assert (again["success"], again["failed"], again["skipped"]) == (0, 1, 10)
     assert _requests(hosts) == 1  # only the failed one was tried again
     assert {p: p.stat().st_mtime_ns for p in _images(root)} == before

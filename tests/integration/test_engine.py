@@ -399,3 +399,70 @@ def test_cancellation_stops_cleanly_without_reporting_unfinished_items() -> None
         asyncio.run(asyncio.wait_for(main(), timeout=4))
         assert len(reported) == 4
         assert all(r.ok and r.record["url"].startswith(fast) for r in reported)
+
+
+def test_a_too_long_retry_after_defers_the_item_to_the_end_of_the_run() -> None:
+    """429 + Retry-After: 600 (above the 120 s ceiling): the item is not waited for; it is asked
+    again once every other record is done, and then succeeds."""
+    faults = HostFaults(throttle_rate=0.2, retry_after_s=600, seed=5)
+    with MediaHosts(n_hosts=2, faults=faults) as hosts:
+        urls = [f"{base}/media/{i}.jpg" for base in hosts.base_urls for i in range(30)]
+        throttled = {u for u in urls if faults.fault_for("/" + u.split("/", 3)[3]) == "throttle"}
+        assert 3 <= len(throttled) <= 30
+        order: list[str] = []
+
+        def collect(result: FetchResult) -> None:
+            order.append(result.record["url"])
+            assert result.ok, result.detail
+
+        config = FetchConfig(concurrency=8, per_host=4)  # the default policy: a 120 s ceiling
+        summary = asyncio.run(FetchEngine(config).run([make_record(u) for u in urls], collect))
+        log = hosts.request_log()
+    assert summary.ok == len(urls) and sorted(order) == sorted(urls)
+    last_other = max(i for i, url in enumerate(log) if url not in throttled)
+    for url in throttled:
+        asked = [i for i, seen in enumerate(log) if seen == url]
+        assert len(asked) == 2 and asked[1] > last_other  # after every other item
+    assert set(order[-len(throttled) :]) == throttled  # reported after all the others
+
+
+def test_a_host_that_keeps_asking_for_a_too_long_wait_fails_the_item_with_retry_after() -> None:
+    with MediaHosts(n_hosts=1, faults=HostFaults(retry_after_s=599)) as hosts:
+        base = hosts.base_urls[0]
+        urls = [f"{base}/status/429/x.jpg", *(f"{base}/media/{i}.jpg" for i in range(5))]
+        results = fetch_all([make_record(u) for u in urls], FetchConfig(concurrency=4))
+        first_run = hosts.request_log()
+        none = fetch_all(
+            [make_record(urls[0])], FetchConfig(retry=RetryPolicy(retries=0, max_retry_after_s=120))
+        )
+        log = hosts.request_log()
+    stuck = results[urls[0]]
+    assert (stuck.ok, stuck.reason, stuck.http_status, stuck.attempts) == (
+        False,
+        Reason.RETRY_AFTER,
+        429,
+        2,
+    )
+    assert "599 s (Retry-After)" in stuck.detail and "max_retry_after_s=120" in stuck.detail
+    assert "asked again at the end of the run" in stuck.detail
+    assert all(results[u].ok for u in urls[1:])
+    asked = [i for i, url in enumerate(first_run) if url == urls[0]]
+    assert asked == [asked[0], len(first_run) - 1]  # the second time after every other request
+    # no retries allowed: no deferral either, one request and the same typed reason
+    assert (none[urls[0]].reason, none[urls[0]].attempts) == (Reason.RETRY_AFTER, 1)
+    assert log[len(first_run) :] == [urls[0]]
+
+
+def test_deferred_items_stay_bounded_by_the_lookahead() -> None:
+    """With a tiny look-ahead and a host throttling half its URLs for 600 s, deferred items are
+    asked again once `lookahead` of them wait: the run completes, each asked exactly twice."""
+    faults = HostFaults(throttle_rate=0.5, retry_after_s=600, seed=2)
+    with MediaHosts(n_hosts=1, faults=faults) as hosts:
+        urls = [f"{hosts.base_urls[0]}/media/{i}.jpg" for i in range(40)]
+        results = fetch_all(
+            [make_record(u) for u in urls], FetchConfig(concurrency=2, per_host=2, lookahead=4)
+        )
+        log = hosts.request_log()
+    throttled = {u for u in urls if faults.fault_for("/" + u.split("/", 3)[3]) == "throttle"}
+    assert len(throttled) >= 8 and all(r.ok for r in results.values())
+    assert all(log.count(u) == (2 if u in throttled else 1) for u in urls)

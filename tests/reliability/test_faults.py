@@ -137,6 +137,42 @@ def _fields(faults: HostFaults) -> dict[str, Any]:
     return {name: getattr(faults, name) for name in faults.__slots__}
 
 
+def test_long_retry_after(tmp_path: Path) -> None:
+    """Issue 21 row "long Retry-After" (429 + ``Retry-After: 599``): no item waits ten minutes
+    per attempt. Each is put back at the end of the run (holding no slot meanwhile) and asked
+    once more after every other item; a URL the host keeps throttling then fails typed
+    (``retry_after``, the wait in its detail) and, being transient, is asked again by a rerun."""
+    faults = HostFaults(throttle_rate=0.25, retry_after_s=599)
+    with MediaHosts(n_hosts=1, faults=faults) as hosts:
+        base = hosts.base_urls[0]
+        stuck = f"{base}/status/429/stuck.jpg"
+        urls = [*_urls(base, 30), stuck]
+        hit = _faulted(faults, urls[:-1])
+        assert 3 <= len(hit) <= 20
+        stats = download(urls, tmp_path, **_fast())
+        assert (stats["success"], stats["failed"], stats["reasons"]) == (30, 1, {"retry_after": 1})
+        log = hosts.request_log()
+        last_plain = max(i for i, url in enumerate(log) if url not in hit | {stuck})
+        for url in hit | {stuck}:
+            asked = [i for i, seen in enumerate(log) if seen == url]
+            assert len(asked) == 2 and asked[1] > last_plain  # after every other item
+
+        again = download(urls, tmp_path, **_fast())
+        assert hosts.request_log()[len(log) :] == [stuck, stuck]
+        assert (again["skipped"], again["failed"], again["not_retried"]) == (30, 1, 0)
+    rows = {r["url"]: r for r in assert_manifest_exact(tmp_path, set(urls))}
+    assert all(rows[url]["attempts"] == 2 and rows[url]["status"] == "success" for url in hit)
+    row = rows[stuck]
+    assert (row["status"], row["reason"], row["http_status"], row["attempts"]) == (
+        "failed",
+        "retry_after",
+        429,
+        2,
+    )
+    assert "599 s (Retry-After)" in row["detail"]
+    assert_complete_images(tmp_path)
+
+
 def test_429_storm_retry_after_is_a_floor(tmp_path: Path) -> None:
     """Every URL answers 429 + Retry-After: 1 once: no retry comes early, none is lost."""
     faults = HostFaults(throttle_rate=1.0, retry_after_s=1.0)

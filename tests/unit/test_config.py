@@ -152,6 +152,17 @@ def test_output_layouts_and_runner_options() -> None:
     assert RunConfig.from_mapping({"output": None}).output == "imagefolder"  # YAML `output:`
 
 
+def test_retry_failed_reaches_download() -> None:
+    """``retry_failed = true`` in a query file (or --retry-failed) reaches download()."""
+    config = RunConfig.from_mapping({"retry_failed": True})
+    assert config.download_kwargs()["retry_failed"] is True
+    assert config.download_options().retry_failed is True
+    assert "retry_failed" not in RunConfig().download_kwargs()
+    assert RunConfig().download_options().retry_failed is False
+    with pytest.raises(ConfigError, match="retry_failed"):
+        RunConfig.from_mapping({"retry_failed": "yes"})
+
+
 @pytest.mark.parametrize(
     ("data", "pattern"),
     [

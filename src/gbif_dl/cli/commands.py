@@ -212,7 +212,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(report.format_text(result.summary))
     print()
     ok, failed, skipped = (_stat(result.stats, k) for k in ("success", "failed", "skipped"))
-    print(f"This run: {ok} images downloaded, {failed} failed, {skipped} already there")
+    known = _stat(result.stats, "not_retried")
+    again = f" ({known} of the failures known from before, not requested again)" if known else ""
+    print(f"This run: {ok} images downloaded, {failed} failed, {skipped} already there{again}")
     print(f"Dataset: {result.root}")
     print(f"HTML report: {result.report_path}")
     print(f"Done in {result.seconds:.1f} s. Open the report in a browser, or train on the folders.")

@@ -178,6 +178,13 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         help="exit with 1 when more than this share of images failed (default 0.1)",
     )
     group.add_argument(
+        "--retry-failed",
+        action="store_true",
+        default=None,
+        help="request again the images that failed for good in an earlier run into --root "
+        "(404, not an image, ...); by default a rerun retries only transient failures",
+    )
+    group.add_argument(
         "--shard-size",
         type=int,
         metavar="N",

@@ -45,6 +45,7 @@ _DIRECT_FLAGS = (
     "concurrency",
     "per_host",
     "fail_threshold",
+    "retry_failed",
     "output",
     "shard_size",
     "shard_bytes",

@@ -13,6 +13,11 @@ How it schedules (the reason this module exists):
   after every ``RECOVER_AFTER`` successes.
 * A retry (connection errors, timeouts, 429, 5xx, truncated bodies) waits on a timer *without*
   holding a slot: exponential backoff with jitter, and never earlier than ``Retry-After``.
+* A ``Retry-After`` above ``retry.max_retry_after_s`` (120 s by default) is not waited for: the
+  item is deferred to the end of the run (it leaves the look-ahead, so it holds nothing) and,
+  once every other record is reported, asked once more; a host that still asks for too long a
+  wait then fails it with ``Reason.RETRY_AFTER``. A deferral uses one of the item's retries. At
+  most ``lookahead`` items wait deferred (memory stays flat): more, and those are asked again.
 * A host slot is held for the HTTP exchange only; a global slot is held until the record is
   reported (after decode check / resize and ``on_result``), so at most ``concurrency`` bodies are
   in memory and a slow CPU or disk slows the downloads instead of piling up bytes.
@@ -100,7 +105,9 @@ class FetchConfig:
         per_host: requests in flight at most per host (lowered temporarily after 429).
         connect_timeout_s, read_timeout_s, total_timeout_s: per request (socket connect, gap
             between two reads, whole request including the body).
-        retry: retries of connection errors, timeouts, 429, 5xx and truncated bodies.
+        retry: retries of connection errors, timeouts, 429, 5xx and truncated bodies; its
+            ``max_retry_after_s`` (120 s by default) is the longest ``Retry-After`` waited for
+            (a longer one defers the item to the end of the run, see the module docstring).
         max_bytes: larger bodies fail with ``Reason.TOO_LARGE`` without being read to the end.
         max_redirects: redirects followed at most (each must go to an http(s) URL).
         decode_check: fully decode each image (in a thread); failures are ``DECODE_ERROR``.
@@ -162,6 +169,10 @@ class FetchConfig:
             problems.append(f"lookahead must be >= 1 or None (got {self.lookahead})")
         if self.retry.retries < 0:
             problems.append(f"retry.retries must be >= 0 (got {self.retry.retries})")
+        if not self.retry.max_retry_after_s >= 0:
+            problems.append(
+                f"retry.max_retry_after_s must be >= 0 (got {self.retry.max_retry_after_s})"
+            )
         if problems:
             raise ConfigError("invalid FetchConfig: " + "; ".join(problems) + ".")
 
@@ -210,6 +221,7 @@ class _Item:
     attempts: int = 0
     started: float = 0.0
     timer: asyncio.TimerHandle | None = None
+    deferred: bool = False  # was put back at the end of the run once (a too long Retry-After)
 
 
 class FetchEngine:
@@ -286,6 +298,7 @@ class _Run:
         self.ready: deque[_Host] = deque()
         self.tasks: set[asyncio.Task[None]] = set()
         self.timers: set[asyncio.TimerHandle] = set()
+        self.deferred: list[_Item] = []  # asked once more when everything else is reported
         self.space = asyncio.Event()
         self.done = asyncio.Event()
         self.input_done = False
@@ -339,7 +352,10 @@ class _Run:
 
     def _check_done(self) -> None:
         if self.input_done and self.pending == 0:
-            self.done.set()
+            if self.deferred:
+                self._resume_deferred()
+            else:
+                self.done.set()
 
     # input ------------------------------------------------------------------------------------
 
@@ -426,13 +442,55 @@ class _Run:
         self.in_flight -= 1
         self._dispatch()
 
+    def _defer(self, item: _Item, attempt: Attempt) -> bool:
+        """Put ``item`` aside until the end of the run when its host asked for a longer wait
+        than ``max_retry_after_s`` (once per item, using one retry). True if it was."""
+        policy = self.config.retry
+        if (
+            item.deferred
+            or not attempt.retryable
+            or not policy.too_long(attempt.retry_after)
+            or not policy.should_retry(item.attempts)
+        ):
+            return False
+        item.deferred = True
+        self.deferred.append(item)
+        self.pending -= 1  # out of the look-ahead while it waits: the input keeps flowing
+        self.space.set()
+        if len(self.deferred) >= self.limit:  # memory stays bounded: ask this lot again now
+            self._resume_deferred()
+            return True
+        logger.debug(
+            "%s asked to wait %.0f s (Retry-After): asking again at the end of the run",
+            item.url,
+            attempt.retry_after,
+        )
+        self._check_done()
+        return True
+
+    def _resume_deferred(self) -> None:
+        """Everything else is reported: queue the deferred items again, in their order."""
+        items, self.deferred = self.deferred, []
+        logger.info(
+            "asking %d deferred image(s) once more (their hosts asked to wait longer than %g s)",
+            len(items),
+            self.config.retry.max_retry_after_s,
+        )
+        self.pending += len(items)
+        for item in items:
+            item.host.queue.append(item)
+            self._make_ready(item.host)
+        self._dispatch()
+
     # one record -------------------------------------------------------------------------------
 
     async def _process(self, item: _Item) -> None:
         holding_global = True
         try:
             attempt = await self._attempt(item)
-            if not attempt.ok and self._schedule_retry(item, attempt):
+            if not attempt.ok and (
+                self._schedule_retry(item, attempt) or self._defer(item, attempt)
+            ):
                 holding_global = False
                 self._release_global()
                 return
@@ -485,8 +543,8 @@ class _Run:
         policy = self.config.retry
         if not attempt.retryable or not policy.should_retry(item.attempts):
             return False
-        if attempt.retry_after is not None and attempt.retry_after > policy.max_retry_after_s:
-            return False
+        if policy.too_long(attempt.retry_after):
+            return False  # not waited for: deferred to the end of the run, or failed
         delay = policy.delay(attempt=item.attempts, retry_after=attempt.retry_after)
         loop = asyncio.get_running_loop()
         item.timer = loop.call_later(delay, self._requeue, item)
@@ -500,6 +558,8 @@ class _Run:
             "host": item.host.key,
             "final_url": attempt.final_url,
         }
+        if not attempt.ok and attempt.retryable and self.config.retry.too_long(attempt.retry_after):
+            return self._failed(item, Reason.RETRY_AFTER, self._wait_detail(item, attempt), common)
         if not attempt.ok or attempt.body is None or attempt.image_type is None:
             return self._failed(item, attempt.reason or Reason.NETWORK, attempt.detail, common)
         body = attempt.body
@@ -530,6 +590,15 @@ class _Run:
             height=size[1] if size else None,
             elapsed_s=time.monotonic() - item.started,
             **common,
+        )
+
+    def _wait_detail(self, item: _Item, attempt: Attempt) -> str:
+        """Why an item whose host asked for too long a wait failed (``Reason.RETRY_AFTER``)."""
+        again = ", also when asked again at the end of the run" if item.deferred else ""
+        return (
+            f"HTTP {attempt.status}: the server asked to wait {attempt.retry_after:.0f} s "
+            f"(Retry-After), longer than max_retry_after_s="
+            f"{self.config.retry.max_retry_after_s:g}{again}"
         )
 
     def _failed(

@@ -14,7 +14,14 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FetchResult", "FetchSummary", "Reason"]
+__all__ = [
+    "PERMANENT_REASONS",
+    "TRANSIENT_CLIENT_STATUSES",
+    "FetchResult",
+    "FetchSummary",
+    "Reason",
+    "is_permanent",
+]
 
 
 class Reason(str, enum.Enum):
@@ -38,6 +45,54 @@ class Reason(str, enum.Enum):
     WRITE_ERROR = "write_error"  #: a writer could not store the file
     RESIZE_ERROR = "resize_error"  #: resizing / re-encoding failed
     CANCELLED = "cancelled"  #: the run was stopped before the record finished
+    #: the server kept asking to wait (``Retry-After``) longer than ``max_retry_after_s``, also
+    #: when asked once more at the end of the run
+    RETRY_AFTER = "retry_after"
+
+
+#: Failures that a rerun cannot cure: the same URL gives the same answer (the bytes are not an
+#: image, too large, undecodable, refused by ``is_valid_file``, or the URL is unusable). A rerun
+#: does not request them again unless asked to (``retry_failed=True``). An ``http_status``
+#: failure is permanent or not by its status (see :func:`is_permanent`); every other reason
+#: (timeouts, network errors, truncated bodies, write and resize errors, cancellation, a too
+#: long ``Retry-After``) is transient: a rerun tries it again.
+PERMANENT_REASONS: frozenset[Reason] = frozenset(
+    {
+        Reason.NOT_IMAGE,
+        Reason.TOO_LARGE,
+        Reason.DECODE_ERROR,
+        Reason.UNSAFE_URL,
+        Reason.TOO_MANY_REDIRECTS,
+        Reason.INVALID,
+    }
+)
+
+#: 4xx statuses that are not permanent: a timeout or throttling (408, 420, 425, 429), and access
+#: refusals that may lift (401, 403 - often a temporary block by a CDN - and 407, a proxy's).
+#: Every other 4xx (400, 404, 410, 414, 451, ...) is permanent; 5xx are transient.
+TRANSIENT_CLIENT_STATUSES: frozenset[int] = frozenset({401, 403, 407, 408, 420, 425, 429})
+
+
+def is_permanent(reason: Reason | str | None, http_status: int | None = None) -> bool:
+    """True when a failure for ``reason`` (and ``http_status``) would recur on a rerun.
+
+    Example:
+        >>> is_permanent(Reason.HTTP_STATUS, 404), is_permanent("http_status", 429)
+        (True, False)
+        >>> is_permanent("not_image"), is_permanent(Reason.TIMEOUT), is_permanent("http_status")
+        (True, False, False)
+    """
+    try:
+        reason = Reason(reason) if reason is not None else None
+    except ValueError:  # a reason this version does not know: try it again
+        return False
+    if reason is Reason.HTTP_STATUS:
+        return (
+            http_status is not None
+            and 400 <= http_status < 500
+            and http_status not in TRANSIENT_CLIENT_STATUSES
+        )
+    return reason in PERMANENT_REASONS
 
 
 @dataclass(slots=True, kw_only=True)

@@ -18,7 +18,13 @@ import random
 import time
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_RETRY", "RETRYABLE_STATUSES", "RetryPolicy", "parse_retry_after"]
+__all__ = [
+    "DEFAULT_RETRY",
+    "MEDIA_MAX_RETRY_AFTER_S",
+    "RETRYABLE_STATUSES",
+    "RetryPolicy",
+    "parse_retry_after",
+]
 
 #: HTTP statuses worth another try: throttling and server-side trouble.
 RETRYABLE_STATUSES: frozenset[int] = frozenset({408, 420, 425, 429, 500, 502, 503, 504})
@@ -32,7 +38,9 @@ class RetryPolicy:
         retries: how many times to try again after the first attempt (0 = never).
         backoff_s: the base delay; attempt ``n`` waits up to ``backoff_s * 2**(n-1)``.
         max_backoff_s: the ceiling of the exponential part.
-        max_retry_after_s: a ``Retry-After`` longer than this is not waited for; the item fails.
+        max_retry_after_s: a ``Retry-After`` longer than this is not waited for: the attempt
+            fails (the GBIF API clients then give up; the media engine asks once more at the end
+            of its run, see :class:`~gbif_dl.fetch.engine.FetchEngine`).
         jitter_s: extra random delay added on top of ``Retry-After`` so that clients spread out.
     """
 
@@ -57,8 +65,22 @@ class RetryPolicy:
         """True while retry number ``attempt`` (1-based) is allowed."""
         return attempt <= self.retries
 
+    def too_long(self, retry_after: float | None) -> bool:
+        """True when the server asked for a wait (``Retry-After``) above ``max_retry_after_s``.
 
-DEFAULT_RETRY = RetryPolicy()
+        Example:
+            >>> RetryPolicy(max_retry_after_s=120).too_long(599), DEFAULT_RETRY.too_long(None)
+            (True, False)
+        """
+        return retry_after is not None and retry_after > self.max_retry_after_s
+
+
+#: The media engine's ceiling on ``Retry-After``: a media host asking for a longer wait is asked
+#: once more at the end of the run instead of holding the item for minutes per attempt.
+MEDIA_MAX_RETRY_AFTER_S = 120.0
+
+#: The media engine's policy (:data:`gbif_dl.fetch.engine.DEFAULT_FETCH`).
+DEFAULT_RETRY = RetryPolicy(max_retry_after_s=MEDIA_MAX_RETRY_AFTER_S)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -32,7 +32,7 @@ from gbif_dl.manifest.journal import (
     merge_journal_file,
     read_journal,
 )
-from gbif_dl.manifest.resume import FINISHED, PENDING, ResumeIndex, load_index
+from gbif_dl.manifest.resume import FINISHED, GONE, PENDING, ResumeIndex, load_index
 from gbif_dl.manifest.table import (
     FAILED,
     MANIFEST_NAME,
@@ -55,6 +55,7 @@ from gbif_dl.manifest.table import (
 __all__ = [
     "FAILED",
     "FINISHED",
+    "GONE",
     "JOURNAL_NAME",
     "MANIFEST_NAME",
     "PENDING",

@@ -1,9 +1,10 @@
 """The resume index: ``url -> (status, path)`` of every record a dataset already knows.
 
 A run loads it once (:func:`load_index`, streaming the manifest and the unmerged journal) and
-then decides each record with a hash lookup: fetch it, skip it (stored), or retry it (failed).
-While the run goes on it marks the records it takes (:data:`PENDING`) and finishes
-(:data:`FINISHED`).
+then decides each record with a hash lookup: fetch it, skip it (stored), retry it (failed), or
+leave it failed (:data:`GONE`: its latest row is a permanent failure, see
+:func:`gbif_dl.fetch.result.is_permanent`). While the run goes on it marks the records it takes
+(:data:`PENDING`) and finishes (:data:`FINISHED`).
 
 Example:
     >>> import tempfile, pathlib
@@ -27,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gbif_dl.fetch.result import PERMANENT_REASONS, Reason, is_permanent
 from gbif_dl.manifest.journal import JOURNAL_NAME, journal_blocks
 from gbif_dl.manifest.table import (
     FAILED,
@@ -39,7 +41,7 @@ from gbif_dl.manifest.table import (
 )
 from gbif_dl.records import url_digest
 
-__all__ = ["FINISHED", "PENDING", "ResumeIndex", "load_index"]
+__all__ = ["FINISHED", "GONE", "PENDING", "ResumeIndex", "load_index"]
 
 #: The state of a record a run has taken and not finished (its old path, if any, kept).
 PENDING = "pending"
@@ -47,8 +49,17 @@ PENDING = "pending"
 FINISHED = "finished"
 
 
+#: The state of a record whose latest row is a permanent failure: a rerun does not request it
+#: again unless asked to (``retry_failed``).
+GONE = "gone"
+
+
 _STATUS_NAMES = (FAILED, SUCCESS, PENDING, FINISHED, None)
 _FAILED_CODE, _SUCCESS_CODE, _PENDING_CODE, _FINISHED_CODE, _REMOVED_CODE = range(5)
+#: A GONE row's status byte is ``_GONE_BASE`` + the position of its reason here (the reason kept
+#: in the same byte, so a rerun counts it under its reason without keeping the text).
+_GONE_REASONS = tuple(sorted(reason.value for reason in {*PERMANENT_REASONS, Reason.HTTP_STATUS}))
+_GONE_BASE = 8
 #: Slot values of urls first seen in this run (no manifest row): their state only.
 _NEW_PENDING, _NEW_FINISHED, _NEW_REMOVED = -1, -2, -3
 _MAX_LOAD = 2 / 3
@@ -60,9 +71,10 @@ class ResumeIndex:
     """``url -> (status, path)`` for resume decisions, stored compactly; O(1) lookups.
 
     Rows known from the manifest live in Arrow arrays (the url and path text as in the
-    manifest, the status as one byte); an open-addressing hash table maps the 64-bit blake2b
-    digest of a url to its row (``uint64`` key + ``int32`` value = 12 bytes a slot, at most 2/3
-    full). A digest hit is confirmed with the stored url, so two urls sharing a digest never mix.
+    manifest, the status as one byte, which for a :data:`GONE` row also names its reason); an
+    open-addressing hash table maps the 64-bit blake2b digest of a url to its row (``uint64``
+    key + ``int32`` value = 12 bytes a slot, at most 2/3 full). A digest hit is confirmed with
+    the stored url, so two urls sharing a digest never mix.
     Urls first seen in this run keep only their digest and state (12-36 bytes each); two such
     urls would share an entry only on a 64-bit digest collision (about 3e-8 for a million
     urls), and the one then skipped is fetched by the next run, since no journal row names it.
@@ -90,15 +102,33 @@ class ResumeIndex:
         self._extra: dict[str, tuple[str, str | None]] = {}
 
     @classmethod
-    def from_arrays(cls, urls: pa.Array, statuses: pa.Array, paths: pa.Array) -> ResumeIndex:
-        """An index of distinct ``urls`` with their manifest ``statuses`` and ``paths``."""
+    def from_arrays(
+        cls,
+        urls: pa.Array,
+        statuses: pa.Array,
+        paths: pa.Array,
+        reasons: pa.Array | None = None,
+        http_statuses: pa.Array | None = None,
+    ) -> ResumeIndex:
+        """An index of distinct ``urls`` with their manifest ``statuses`` and ``paths``; with
+        ``reasons`` (and ``http_statuses``), the permanent failures among them are :data:`GONE`.
+        """
+        gone = _gone_codes(statuses, reasons, http_statuses) if reasons is not None else None
+        return cls._build(urls, statuses, paths, gone)
+
+    @classmethod
+    def _build(
+        cls, urls: pa.Array, statuses: pa.Array, paths: pa.Array, gone: np.ndarray | None
+    ) -> ResumeIndex:
         index = cls()
         if len(urls) == 0:
             return index
         index._urls = urls.cast(pa.large_string())
         index._paths = paths.cast(pa.large_string())
         status = np.full(len(urls), _FAILED_CODE, dtype=np.uint8)
-        status[np.asarray(pc.fill_null(pc.equal(statuses, SUCCESS), False))] = _SUCCESS_CODE
+        status[_mask(pc.equal(statuses, SUCCESS))] = _SUCCESS_CODE
+        if gone is not None:
+            status = np.where(gone > 0, gone, status)
         index._status = status
         step = _DIGEST_STEP  # a batch of url strings as Python objects at a time
         keys = np.concatenate(
@@ -187,7 +217,24 @@ class ResumeIndex:
             return default
         if code == _FINISHED_CODE:
             return (FINISHED, None)
-        return (_STATUS_NAMES[code], self._paths[value].as_py())  # type: ignore[index]
+        status = GONE if code >= _GONE_BASE else _STATUS_NAMES[code]
+        return (status, self._paths[value].as_py())  # type: ignore[index]
+
+    def gone_reason(self, url: str) -> str | None:
+        """The failure reason of ``url`` when it is :data:`GONE`, else None.
+
+        Example:
+            >>> index = ResumeIndex.from_arrays(pa.array(["http://h/a"]), pa.array(["failed"]),
+            ...     pa.array([None], pa.string()), pa.array(["not_image"]))
+            >>> index["http://h/a"], index.gone_reason("http://h/a")
+            (('gone', None), 'not_image')
+        """
+        if self._extra and url in self._extra:
+            return None
+        slot, _ = self._find(url, url_digest(url))
+        value = int(self._values[slot]) if slot >= 0 else -1
+        code = int(self._status[value]) if value >= 0 else 0
+        return _GONE_REASONS[code - _GONE_BASE] if code >= _GONE_BASE else None
 
     def __getitem__(self, url: str) -> tuple[str, str | None]:
         found = self.get(url)
@@ -275,7 +322,8 @@ class ResumeIndex:
 def load_index(
     root: Path | str, *, manifest_name: str = MANIFEST_NAME, journal_name: str = JOURNAL_NAME
 ) -> ResumeIndex:
-    """``url -> (status, path)`` for every manifest row plus unmerged journal rows (journal wins).
+    """``url -> (status, path)`` for every manifest row plus unmerged journal rows (journal wins);
+    a url whose latest row is a permanent failure is :data:`GONE`.
 
     Loaded once per run (streaming: a batch of rows at a time) into a compact
     :class:`ResumeIndex`; afterwards each resume decision is a hash lookup.
@@ -287,19 +335,52 @@ def load_index(
     """
     root = Path(root)
     manifest = root / manifest_name
-    columns = ("url", "status", "path")
+    columns = ("url", "status", "path", "reason", "http_status")
     sources: list[TableSource] = []
     if manifest.exists():
         sources.append(lambda: _with_url(iter_manifest(manifest, columns)))
     sources.append(lambda: _with_url(journal_blocks(root, journal_name, columns)))
-    parts: dict[str, list[pa.Array]] = {name: [] for name in columns}
+    parts: dict[str, list[pa.Array]] = {name: [] for name in columns[:3]}
+    gone: list[np.ndarray] = []  # a byte a row: the reason and http_status are not kept
     for table in latest_rows(sources):
-        for name in columns:
+        for name in parts:
             parts[name].extend(table[name].cast(pa.large_string()).chunks)
+        gone.append(_gone_codes(table["status"], table["reason"], table["http_status"]))
     if not parts["url"]:
         return ResumeIndex()
-    urls, statuses, paths = (pa.concat_arrays(parts[name]) for name in columns)
-    return ResumeIndex.from_arrays(urls, statuses, paths)
+    urls, statuses, paths = (pa.concat_arrays(parts[name]) for name in parts)
+    return ResumeIndex._build(urls, statuses, paths, np.concatenate(gone))
+
+
+def _mask(condition: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean numpy mask of an Arrow condition (null = False)."""
+    return np.asarray(pc.fill_null(condition, False), dtype=bool)
+
+
+def _gone_codes(
+    statuses: pa.Array | pa.ChunkedArray,
+    reasons: pa.Array | pa.ChunkedArray,
+    http_statuses: pa.Array | pa.ChunkedArray | None,
+) -> np.ndarray:
+    """A byte a row: the GONE code of a failed row whose failure is permanent (by
+    :func:`~gbif_dl.fetch.result.is_permanent`, asked once per distinct status), else 0."""
+    codes = np.zeros(len(reasons), dtype=np.uint8)
+    failed = _mask(pc.equal(statuses, FAILED))
+    if not failed.any():
+        return codes
+    http = failed & _mask(pc.equal(reasons, Reason.HTTP_STATUS.value))
+    if http_statuses is not None and http.any():
+        seen = pc.unique(pc.drop_null(http_statuses.filter(pa.array(http)))).to_pylist()
+        permanent = [code for code in seen if is_permanent(Reason.HTTP_STATUS, code)]
+        http &= _mask(pc.is_in(http_statuses, pa.array(permanent, pa.int64())))
+    else:
+        http[:] = False
+    for position, reason in enumerate(_GONE_REASONS):
+        if reason == Reason.HTTP_STATUS.value:
+            codes[http] = _GONE_BASE + position
+        else:
+            codes[failed & _mask(pc.equal(reasons, reason))] = _GONE_BASE + position
+    return codes
 
 
 def _with_url(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:

@@ -8,6 +8,9 @@ Per record:
 
 - already done (the resume index says so and the writer still has it): skipped, no request; a
   file whose split or label changed is moved by the writer (:meth:`Writer.placement`);
+- failed permanently in an earlier run (a 404, an HTML page, ...: the index says
+  :data:`~gbif_dl.manifest.resume.GONE`): counted as failed under its old reason, its row kept
+  as it is, no request (unless ``retry_failed`` or ``overwrite``);
 - stored by a run killed before it journaled it (:meth:`Writer.find_existing`): adopted;
 - else fetched by the engine, stored by the writer (in a thread), journaled and counted.
 
@@ -35,6 +38,7 @@ from gbif_dl.fetch.engine import FetchConfig, FetchEngine
 from gbif_dl.fetch.result import FetchResult, Reason
 from gbif_dl.manifest import (
     FAILED,
+    GONE,
     JOURNAL_NAME,
     MANIFEST_NAME,
     SUCCESS,
@@ -116,6 +120,8 @@ class Run:
         writer: where files go (:class:`~gbif_dl.writers.base.Writer`).
         assign: the split assignment for records without a ``subset`` (None: none).
         overwrite: fetch and rewrite items that are already done.
+        retry_failed: request again the items whose latest row is a permanent failure (by
+            default a rerun leaves them failed; transient failures are always tried again).
         fail_threshold: stop once more than this share of fetched items failed.
         verbose: log every failed item at INFO level.
         progress: the progress display.
@@ -148,6 +154,7 @@ class Run:
         writer: Writer,
         assign: Assign | None = None,
         overwrite: bool = False,
+        retry_failed: bool = False,
         fail_threshold: float | None = None,
         verbose: bool = False,
         progress: Progress | None = None,
@@ -158,6 +165,7 @@ class Run:
         self.writer = writer
         self.assign = assign
         self.overwrite = overwrite
+        self.retry_failed = retry_failed
         self.fail_threshold = fail_threshold
         self.verbose = verbose
         self.progress = progress if progress is not None else Progress(mode=False)
@@ -189,10 +197,27 @@ class Run:
             if previous is not None and previous[0] in (_PENDING, _FINISHED[0]):
                 self._skip()  # the same url twice in one run
                 continue
+            if previous is not None and previous[0] == GONE and not self._retries_gone:
+                self._known_failure(url)
+                continue
             if not self.overwrite and await self._settle_done(record, previous):
                 continue
             self.index[url] = (_PENDING, previous[1] if previous else None)
             yield record
+
+    @property
+    def _retries_gone(self) -> bool:
+        return self.retry_failed or self.overwrite
+
+    def _known_failure(self, url: str) -> None:
+        """Count ``url``, failed permanently in an earlier run, as failed; its row stays."""
+        reason = self.index.gone_reason(url)
+        self.index[url] = _FINISHED
+        self.counters.count("failed", reason=reason)
+        self.counters.not_retried += 1
+        log = logger.info if self.verbose else logger.debug
+        log("not requesting %s again: it failed for good before (%s)", url, reason)
+        self.progress.update("failed")
 
     async def _settle_done(
         self, record: dict[str, Any], previous: tuple[str, str | None] | None

@@ -55,7 +55,9 @@ class DownloadStats(Mapping[str, Any]):
 
     Attributes:
         success: images fetched and stored by this run.
-        failed: items that failed in this run (see ``reasons``).
+        failed: items that failed in this run (see ``reasons``), including ``not_retried``.
+        not_retried: items that failed for good in an earlier run (a 404, an HTML page, ...)
+            and were not requested again (``retry_failed=True`` requests them).
         skipped: items already done before this run (no request made).
         reasons: failure counts by :class:`~gbif_dl.fetch.result.Reason` value.
         bytes: bytes of the images stored by this run.
@@ -79,6 +81,7 @@ class DownloadStats(Mapping[str, Any]):
     manifest: str = ""
     root: str = ""
     aborted: bool = False
+    not_retried: int = 0
 
     def __getitem__(self, key: str) -> Any:
         if key in STAT_KEYS:
@@ -111,6 +114,7 @@ class DownloadStats(Mapping[str, Any]):
             total.success += part.success
             total.failed += part.failed
             total.skipped += part.skipped
+            total.not_retried += part.not_retried
             total.bytes += part.bytes
             total.aborted = total.aborted or part.aborted
             for reason, count in part.reasons.items():
@@ -138,6 +142,7 @@ class Counters:
     bytes: int = 0
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     aborted: bool = False
+    not_retried: int = 0  # failed for good in an earlier run, not requested (part of failed)
 
     def count(self, outcome: str, *, reason: str | None = None, nbytes: int = 0) -> None:
         """Count one item: ``outcome`` is ``"success"``, ``"failed"`` or ``"skipped"``.
@@ -165,8 +170,9 @@ class Counters:
         """
         if fail_threshold is None:
             return False
-        fetched = self.success + self.failed
-        return fetched >= MIN_ITEMS_FOR_THRESHOLD and self.failed > fail_threshold * fetched
+        failed = self.failed - self.not_retried  # earlier runs' failures are not judged again
+        fetched = self.success + failed
+        return fetched >= MIN_ITEMS_FOR_THRESHOLD and failed > fail_threshold * fetched
 
     def stats(self, **fields: Any) -> DownloadStats:
         """The counts as :class:`DownloadStats`; ``fields`` set the others (``elapsed_s``, ...).
@@ -182,5 +188,6 @@ class Counters:
             reasons=dict(self.reasons),
             bytes=self.bytes,
             aborted=self.aborted,
+            not_retried=self.not_retried,
             **fields,
         )

@@ -44,10 +44,11 @@ def log_stats(stats: DownloadStats, what: str = "") -> None:
         >>> log_stats(DownloadStats(success=1, root="data"))
     """
     logger.info(
-        "%sdownloaded %d, failed %d, skipped %d in %.1f s into %s%s",
+        "%sdownloaded %d, failed %d%s, skipped %d in %.1f s into %s%s",
         what,
         stats.success,
         stats.failed,
+        f" ({stats.not_retried} from before, not requested again)" if stats.not_retried else "",
         stats.skipped,
         stats.elapsed_s,
         stats.root,
@@ -75,6 +76,7 @@ async def download_stream(items: Any, options: DownloadOptions) -> DownloadStats
             writer=make_writer(options.output, root, options.writer_options()),
             assign=options.assigner(),
             overwrite=options.overwrite,
+            retry_failed=options.retry_failed,
             fail_threshold=options.fail_threshold,
             verbose=options.verbose,
             progress=Progress(total=total, mode=options.progress),

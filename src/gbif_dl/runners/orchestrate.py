@@ -114,6 +114,7 @@ def run(
     fail_threshold: float | None = None,
     verbose: bool = False,
     output: str = "imagefolder",
+    retry_failed: bool = False,
 ) -> DownloadStats:
     """Download ``records`` into ``root`` in shards run by ``runner``; resumable.
 
@@ -131,6 +132,7 @@ def run(
         fetch: fetch settings of the whole job; the runner divides the caps among workers.
         assign: ``f(record) -> subset`` for records without one (the split assignment).
         overwrite: fetch everything again.
+        retry_failed: request again the items that failed for good in an earlier run.
         fail_threshold: a shard stops (and the job fails) above this share of failed items.
         verbose: log every failed item at INFO level.
         output: the layout, ``"imagefolder"`` or ``"hf"`` (a shardable writer).
@@ -152,6 +154,7 @@ def run(
         fetch=fetch,
         output=output,
         overwrite=overwrite,
+        retry_failed=retry_failed,
         fail_threshold=check_fail_threshold(fail_threshold),
         verbose=verbose,
     )
@@ -192,4 +195,5 @@ def run_download(items: Any, options: DownloadOptions) -> DownloadStats:
         fail_threshold=options.fail_threshold,
         verbose=options.verbose,
         output=options.output,
+        retry_failed=options.retry_failed,
     )

@@ -93,6 +93,7 @@ class ShardConfig:
             total caps among workers, see :func:`gbif_dl.runners.share_fetch`).
         output: the layout (a shardable name of :data:`gbif_dl.writers.registry.OUTPUTS`).
         overwrite: fetch and rewrite items that are already stored.
+        retry_failed: request again the items that failed for good in an earlier run.
         fail_threshold: stop the shard (without a done marker) when more than this share of
             its items fails.
         verbose: log every failed item at INFO level.
@@ -106,6 +107,7 @@ class ShardConfig:
     fetch: FetchConfig = DEFAULT_FETCH
     output: str = "imagefolder"
     overwrite: bool = False
+    retry_failed: bool = False
     fail_threshold: float | None = None
     verbose: bool = False
     lock_timeout_s: float = 600.0
@@ -193,6 +195,7 @@ def _run_records(
         root,
         writer=make_writer(config.output, root, shard=True),
         overwrite=config.overwrite,
+        retry_failed=config.retry_failed,
         fail_threshold=config.fail_threshold,
         verbose=config.verbose,
         progress=Progress(total=len(records), mode=False, desc=f"shard {shard_id}"),

@@ -340,6 +340,7 @@ class MediaHosts:
         self._total_lock = threading.Lock()
         self._total_in_flight = 0
         self._total_max_in_flight = 0
+        self._log: list[str] = []  # every request's URL, in the order they arrived
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -415,6 +416,20 @@ class MediaHosts:
                 out[state.key] = state.stats.copy()
         return out
 
+    def request_log(self) -> list[str]:
+        """The URL of every request received since start (or the last :meth:`reset_stats`), in
+        the order they arrived (``"http://127.0.0.2:PORT/media/1/0.jpg"``, ...).
+
+        Example:
+            >>> import urllib.request
+            >>> with MediaHosts(n_hosts=1) as hosts:
+            ...     _ = urllib.request.urlopen(f"{hosts.base_urls[0]}/media/1/0.jpg").read()
+            ...     hosts.request_log() == [f"{hosts.base_urls[0]}/media/1/0.jpg"]
+            True
+        """
+        with self._total_lock:
+            return list(self._log)
+
     def reset_stats(self) -> None:
         """Zero every counter and forget which faulted URLs were already requested."""
         for state in self._states:
@@ -425,6 +440,7 @@ class MediaHosts:
                 state.not_before.clear()
         with self._total_lock:
             self._total_max_in_flight = self._total_in_flight
+            self._log.clear()
 
     # the handler ------------------------------------------------------------------------------
 
@@ -443,6 +459,7 @@ class MediaHosts:
             with self._total_lock:
                 self._total_in_flight += 1
                 self._total_max_in_flight = max(self._total_max_in_flight, self._total_in_flight)
+                self._log.append(f"http://{state.key}{url}")
             status = 0
             sent = 0
             try:
