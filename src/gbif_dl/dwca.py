@@ -91,20 +91,7 @@ def generate_urls(
         >>> sorted(next(recs))[:4]
         ['basename', 'creator', 'datasetKey', 'format']
     """
-    options = SamplingOptions(
-        label=label,
-        mediatype=mediatype,
-        one_media_per_occurrence=one_media_per_occurrence,
-        license_info=license_info,
-        split_streams_by=split_streams_by or (),
-        nb_samples=nb_samples,
-        nb_samples_per_stream=nb_samples_per_stream,
-        weighted_streams=weighted_streams,
-        seed=seed,
-        licenses=None if licenses is None else tuple(licenses),
-        keep_unknown_licenses=keep_unknown_licenses,
-        dedupe=dedupe,
-    )
+    options = SamplingOptions.pick(locals())  # the sampling keywords of this signature
     resolved = resolve_archive(identifier, dwca_root_path, api_url=api_url)
     source = ArchiveSource(resolved.path)
     records = source.records(options)

@@ -225,4 +225,3 @@ class RecordBuilder:
         finally:
             if self.stats is not None:
                 self.stats.records += n
-

@@ -40,7 +40,7 @@ from gbif_dl.sources.archive.columns import (
 from gbif_dl.sources.archive.members import MemberReader
 from gbif_dl.sources.archive.meta import DataFileSpec
 from gbif_dl.sources.archive.occurrences import Window
-from gbif_dl.sources.archive.rules import ArchiveRules, check_media
+from gbif_dl.sources.archive.rules import ArchiveRules, CheckedMedia, check_media
 from gbif_dl.sources.archive.worker import WorkerProcess, open_occurrence_feed
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class StreamingJoin:
         return self._build.records(media, o, license_of[index], labels)
 
 
-def _candidates(batch: pa.RecordBatch, row0: int, checked: Any) -> pa.RecordBatch:
+def _candidates(batch: pa.RecordBatch, row0: int, checked: CheckedMedia) -> pa.RecordBatch:
     """The candidate rows of a parsed batch, as the few columns the join decides on."""
     index = checked.index
     take = arrow_int64(index)
@@ -262,7 +262,7 @@ def _cut(
 ) -> tuple[pa.RecordBatch | None, list[pa.RecordBatch]]:
     """The groups of whole occurrences ready to join, and the rows to carry over: the last
     occurrence's media may go on in the next batch (``carry`` are the last batch's)."""
-    groups = []
+    groups: list[pa.RecordBatch] = []
     keys = numpy_view(fresh.column("key"))
     if carry is not None:  # the carried occurrence's media continued?
         other = np.flatnonzero(keys != carry.column("key")[0].as_py())

@@ -128,9 +128,10 @@ class ArchiveRules:
     @staticmethod
     def license_codes(media: np.ndarray, occurrence: np.ndarray) -> np.ndarray:
         """Each media's licence code: its own, else its occurrence's (one dictionary)."""
-        return first_present(  # type: ignore[no-any-return]
+        codes: np.ndarray = first_present(
             "license", {"media": {"license": media}, "occurrence": {"license": occurrence}}
         )
+        return codes
 
     def drop_unlicensed(
         self, keep: np.ndarray, license_of: np.ndarray, licenses: Codes, skipped: Counter[str]
