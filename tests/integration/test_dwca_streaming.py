@@ -33,6 +33,7 @@ from gbif_dl.sources.archive import members as members_module
 from gbif_dl.sources.archive.build import python_strings
 from gbif_dl.sources.archive.columns import (
     SIMPLE_URL,
+    MediaPositions,
     RowBits,
     SortedSet,
     lowest_per_group,
@@ -663,3 +664,56 @@ def test_zlib_reads_what_isal_reads(monkeypatch: pytest.MonkeyPatch, shuffled: P
     monkeypatch.setattr(members_module, "INFLATE", zlib)
     assert list(_source(shuffled, streaming=True).records(label="speciesKey")) == fast
     assert list(_source(REAL, streaming=False).records(label="speciesKey")) == fast_real
+
+
+def test_media_positions_count_every_row_of_an_occurrence_across_batches() -> None:
+    """Each row's place among its occurrence's rows in file order, whatever the batches: with
+    ``keep_runs`` a key whose rows come back later is placed after its earlier rows (by
+    ``finish``), else the repeat is reported (the streaming join then falls back)."""
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        keys = np.repeat(rng.integers(0, 6, size=20), rng.integers(1, 4, size=20))
+        expected, seen = [], Counter()
+        for key in keys.tolist():
+            expected.append(seen[key])
+            seen[key] += 1
+        cuts = np.sort(rng.integers(0, keys.size, size=3))
+        kept, streamed = MediaPositions(keep_runs=True), MediaPositions(keep_runs=False)
+        places, runs, repeated = [], [], False
+        for part in np.split(keys, cuts):
+            place, run, _ = kept.add(part)
+            places.append(place)
+            runs.append(run)
+            repeated |= streamed.add(part)[2]
+        got = np.concatenate(places)
+        base = kept.finish()
+        if base is not None:
+            got = got + base[np.concatenate(runs)]
+        assert got.tolist() == expected
+        change = np.flatnonzero(keys[1:] != keys[:-1])
+        run_keys = np.append(keys[change], keys[-1])
+        assert repeated == (len(set(run_keys.tolist())) < run_keys.size)
+        assert (base is not None) == repeated
+
+
+def test_an_occurrence_whose_rows_are_apart_hands_over_to_the_three_passes(
+    shuffled: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One occurrence's last row moved behind the next occurrence's rows: the places of its
+    rows need every earlier row, so the streaming join hands over; the records are those of
+    the three passes."""
+    with zipfile.ZipFile(shuffled) as archive:
+        _, *rows = archive.read("multimedia.txt").decode().splitlines(keepends=True)
+    ids = [row.split("\t", 1)[0] for row in rows]
+    at = next(i for i in range(len(rows) // 2, len(rows) - 2) if ids[i] == ids[i - 1] != ids[i + 1])
+
+    def swap(rows: list[str]) -> list[str]:
+        return [*rows[:at], rows[at + 1], rows[at], *rows[at + 2 :]]
+
+    apart = _rewrite_media(shuffled, tmp_path / "apart.zip", swap)
+    caplog.set_level(logging.INFO, logger="gbif_dl.sources.archive")
+    for options in ({"label": "speciesKey"}, {"label": "speciesKey", "seed": 3}):
+        got, _, expected, _ = _both(apart, **options)
+        assert any("three passes" in message for message in caplog.messages)
+        _invariants(got)
+        assert sorted(r["url"] for r in got) == sorted(r["url"] for r in expected)
