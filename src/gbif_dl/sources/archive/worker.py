@@ -42,7 +42,14 @@ from gbif_dl.sources.archive.members import MemberReader
 from gbif_dl.sources.archive.meta import DataFileSpec, open_zip, read_meta
 from gbif_dl.sources.archive.occurrences import occurrence_messages
 
-__all__ = ["OccurrenceFeed", "WorkerProcess", "fork_is_safe", "main", "open_occurrence_feed"]
+__all__ = [
+    "ForkedProcess",
+    "OccurrenceFeed",
+    "WorkerProcess",
+    "fork_is_safe",
+    "main",
+    "open_occurrence_feed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +128,12 @@ def fork_is_safe() -> bool:
 
 
 class ForkedProcess:
-    """The parts of :class:`subprocess.Popen` the worker needs, for a forked child."""
+    """The parts of :class:`subprocess.Popen` the worker needs, for a forked child.
+
+    Example:
+        >>> ForkedProcess(os.getpid(), open(os.devnull, "rb")).returncode is None
+        True
+    """
 
     def __init__(self, pid: int, stdout: IO[bytes]) -> None:
         self.pid = pid
@@ -129,6 +141,7 @@ class ForkedProcess:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
+        """The exit code if the child ended (reaped now), else None."""
         if self.returncode is None:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
@@ -136,12 +149,14 @@ class ForkedProcess:
         return self.returncode
 
     def wait(self) -> int:
+        """Wait for the child to end; its exit code."""
         if self.returncode is None:
             _, status = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def kill(self) -> None:
+        """Stop the child (SIGKILL) unless it was reaped already."""
         if self.returncode is None:
             with suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
