@@ -118,7 +118,16 @@ class ArchiveRules:
         self, keep: np.ndarray, occ: Occurrences, pos: np.ndarray, skipped: Counter[str]
     ) -> None:
         """Clear ``keep`` for media whose occurrence (at ``pos``) has no label or misses a
-        split value (counted as ``missing_label``, ``missing_split_value``)."""
+        split value (counted as ``missing_label``, ``missing_split_value``).
+
+        Example:
+            >>> occ = Occurrences(np.array([1, 2]), {"family": np.array([0, 3])}, {}, {})
+            >>> keep, skipped = np.ones(2, bool), Counter()
+            >>> ArchiveRules(SamplingOptions(label="family")).drop_unlabelled(
+            ...     keep, occ, np.array([0, 1]), skipped)
+            >>> keep.tolist(), skipped["missing_label"]
+            ([False, True], 1)
+        """
         label = self.options.label
         if label is not None:
             drop(keep, occ.codes[label][pos] == 0, skipped, "missing_label")
@@ -127,7 +136,12 @@ class ArchiveRules:
 
     @staticmethod
     def license_codes(media: np.ndarray, occurrence: np.ndarray) -> np.ndarray:
-        """Each media's licence code: its own, else its occurrence's (one dictionary)."""
+        """Each media's licence code: its own, else its occurrence's (one dictionary).
+
+        Example:
+            >>> ArchiveRules.license_codes(np.array([0, 5]), np.array([2, 2])).tolist()
+            [2, 5]
+        """
         codes: np.ndarray = first_present(
             "license", {"media": {"license": media}, "occurrence": {"license": occurrence}}
         )
@@ -136,7 +150,16 @@ class ArchiveRules:
     def drop_unlicensed(
         self, keep: np.ndarray, license_of: np.ndarray, licenses: Codes, skipped: Counter[str]
     ) -> None:
-        """Clear ``keep`` for licences the allow-list refuses (counted as ``license``)."""
+        """Clear ``keep`` for licences the allow-list refuses (counted as ``license``).
+
+        Example:
+            >>> licenses = Codes(); _ = licenses.code("CC0_1_0"); _ = licenses.code("CC_BY_4_0")
+            >>> keep, skipped = np.ones(2, bool), Counter()
+            >>> ArchiveRules(SamplingOptions(licenses=["CC0_1_0"])).drop_unlicensed(
+            ...     keep, np.array([1, 2]), licenses, skipped)
+            >>> keep.tolist()
+            [True, False]
+        """
         accept = self.license_filter
         if accept is not None:
             allowed = np.array([accept(value) for value in licenses.values], dtype=bool)
@@ -147,7 +170,15 @@ class ArchiveRules:
     ) -> np.ndarray:
         """Which media keep their URL: not in ``seen`` and the first of their URL here (in the
         order given, file order); with ``done`` (rows yielded already), those win first.
-        Everything is True without dedupe."""
+        Everything is True without dedupe.
+
+        Example:
+            >>> rules, seen = ArchiveRules(SamplingOptions()), SortedSet()
+            >>> rules.first_urls(np.array([7, 8, 7]), seen).tolist()
+            [True, True, False]
+            >>> rules.first_urls(np.array([8, 9]), seen).tolist()
+            [False, True]
+        """
         if not self.options.dedupe or not url_hash.size:
             return np.ones(url_hash.size, dtype=bool)
         if done is None or not done.any():
@@ -159,18 +190,37 @@ class ArchiveRules:
 
     def media_ranks(self, keys: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The seeded rank (uint64) of each media from its occurrence key and its position
-        among the occurrence's multimedia rows (the search source ranks the same way)."""
+        among the occurrence's multimedia rows (the search source ranks the same way).
+
+        Example:
+            >>> from gbif_dl.sampling.ranks import media_rank
+            >>> rank = ArchiveRules(SamplingOptions(seed=3)).media_ranks(
+            ...     np.array([42]), np.array([1]))
+            >>> int(rank[0]) == media_rank(3, 42, 1)
+            True
+        """
         return media_ranks(self.options.seed, keys, positions)
 
     def one_per_occurrence(self, groups: np.ndarray, rank: np.ndarray) -> np.ndarray:
         """Positions (ascending) of the media kept: all, or with one media per occurrence the
-        lowest rank of each occurrence (``groups``; of equal ranks, the first)."""
+        lowest rank of each occurrence (``groups``; of equal ranks, the first).
+
+        Example:
+            >>> ArchiveRules(SamplingOptions()).one_per_occurrence(
+            ...     np.array([0, 0, 1]), np.array([9, 4, 7], dtype=np.uint64)).tolist()
+            [1, 2]
+        """
         if not self.options.one_media_per_occurrence or not groups.size:
             return np.arange(groups.size)
         return lowest_per_group(groups, rank)
 
     def sample_ranks(self, rank: np.ndarray) -> np.ndarray:
-        """The seeded order in which a stream's media fill its quota."""
+        """The seeded order in which a stream's media fill its quota.
+
+        Example:
+            >>> ArchiveRules(SamplingOptions(seed=1)).sample_ranks(np.array([5], np.uint64)).dtype
+            dtype('uint64')
+        """
         return splitmix64(rank ^ np.uint64(seed_value(self.options.seed, _SAMPLE_SALT)))
 
 

@@ -326,7 +326,12 @@ def _widen_pipe(fd: int) -> None:
 
 
 def main() -> None:
-    """A spawned worker: read the spec line on stdin, write pickled messages to stdout."""
+    """A spawned worker: read the spec line on stdin, write pickled messages to stdout.
+
+    Example:
+        >>> args = [sys.executable, "-c", _BOOT, root]                   # doctest: +SKIP
+        >>> subprocess.Popen(args, stdin=PIPE, stdout=PIPE)             # doctest: +SKIP
+    """
     _serve(json.loads(sys.stdin.buffer.readline()), sys.stdout.buffer)
 
 
