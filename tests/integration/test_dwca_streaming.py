@@ -717,3 +717,22 @@ def test_an_occurrence_whose_rows_are_apart_hands_over_to_the_three_passes(
         assert any("three passes" in message for message in caplog.messages)
         _invariants(got)
         assert sorted(r["url"] for r in got) == sorted(r["url"] for r in expected)
+
+
+def test_a_line_longer_than_an_arrow_block_is_always_noticed() -> None:
+    """Arrow cannot parse a line over more than two blocks: the check that sends such a chunk
+    to a one-block parse never misses a longer line (and lets short lines through), without
+    reading arrow's error messages."""
+    from gbif_dl.sources.archive.members import _may_hold_long_line
+
+    rng = np.random.default_rng(13)
+    for _ in range(500):
+        lengths = rng.choice([0, 3, 40, 300, 2000], size=int(rng.integers(1, 40)))
+        data = b"\n".join(b"x" * int(n) for n in lengths) + (b"\n" if rng.random() < 0.5 else b"")
+        limit = int(rng.choice([16, 100, 700, 5000]))
+        longest = int(max(lengths))
+        noticed = _may_hold_long_line(memoryview(data), limit)
+        if longest > limit:
+            assert noticed
+        if longest < limit // 2:
+            assert not noticed

@@ -65,15 +65,23 @@ def python_strings(values: pa.Array) -> list[Any]:
         ['a', None]
     """
     if len(values) >= _DICTIONARY_MIN_ROWS:
-        encoded = pc.dictionary_encode(values)
-        if len(encoded.dictionary) * 4 <= len(values):
-            distinct = [*encoded.dictionary.to_pylist(), None]
-            index = numpy_view(encoded.indices)
-            if encoded.indices.null_count:  # nulls: the None after the distinct values
-                index = np.where(mask(pc.is_null(encoded.indices)), len(distinct) - 1, index)
-            return pick(distinct, index)
+        decoded = _through_dictionary(values)
+        if decoded is not None:
+            return decoded
     strings: list[Any] = values.to_pylist()
     return strings
+
+
+def _through_dictionary(values: pa.Array) -> list[Any] | None:
+    """``values`` decoded through their dictionary, or None when over a quarter are distinct."""
+    encoded = pc.dictionary_encode(values)
+    if len(encoded.dictionary) * 4 > len(values):
+        return None
+    distinct = [*encoded.dictionary.to_pylist(), None]
+    index = numpy_view(encoded.indices)
+    if encoded.indices.null_count:  # nulls: the None after the distinct values
+        index = np.where(mask(pc.is_null(encoded.indices)), len(distinct) - 1, index)
+    return pick(distinct, index)
 
 
 def _int_or_none(text: str) -> int | str | None:
