@@ -217,8 +217,9 @@ def simple_urls(urls: pa.Array) -> np.ndarray:
 
 def _start_like_the_first(urls: pa.Array) -> np.ndarray:
     """The URLs that start like the batch's first one (its scheme, host and port checked here
-    once): valid without the regex. A batch's URLs mostly share them (measured: 4.5% less
-    main-process CPU, 4% less time on the 300,000-occurrence archive, 12 alternating runs)."""
+    once): valid without the regex. A batch's URLs mostly share them (measured on a
+    300,000-occurrence archive, five same-run A/Bs of 5-14 rounds: 1.4-8.2% less
+    main-process CPU, median 4.5%)."""
     simple = np.zeros(len(urls), dtype=bool)
     start = _URL_START.match(urls[0].as_py()) if len(urls) else None
     if start is not None:

@@ -170,7 +170,8 @@ def _parse_chunk(
 def _reuse(buffer: bytearray, size: int) -> bytearray:
     """``buffer`` again for a chunk of ``size`` bytes unless it is too small or much larger
     (its chunk was parsed: arrow copies the values): no fresh, zeroed megabyte per chunk
-    (measured: 3.6% less CPU on the 300,000-occurrence archive, 12 alternating runs)."""
+    (measured on a 300,000-occurrence archive, five same-run A/Bs of 5-14 rounds: 0-9.1%
+    less CPU, median 3.6%)."""
     return buffer if size <= len(buffer) <= 4 * size else bytearray(size)
 
 
