@@ -18,53 +18,26 @@ A new download from a search query (needs a GBIF account)::
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import logging
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gbif_dl.errors import ConfigError, TooManyDownloadsError
+from gbif_dl.errors import ConfigError
+from gbif_dl.options import SamplingOptions
 from gbif_dl.records import MediaRecord
-from gbif_dl.sources.archive import ArchiveSource, ArchiveStats, resolve_archive
+from gbif_dl.sources.archive import ArchiveSource, ArchiveStats, create_download, resolve_archive
+from gbif_dl.sources.archive.resolve import (
+    TOO_MANY_DOWNLOADS_WAIT_S,
+    doi_to_gbif_key,
+    is_doi,
+)
 
-__all__ = ["doi_to_gbif_key", "generate_urls", "is_doi", "request"]
+__all__ = ["TOO_MANY_DOWNLOADS_WAIT_S", "doi_to_gbif_key", "generate_urls", "is_doi", "request"]
 
 logger = logging.getLogger(__name__)
-
-#: First wait after GBIF refused a new download because too many are running (HTTP 420/429).
-TOO_MANY_DOWNLOADS_WAIT_S = 60.0
-
-
-def is_doi(identifier: str) -> bool:
-    """True when ``identifier`` is a DOI (``10.x/y``, ``doi:10.x/y``, ``https://doi.org/...``).
-
-    Example:
-        >>> is_doi("10.15468/dl.vnm42s"), is_doi("xyz")
-        (True, False)
-    """
-    from gbif_dl.gbif.params import normalize_doi
-
-    return normalize_doi(identifier) is not None
-
-
-def doi_to_gbif_key(doi: str, *, api_url: str | None = None) -> str:
-    """The GBIF download key of a download DOI, from GBIF's download metadata.
-
-    Example:
-        >>> doi_to_gbif_key("10.15468/dl.vnm42s")  # doctest: +SKIP
-        '0117522-200613084148143'
-    """
-    from gbif_dl._aio import run_sync
-    from gbif_dl.gbif.client import GbifClient
-
-    async def lookup() -> str:
-        async with GbifClient(api_url) as gbif:
-            return str((await gbif.download_metadata(doi))["key"])
-
-    return run_sync(lookup())
 
 
 def generate_urls(
@@ -118,22 +91,10 @@ def generate_urls(
         >>> sorted(next(recs))[:4]
         ['basename', 'creator', 'datasetKey', 'format']
     """
+    options = SamplingOptions.pick(locals())  # the sampling keywords of this signature
     resolved = resolve_archive(identifier, dwca_root_path, api_url=api_url)
     source = ArchiveSource(resolved.path)
-    records = source.records(
-        label=label,
-        mediatype=mediatype,
-        one_media_per_occurrence=one_media_per_occurrence,
-        license_info=license_info,
-        split_streams_by=split_streams_by,
-        nb_samples=nb_samples,
-        nb_samples_per_stream=nb_samples_per_stream,
-        weighted_streams=weighted_streams,
-        seed=seed,
-        licenses=licenses,
-        keep_unknown_licenses=keep_unknown_licenses,
-        dedupe=dedupe,
-    )
+    records = source.records(options)
     return _yield(records, source, stats, resolved.path if delete and resolved.fetched else None)
 
 
@@ -187,8 +148,6 @@ def request(
         >>> urls = request({"taxonKey": 212, "country": ["FR", "DE"]}, label="speciesKey",
         ...                user="me", password="secret")  # doctest: +SKIP
     """
-    from gbif_dl._aio import run_sync
-    from gbif_dl.gbif.client import GbifClient
     from gbif_dl.gbif.params import to_predicate
 
     unknown = set(options) - _GENERATE_OPTIONS
@@ -200,55 +159,24 @@ def request(
     query = dict(queries)
     if mediatype is not None and not any(k.lower() == "mediatype" for k in query):
         query["mediaType"] = mediatype
-    predicate = to_predicate(query)
-
-    async def create_and_wait() -> str:
-        async with GbifClient(api_url, user=user, password=password) as gbif:
-            started = time.monotonic()
-            wait = too_many_wait_s
-            while True:
-                try:
-                    key = await gbif.request_download(predicate, format="DWCA")
-                    break
-                except TooManyDownloadsError as exc:
-                    waited = time.monotonic() - started
-                    if timeout_s is not None and waited + wait > timeout_s:
-                        raise
-                    logger.warning("%s; trying again in %.0f s", exc, wait)
-                    await asyncio.sleep(wait)
-                    wait = min(wait * 2, max_interval_s)
-            logger.info("GBIF download %s requested; waiting for it", key)
-            remaining = (
-                None if timeout_s is None else max(0.0, timeout_s - (time.monotonic() - started))
-            )
-            await gbif.wait_for_download(
-                key,
-                poll_interval_s=poll_interval_s,
-                max_interval_s=max_interval_s,
-                timeout_s=remaining,
-                on_status=on_status,
-            )
-            return key
-
-    key = run_sync(create_and_wait())
+    key = create_download(
+        to_predicate(query),
+        user=user,
+        password=password,
+        api_url=api_url,
+        poll_interval_s=poll_interval_s,
+        max_interval_s=max_interval_s,
+        timeout_s=timeout_s,
+        too_many_wait_s=too_many_wait_s,
+        on_status=on_status,
+        log=logger,
+    )
     return generate_urls(
         key, dwca_root_path, label=label, mediatype=mediatype, api_url=api_url, **options
     )
 
 
-_GENERATE_OPTIONS = frozenset(
-    {
-        "license_info",
-        "one_media_per_occurrence",
-        "delete",
-        "split_streams_by",
-        "nb_samples",
-        "nb_samples_per_stream",
-        "weighted_streams",
-        "seed",
-        "licenses",
-        "keep_unknown_licenses",
-        "dedupe",
-        "stats",
-    }
-)
+#: The keyword options of :func:`generate_urls` that :func:`request` passes on.
+_GENERATE_OPTIONS = frozenset(inspect.signature(generate_urls).parameters) - {
+    "identifier", "dwca_root_path", "label", "mediatype", "api_url"
+}  # fmt: skip

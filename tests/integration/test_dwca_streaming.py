@@ -27,25 +27,22 @@ import pyarrow.compute as pc
 import pytest
 
 from gbif_dl.errors import ArchiveError
-from gbif_dl.sources import archive as archive_module
-from gbif_dl.sources._occurrence_worker import _ForkedProcess, fork_is_safe
-from gbif_dl.sources.archive import (
-    _HASH_BITS,
-    _SIMPLE_URL,
-    _VARIED_MIN_ROWS,
-    ArchiveSource,
-    _HashSet,
-    _Lookup,
-    _lowest_per_group,
-    _Occurrences,
-    _Options,
-    _ParsedMedia,
-    _pick,
-    _RecordBuilder,
-    _RowBits,
-    _simple_urls,
-    _trim,
+from gbif_dl.sources.archive import ArchiveSource
+from gbif_dl.sources.archive import build as build_module
+from gbif_dl.sources.archive import members as members_module
+from gbif_dl.sources.archive.build import python_strings
+from gbif_dl.sources.archive.columns import (
+    SIMPLE_URL,
+    MediaPositions,
+    RowBits,
+    SortedSet,
+    lowest_per_group,
+    pick,
+    simple_urls,
+    trim,
 )
+from gbif_dl.sources.archive.join import ParsedMedia
+from gbif_dl.sources.archive.worker import ForkedProcess, fork_is_safe
 from gbif_dl.testing import Population
 from gbif_dl.testing.archive import write_dwca
 
@@ -131,7 +128,7 @@ def test_streaming_equals_three_passes_in_a_worker_process(
     got, streamed, expected, _ = _both(shuffled, worker=start, label="speciesKey")
     assert got == expected and got
     process = streamed._occurrence_process
-    assert isinstance(process, _ForkedProcess if start == "fork" else subprocess.Popen)
+    assert isinstance(process, ForkedProcess if start == "fork" else subprocess.Popen)
     assert process.returncode is not None  # it ran, and was reaped
     assert _assert_same(REAL, worker=start, label="scientificName") == _assert_same(
         REAL, label="scientificName"
@@ -311,7 +308,7 @@ def test_a_forked_worker_leaves_the_parents_output_and_exit_handlers_alone() -> 
     )
     stdout = _run_on_real(script)
     expected = len(list(_source(REAL, streaming=False).records(label="speciesKey")))
-    assert stdout == f"unflushed _ForkedProcess {expected}\nexit-handler\n"
+    assert stdout == f"unflushed ForkedProcess {expected}\nexit-handler\n"
 
 
 def test_a_forked_worker_keeps_none_of_the_parents_files_open(tmp_path: Path) -> None:
@@ -327,7 +324,7 @@ def test_a_forked_worker_keeps_none_of_the_parents_files_open(tmp_path: Path) ->
         records = source.records(label="speciesKey")
         next(records)
         process = source._occurrence_process
-        assert isinstance(process, _ForkedProcess)
+        assert isinstance(process, ForkedProcess)
         held = {int(fd) for fd in os.listdir(f"/proc/{process.pid}/fd")}
         records.close()  # type: ignore[attr-defined]
     finally:
@@ -356,7 +353,7 @@ def test_parsed_media_gives_rows_across_batches_and_forgets_joined_ones() -> Non
     """The streaming join takes record fields of its kept rows from the parsed batches: by file
     row number, across batch boundaries, a column a batch lacks as empty strings; batches that
     end at or before the carried rows are dropped (memory stays bounded)."""
-    parsed = _ParsedMedia()
+    parsed = ParsedMedia()
     sizes = [5, 3, 4]
     row0 = 0
     for number, size in enumerate(sizes):
@@ -385,13 +382,13 @@ def test_streaming_join_holds_only_the_batches_it_still_needs(
     """Over a file of many batches the join keeps the parsed batches of its carried-over rows
     only (two at a time here), not every batch read so far."""
     held: list[int] = []
-    add = _ParsedMedia.add
+    add = ParsedMedia.add
 
-    def counting_add(self: _ParsedMedia, row0: int, batch: pa.RecordBatch) -> None:
+    def counting_add(self: ParsedMedia, row0: int, batch: pa.RecordBatch) -> None:
         add(self, row0, batch)
         held.append(len(self.batches))
 
-    monkeypatch.setattr(_ParsedMedia, "add", counting_add)
+    monkeypatch.setattr(ParsedMedia, "add", counting_add)
     tiny = {"block_size": 1 << 10, "batch_rows": 16}  # a few rows per chunk and batch
     streamed = _source(shuffled, streaming=True, **tiny).records(label="speciesKey")
     passes = _source(shuffled, streaming=False, **tiny).records(label="speciesKey")
@@ -402,7 +399,7 @@ def test_streaming_join_holds_only_the_batches_it_still_needs(
 
 def test_hash_set_agrees_with_a_python_set() -> None:
     rng = np.random.default_rng(0)
-    seen, reference = _HashSet(), set()
+    seen, reference = SortedSet(), set()
     for batch in _stream_of_sets(rng):
         new = seen.add(batch)
         assert new.tolist() == [int(v) not in reference for v in batch]
@@ -412,7 +409,7 @@ def test_hash_set_agrees_with_a_python_set() -> None:
 def test_hash_set_keeps_the_first_of_repeated_values() -> None:
     """Repeats within a batch: only the first of equal values is new, in input order."""
     rng = np.random.default_rng(4)
-    seen, reference = _HashSet(), set()
+    seen, reference = SortedSet(), set()
     for _ in range(30):
         batch = rng.integers(-50, 50, size=int(rng.integers(1, 200)))
         expected = []
@@ -423,12 +420,13 @@ def test_hash_set_keeps_the_first_of_repeated_values() -> None:
 
 
 def test_hash_set_is_exact_when_low_bits_collide() -> None:
-    """Values sharing their low bits set the same bitmap bit: membership is still exact
-    (the sorted arrays decide), for members and non-members alike, negative values too."""
+    """Values sharing their low bits (the bits a bitmap in front of the set would use):
+    membership is exact (the sorted arrays decide), for members and non-members alike,
+    negative values too."""
     rng = np.random.default_rng(6)
-    stride = np.int64(_HASH_BITS)
+    stride = np.int64(1 << 25)
     base = rng.choice(1000, size=300, replace=False).astype(np.int64)  # distinct
-    seen, reference = _HashSet(), set()
+    seen, reference = SortedSet(), set()
     for step in range(-6, 7):  # every value shares its low bits with those of other steps
         batch = base + stride * step
         batch = batch[rng.permutation(batch.size)]
@@ -442,18 +440,17 @@ def test_hash_set_is_exact_when_low_bits_collide() -> None:
     assert not seen.add(base).any()
 
 
-def test_lookup_follows_its_growing_list() -> None:
-    """Picks see the values appended since the last pick, across the array's regrowth."""
+def test_pick_follows_its_growing_list() -> None:
+    """Picks see the values appended since the last pick."""
     rng = np.random.default_rng(7)
     values: list[Any] = [""]
-    lookup = _Lookup(values)
     for step in range(40):
         values.extend([f"v{step}-{k}" if k % 3 else None for k in range(step * 5)])
         values.append(step)  # any object, not only strings
         index = rng.integers(0, len(values), size=int(rng.integers(0, 60)))
-        assert lookup.pick(index) == [values[i] for i in index.tolist()]
-    assert _pick(["a", "b", "c"], np.array([2, 2, 0])) == ["c", "c", "a"]
-    assert _pick(["a"], np.array([], dtype=np.int64)) == []
+        assert pick(values, index) == [values[i] for i in index.tolist()]
+    assert pick(["a", "b", "c"], np.array([2, 2, 0])) == ["c", "c", "a"]
+    assert pick(["a"], np.array([], dtype=np.int64)) == []
 
 
 def test_simple_urls_agree_with_the_regex_whatever_the_first_url() -> None:
@@ -480,8 +477,8 @@ def test_simple_urls_agree_with_the_regex_whatever_the_first_url() -> None:
     for _ in range(200):
         values = [pool[i] for i in rng.integers(0, len(pool), size=int(rng.integers(1, 12)))]
         urls = pa.array(values, type=pa.string())
-        expected = [re.match(_SIMPLE_URL, v) is not None for v in values]
-        assert _simple_urls(urls).tolist() == expected, values
+        expected = [re.match(SIMPLE_URL, v) is not None for v in values]
+        assert simple_urls(urls).tolist() == expected, values
 
 
 def _lowest_reference(groups: list[int], rank: list[int]) -> list[int]:
@@ -502,10 +499,10 @@ def test_lowest_rank_per_group_matches_a_plain_loop(runs: bool) -> None:
         if runs:
             groups.sort()
         rank = rng.integers(0, 4, size=size).astype(np.uint64)  # many ties
-        got = _lowest_per_group(groups, rank).tolist()
+        got = lowest_per_group(groups, rank).tolist()
         assert got == _lowest_reference(groups.tolist(), rank.tolist())
     singles = np.arange(10)
-    assert _lowest_per_group(singles, np.zeros(10, dtype=np.uint64)).tolist() == list(range(10))
+    assert lowest_per_group(singles, np.zeros(10, dtype=np.uint64)).tolist() == list(range(10))
 
 
 _PADDED = [
@@ -525,34 +522,27 @@ _PADDED = [
 def test_trim_equals_arrow_trim(start: int) -> None:
     """The shortcut never changes a value: the same strings as arrow's trim, sliced or not."""
     values = pa.array(_PADDED * 3).slice(start)
-    assert _trim(values).to_pylist() == pc.utf8_trim_whitespace(values).to_pylist()
+    assert trim(values).to_pylist() == pc.utf8_trim_whitespace(values).to_pylist()
     clean = pa.array(["a", "b c", "", "d"] * 3).slice(start)
-    assert _trim(clean) is clean  # nothing to trim: no copy
+    assert trim(clean) is clean  # nothing to trim: no copy
     padded = pa.array(["a ", "b"])
-    assert _trim(padded) is not padded
+    assert trim(padded) is not padded
 
 
 def test_media_strings_through_dictionaries_equal_plain_conversion() -> None:
-    """Few distinct values: decoded through the dictionary; many: value by value, and the
-    column is remembered as varied once a large batch showed it (a small batch with few
-    repeats, like an occurrence's media carried over, does not condemn the column). All
-    give the trimmed strings."""
-    empty = np.empty(0, dtype=np.int64)
-    options = _Options("speciesKey", None, True, True, [], None, None, False, 0, None, True)
-    builder = _RecordBuilder(_Occurrences(empty, {}, {}, {}), options)
+    """Few distinct values: decoded through the dictionary; many: value by value. All give
+    the trimmed strings (nulls as None)."""
     repeated = pa.array([" CC-BY ", "CC0", "\u00a0CC-BY-NC"] * 200)
     few_rows = pa.array([f" page {i} " for i in range(600)])
-    varied = pa.array([f" page {i} " for i in range(_VARIED_MIN_ROWS)])
-    for name, values in (("format", repeated), ("references", few_rows), ("creator", few_rows)):
-        assert list(builder.strings(name, values)) == [v.strip() for v in values.to_pylist()]
-    assert builder.varied == set()
-    assert list(builder.strings("references", varied)) == [v.strip() for v in varied.to_pylist()]
-    assert builder.varied == {"references"}
-    names = pa.array([f"name {i % 40}" for i in range(_VARIED_MIN_ROWS)])
-    assert list(builder.strings("creator", names)) == names.to_pylist()  # few: not varied
-    assert builder.varied == {"references"}
+    varied = pa.array([f" page {i} " for i in range(4096)])
+    for values in (repeated, few_rows, varied):
+        assert python_strings(trim(values)) == [v.strip() for v in values.to_pylist()]
+    names = pa.array([f"name {i % 40}" for i in range(4096)])
+    assert python_strings(trim(names)) == names.to_pylist()
     short = pa.array([" a"] * 10)  # too short to bother with a dictionary
-    assert list(builder.strings("creator", short)) == ["a"] * 10
+    assert python_strings(trim(short)) == ["a"] * 10
+    gaps = pa.array(["x", None, "y", None] * 100)  # nulls: missing values
+    assert python_strings(gaps) == gaps.to_pylist()
 
 
 def test_streaming_equals_three_passes_with_default_batches(
@@ -560,23 +550,23 @@ def test_streaming_equals_three_passes_with_default_batches(
 ) -> None:
     """Default batch sizes: the media columns with few distinct values of the real download
     go through their dictionaries, and the records are still those of the three passes."""
-    decoded: list[str] = []  # columns decoded through their dictionary
-    plain, plain_pick = _RecordBuilder.strings, archive_module._pick
+    decoded: list[set[Any]] = []  # the values of the columns decoded through their dictionary
+    plain, plain_pick = python_strings, build_module.pick
     picks: list[int] = []
 
-    def pick(table: Any, index: np.ndarray) -> list[Any]:
+    def counting_pick(table: Any, index: np.ndarray) -> list[Any]:
         picks.append(len(table))
         return plain_pick(table, index)
 
-    def strings(builder: _RecordBuilder, name: str, values: pa.Array) -> Any:
+    def strings(values: pa.Array) -> Any:
         before = len(picks)
-        result = plain(builder, name, values)
+        result = plain(values)
         if len(picks) > before:  # only the dictionary path picks from the distinct values
-            decoded.append(name)
+            decoded.append(set(result))
         return result
 
-    monkeypatch.setattr(archive_module, "_pick", pick)
-    monkeypatch.setattr(_RecordBuilder, "strings", strings)
+    monkeypatch.setattr(build_module, "pick", counting_pick)
+    monkeypatch.setattr(build_module, "python_strings", strings)
     for options in ({"label": "speciesKey"}, {"label": "family", "license_info": False}):
         streamed = ArchiveSource(REAL)
         passes = ArchiveSource(REAL)
@@ -584,12 +574,13 @@ def test_streaming_equals_three_passes_with_default_batches(
         got = list(streamed.records(**options))
         assert got and got == list(passes.records(**options))
         assert streamed.stats == passes.stats
-    assert "format" in decoded and "publisher" in decoded
+    assert any("image/jpeg" in values for values in decoded)  # the format column
+    assert any("iNaturalist" in values for values in decoded)  # the publisher column
 
 
 def test_row_bits_remember_exactly_the_rows_added() -> None:
     rng = np.random.default_rng(1)
-    bits, reference = _RowBits(), set()
+    bits, reference = RowBits(), set()
     for _ in range(30):
         rows = np.unique(rng.integers(0, 200_000, size=500))
         bits.add(rows)
@@ -620,7 +611,7 @@ def test_chunks_cut_at_line_ends_and_together_are_the_data(block_size: int) -> N
     ]
     source = ArchiveSource(REAL, block_size=block_size)
     header, chunks = set(), []
-    for first_line, chunk in source._chunks(io.BytesIO(b"".join(lines)), source.core):
+    for first_line, chunk in source.reader.chunks(io.BytesIO(b"".join(lines)), source.core):
         header.add(first_line)
         chunks.append(bytes(chunk))
     assert header == {b"h1\th2"}
@@ -630,9 +621,7 @@ def test_chunks_cut_at_line_ends_and_together_are_the_data(block_size: int) -> N
 
 
 def test_a_line_longer_than_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gbif_dl.sources import archive
-
-    monkeypatch.setattr(archive, "_MAX_LINE_BYTES", 2048)
+    monkeypatch.setattr(members_module, "MAX_LINE_BYTES", 2048)
     with pytest.raises(ArchiveError, match="line longer than 2048 bytes"):
         list(ArchiveSource(REAL, block_size=1 << 8).records(label="speciesKey"))
 
@@ -669,11 +658,81 @@ def test_zlib_reads_what_isal_reads(monkeypatch: pytest.MonkeyPatch, shuffled: P
     """Where ISA-L cannot be installed, zlib inflates the members: the same records."""
     import zlib
 
-    from gbif_dl.sources import archive
-
     fast = list(_source(shuffled, streaming=True).records(label="speciesKey"))
     fast_real = list(_source(REAL, streaming=False).records(label="speciesKey"))
-    assert archive._INFLATE is not zlib
-    monkeypatch.setattr(archive, "_INFLATE", zlib)
+    assert members_module.INFLATE is not zlib
+    monkeypatch.setattr(members_module, "INFLATE", zlib)
     assert list(_source(shuffled, streaming=True).records(label="speciesKey")) == fast
     assert list(_source(REAL, streaming=False).records(label="speciesKey")) == fast_real
+
+
+def test_media_positions_count_every_row_of_an_occurrence_across_batches() -> None:
+    """Each row's place among its occurrence's rows in file order, whatever the batches: with
+    ``keep_runs`` a key whose rows come back later is placed after its earlier rows (by
+    ``finish``), else the repeat is reported (the streaming join then falls back)."""
+    rng = np.random.default_rng(12)
+    for _ in range(200):
+        keys = np.repeat(rng.integers(0, 6, size=20), rng.integers(1, 4, size=20))
+        expected, seen = [], Counter()
+        for key in keys.tolist():
+            expected.append(seen[key])
+            seen[key] += 1
+        cuts = np.sort(rng.integers(0, keys.size, size=3))
+        kept, streamed = MediaPositions(keep_runs=True), MediaPositions(keep_runs=False)
+        places, runs, repeated = [], [], False
+        for part in np.split(keys, cuts):
+            place, run, _ = kept.add(part)
+            places.append(place)
+            runs.append(run)
+            repeated |= streamed.add(part)[2]
+        got = np.concatenate(places)
+        base = kept.finish()
+        if base is not None:
+            got = got + base[np.concatenate(runs)]
+        assert got.tolist() == expected
+        change = np.flatnonzero(keys[1:] != keys[:-1])
+        run_keys = np.append(keys[change], keys[-1])
+        assert repeated == (len(set(run_keys.tolist())) < run_keys.size)
+        assert (base is not None) == repeated
+
+
+def test_an_occurrence_whose_rows_are_apart_hands_over_to_the_three_passes(
+    shuffled: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One occurrence's last row moved behind the next occurrence's rows: the places of its
+    rows need every earlier row, so the streaming join hands over; the records are those of
+    the three passes."""
+    with zipfile.ZipFile(shuffled) as archive:
+        _, *rows = archive.read("multimedia.txt").decode().splitlines(keepends=True)
+    ids = [row.split("\t", 1)[0] for row in rows]
+    at = next(i for i in range(len(rows) // 2, len(rows) - 2) if ids[i] == ids[i - 1] != ids[i + 1])
+
+    def swap(rows: list[str]) -> list[str]:
+        return [*rows[:at], rows[at + 1], rows[at], *rows[at + 2 :]]
+
+    apart = _rewrite_media(shuffled, tmp_path / "apart.zip", swap)
+    caplog.set_level(logging.INFO, logger="gbif_dl.sources.archive")
+    for options in ({"label": "speciesKey"}, {"label": "speciesKey", "seed": 3}):
+        got, _, expected, _ = _both(apart, **options)
+        assert any("three passes" in message for message in caplog.messages)
+        _invariants(got)
+        assert sorted(r["url"] for r in got) == sorted(r["url"] for r in expected)
+
+
+def test_a_line_longer_than_an_arrow_block_is_always_noticed() -> None:
+    """Arrow cannot parse a line over more than two blocks: the check that sends such a chunk
+    to a one-block parse never misses a longer line (and lets short lines through), without
+    reading arrow's error messages."""
+    from gbif_dl.sources.archive.members import _may_hold_long_line
+
+    rng = np.random.default_rng(13)
+    for _ in range(500):
+        lengths = rng.choice([0, 3, 40, 300, 2000], size=int(rng.integers(1, 40)))
+        data = b"\n".join(b"x" * int(n) for n in lengths) + (b"\n" if rng.random() < 0.5 else b"")
+        limit = int(rng.choice([16, 100, 700, 5000]))
+        longest = int(max(lengths))
+        noticed = _may_hold_long_line(memoryview(data), limit)
+        if longest > limit:
+            assert noticed
+        if longest < limit // 2:
+            assert not noticed

@@ -346,3 +346,16 @@ def test_zip_bomb_ratio_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ArchiveError, match="zip bomb"):
         list(ArchiveSource(path).records(label="speciesKey"))
+
+
+def test_records_take_sampling_options_or_their_keywords() -> None:
+    """One SamplingOptions, or its fields as keywords (``label`` defaulting to speciesKey):
+    the same records; both at once is refused before any reading."""
+    from gbif_dl.options import SamplingOptions
+
+    source = ArchiveSource(REAL)
+    by_keywords = list(source.records(seed=3, licenses=["CC_BY_NC_4_0"]))
+    options = SamplingOptions(label="speciesKey", seed=3, licenses=["CC_BY_NC_4_0"])
+    assert by_keywords and list(source.records(options)) == by_keywords
+    with pytest.raises(ConfigError, match="either a SamplingOptions or keywords"):
+        source.records(options, seed=4)

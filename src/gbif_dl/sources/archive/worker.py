@@ -2,8 +2,8 @@
 
 The main process reads the multimedia file and builds the records; meanwhile this worker
 inflates and parses ``occurrence.txt`` (the larger file, often 200+ columns) and sends compact
-messages (see ``ArchiveSource._occurrence_messages``) down a pipe, so the two files are read on
-two cores.
+messages (see :func:`~gbif_dl.sources.archive.occurrences.occurrence_messages`) down a pipe,
+so the two files are read on two cores.
 
 On Linux, in a process with no other Python thread, the worker is a fork of this process: it
 starts in a millisecond with numpy and pyarrow already imported, and shares their pages.
@@ -13,8 +13,8 @@ Windows) it is a plain ``python -c`` child, not :mod:`multiprocessing`: nothing 
 no worker can start, the main process reads the occurrences itself.
 
 Example:
-    >>> with open_occurrence_feed(source, archive, ["speciesKey"]) as feed:  # doctest: +SKIP
-    ...     first = next(feed)
+    >>> with open_occurrence_feed(reader, archive, core, ["speciesKey"]) as feed:  # doctest: +SKIP
+    ...     first = next(feed.messages)
 """
 
 from __future__ import annotations
@@ -33,13 +33,23 @@ import warnings
 import zipfile
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Union
+from typing import IO, Any, Literal, Union
 
 from gbif_dl.errors import ArchiveError
+from gbif_dl.sources.archive.members import MemberReader
+from gbif_dl.sources.archive.meta import DataFileSpec, open_zip, read_meta
+from gbif_dl.sources.archive.occurrences import occurrence_messages
 
-if TYPE_CHECKING:
-    from gbif_dl.sources.archive import ArchiveSource
+__all__ = [
+    "ForkedProcess",
+    "OccurrenceFeed",
+    "WorkerProcess",
+    "fork_is_safe",
+    "main",
+    "open_occurrence_feed",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -54,29 +64,51 @@ _OCCURRENCE_BLOCKS = 2
 _QUIET_BLAS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 _BOOT = (
     "import sys; sys.path.insert(0, sys.argv[1]); "
-    "from gbif_dl.sources._occurrence_worker import main; main()"
+    "from gbif_dl.sources.archive.worker import main; main()"
 )
+
+
+@dataclass(frozen=True)
+class OccurrenceFeed:
+    """The occurrence messages and the worker process sending them (``None``: read here)."""
+
+    messages: Iterator[dict[str, Any]]
+    process: WorkerProcess | None
 
 
 @contextmanager
 def open_occurrence_feed(
-    source: ArchiveSource, archive: zipfile.ZipFile, wanted: Sequence[str]
-) -> Iterator[Iterator[dict[str, Any]]]:
-    """The occurrence messages of ``source``: from a worker process for a big file, else
-    read here. Leaving the block stops the worker.
+    reader: MemberReader,
+    archive: zipfile.ZipFile,
+    core: DataFileSpec,
+    wanted: Sequence[str],
+    *,
+    min_bytes: int,
+    start: Literal["auto", "fork", "spawn"] = "auto",
+) -> Iterator[OccurrenceFeed]:
+    """The occurrence messages of ``core``: from a worker process when the file has at least
+    ``min_bytes`` (uncompressed), else read here. Leaving the block stops the worker.
+
+    ``start``: ``"auto"`` forks this process where that is safe (:func:`fork_is_safe`) and
+    starts a new interpreter elsewhere; ``"fork"`` or ``"spawn"`` choose (a fork that cannot
+    happen falls back to a new interpreter).
 
     Example:
-        >>> with open_occurrence_feed(source, archive, ["speciesKey"]) as feed:  # doctest: +SKIP
-        ...     keys = next(feed)["keys"]
+        >>> with open_occurrence_feed(reader, zf, core, ["speciesKey"], min_bytes=0) as feed:
+        ...     keys = next(feed.messages)["keys"]  # doctest: +SKIP
     """
-    size = archive.getinfo(source.core.location).file_size
+    size = archive.getinfo(core.location).file_size
     worker = None
-    if size >= source.worker_min_bytes and (os.cpu_count() or 1) > 1:
-        worker = _Worker.start(source, wanted)
-    source._occurrence_process = None if worker is None else worker.process
-    local: Generator[dict[str, Any], None, None] = source._occurrence_messages(archive, wanted)
+    if size >= min_bytes and (os.cpu_count() or 1) > 1:
+        worker = _Worker.start(reader, wanted, start)
+    local: Generator[dict[str, Any], None, None] = occurrence_messages(
+        reader, archive, core, wanted
+    )
     try:
-        yield local if worker is None else worker.messages(local)
+        if worker is None:
+            yield OccurrenceFeed(local, None)
+        else:
+            yield OccurrenceFeed(worker.messages(local), worker.process)
     finally:
         local.close()
         if worker is not None:
@@ -95,8 +127,13 @@ def fork_is_safe() -> bool:
     return sys.platform == "linux" and hasattr(os, "fork") and threading.active_count() == 1
 
 
-class _ForkedProcess:
-    """The parts of :class:`subprocess.Popen` the worker needs, for a forked child."""
+class ForkedProcess:
+    """The parts of :class:`subprocess.Popen` the worker needs, for a forked child.
+
+    Example:
+        >>> ForkedProcess(os.getpid(), open(os.devnull, "rb")).returncode is None
+        True
+    """
 
     def __init__(self, pid: int, stdout: IO[bytes]) -> None:
         self.pid = pid
@@ -104,6 +141,7 @@ class _ForkedProcess:
         self.returncode: int | None = None
 
     def poll(self) -> int | None:
+        """The exit code if the child ended (reaped now), else None."""
         if self.returncode is None:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
             if pid:
@@ -111,42 +149,45 @@ class _ForkedProcess:
         return self.returncode
 
     def wait(self) -> int:
+        """Wait for the child to end; its exit code."""
         if self.returncode is None:
             _, status = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
 
     def kill(self) -> None:
+        """Stop the child (SIGKILL) unless it was reaped already."""
         if self.returncode is None:
             with suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
 
-_Process = Union["subprocess.Popen[bytes]", _ForkedProcess]
+WorkerProcess = Union["subprocess.Popen[bytes]", "ForkedProcess"]
 
 
 class _Worker:
     """A running worker process and the end of its pipe."""
 
-    def __init__(self, process: _Process, errors: IO[bytes] | None, where: str) -> None:
+    def __init__(self, process: WorkerProcess, errors: IO[bytes] | None, where: str) -> None:
         self.process = process
         self.errors = errors  # the child's stderr (a spawned one's)
         self.where = where
 
     @classmethod
-    def start(cls, source: ArchiveSource, wanted: Sequence[str]) -> _Worker | None:
-        """A forked worker where that is safe (``source.worker_start``), else a new
-        interpreter; None if neither starts."""
+    def start(
+        cls, reader: MemberReader, wanted: Sequence[str], how: Literal["auto", "fork", "spawn"]
+    ) -> _Worker | None:
+        """A forked worker where that is safe (see ``how``), else a new interpreter; None if
+        neither starts."""
         spec = {
-            "path": str(source.path),
+            "path": str(reader.path),
             "wanted": list(wanted),
             # chunks twice as large: an occurrence line has some 240 fields, so a chunk holds
             # few rows and arrow's cost per parse call counts (on the benchmark archive, 8
             # alternating runs: worker CPU 2.21 -> 2.14 s, its peak RSS 94 -> 97 MB)
-            "block_size": _OCCURRENCE_BLOCKS * source.block_size,
-            "batch_rows": source.batch_rows,
+            "block_size": _OCCURRENCE_BLOCKS * reader.block_size,
+            "batch_rows": reader.batch_rows,
         }
-        how = source.worker_start
         if how == "fork" or (how == "auto" and fork_is_safe()):
             worker = cls._fork(spec)
             if worker is not None:
@@ -185,7 +226,7 @@ class _Worker:
                 os._exit(code)
         os.close(write_fd)
         _widen_pipe(read_fd)
-        return cls(_ForkedProcess(pid, os.fdopen(read_fd, "rb")), None, spec["path"])
+        return cls(ForkedProcess(pid, os.fdopen(read_fd, "rb")), None, spec["path"])
 
     @classmethod
     def _spawn(cls, spec: dict[str, Any]) -> _Worker | None:
@@ -285,14 +326,17 @@ def _widen_pipe(fd: int) -> None:
 
 
 def main() -> None:
-    """A spawned worker: read the spec line on stdin, write pickled messages to stdout."""
+    """A spawned worker: read the spec line on stdin, write pickled messages to stdout.
+
+    Example:
+        >>> args = [sys.executable, "-c", _BOOT, root]                   # doctest: +SKIP
+        >>> subprocess.Popen(args, stdin=PIPE, stdout=PIPE)             # doctest: +SKIP
+    """
     _serve(json.loads(sys.stdin.buffer.readline()), sys.stdout.buffer)
 
 
 def _serve(spec: dict[str, Any], out: IO[bytes]) -> None:
     """Read the occurrences ``spec`` names and write their messages, pickled, to ``out``."""
-    from gbif_dl.sources.archive import ArchiveSource
-
     outbox: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=_OUTBOX)
 
     def send() -> None:
@@ -309,11 +353,12 @@ def _serve(spec: dict[str, Any], out: IO[bytes]) -> None:
     sender = threading.Thread(target=send, name="gbif-dl-occurrences", daemon=True)
     sender.start()
     try:
-        source = ArchiveSource(
-            spec["path"], block_size=spec["block_size"], batch_rows=spec["batch_rows"]
+        reader = MemberReader(
+            Path(spec["path"]), block_size=spec["block_size"], batch_rows=spec["batch_rows"]
         )
-        with source._open_zip() as archive:
-            for message in source._occurrence_messages(archive, spec["wanted"]):
+        with open_zip(reader.path) as archive:
+            core, _ = read_meta(archive, reader.where)
+            for message in occurrence_messages(reader, archive, core, spec["wanted"]):
                 outbox.put(message)
     except BaseException as exc:  # every failure goes to the main process
         outbox.put({"error": str(exc), "kind": type(exc).__name__})
