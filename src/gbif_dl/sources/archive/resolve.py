@@ -97,8 +97,6 @@ def default_cache_dir() -> Path:
 
 #: Download formats whose zip has no multimedia extension, hence no media URLs.
 MEDIALESS_FORMATS = frozenset({"SIMPLE_CSV", "SIMPLE_PARQUET", "SIMPLE_AVRO", "SPECIES_LIST"})
-_URL_CHUNK = 1 << 16
-_URL_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,64 +224,28 @@ def _url_file_name(url: str) -> str:
 
 
 async def _fetch_url(url: str, root: Path) -> Path:
-    """Stream a zip at ``url`` into the cache, resuming a partial file with ``Range``."""
-    import asyncio  # here: the archive reader (and its worker process) never fetches
-
-    import aiohttp
+    """Fetch a zip at ``url`` into the cache with the client's one resumable file fetch."""
+    from gbif_dl.errors import GbifApiError
+    from gbif_dl.gbif.downloads import fetch_file
 
     dest = root / _url_file_name(url)
     if _is_complete(dest, None):
         logger.info("using the cached archive %s", dest)
         return dest
-    part = dest.with_name(dest.name + ".part")
-    timeout = aiohttp.ClientTimeout(total=None, connect=60, sock_read=120)
-    failures = 0
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        while True:
-            offset = part.stat().st_size if part.exists() else 0
-            headers = {"Range": f"bytes={offset}-"} if offset else {}
-            expected: int | None = None
-            try:
-                async with session.get(url, headers=headers) as response:
-                    if response.status == 416 and offset:
-                        part.unlink()
-                        continue
-                    if response.status not in (200, 206):
-                        from gbif_dl.errors import GbifApiError
-
-                        raise GbifApiError(
-                            f"fetching the archive {url} failed with HTTP {response.status}; "
-                            "check the URL",
-                            url=url,
-                            status=response.status,
-                        )
-                    mode = "ab" if response.status == 206 and offset else "wb"
-                    done = offset if mode == "ab" else 0
-                    if response.content_length is not None:
-                        expected = done + response.content_length
-                    with part.open(mode) as out:
-                        async for chunk in response.content.iter_chunked(_URL_CHUNK):
-                            out.write(chunk)
-                            done += len(chunk)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
-                failures += 1
-                if failures >= _URL_ATTEMPTS:
-                    raise ArchiveError(
-                        f"fetching {url} keeps failing ({exc}); the partial file {part} is kept "
-                        "and resumed next time",
-                        path=str(part),
-                    ) from exc
-                logger.warning("fetching %s was cut (%s); resuming", url, exc)
-                await asyncio.sleep(min(2.0**failures * 0.1, 5.0))
-                continue
-            size = part.stat().st_size
-            if expected is not None and size < expected:
-                failures += 1
-                if failures >= _URL_ATTEMPTS:
-                    raise ArchiveError(f"{url} keeps arriving incomplete", path=str(part))
-                continue
-            break
-    os.replace(part, dest)
+    try:
+        await fetch_file(url, dest, progress=_progress_logger(dest.name))
+    except GbifApiError as exc:
+        if exc.status and exc.status >= 400:  # the server said no: the URL itself is wrong
+            raise GbifApiError(
+                f"fetching the archive {url} failed with HTTP {exc.status}; check the URL",
+                url=url,
+                status=exc.status,
+            ) from exc
+        raise ArchiveError(
+            f"fetching {url} keeps failing ({exc}); the partial file is kept and resumed "
+            "next time",
+            path=str(dest) + ".part",
+        ) from exc
     if not _is_complete(dest, None):
         dest.unlink()
         raise ArchiveError(
