@@ -61,10 +61,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from gbif_dl._version import __version__
 from gbif_dl.errors import ConfigError
 from gbif_dl.fetch import images
+from gbif_dl.fetch.guard import AddressGuard
 from gbif_dl.fetch.http import Attempt, fetch_once
 from gbif_dl.fetch.result import FetchResult, FetchSummary, Reason
 from gbif_dl.fetch.retry import DEFAULT_RETRY, RetryPolicy
@@ -114,6 +116,17 @@ class FetchConfig:
         user_agent: the ``User-Agent`` header.
         is_valid_file: gbif-dl 0.1 compatible check, called with the body; False -> ``INVALID``.
         lookahead: records pending at most (default ``max(8 * concurrency, 1024)``).
+        allow_private: let media URLs and redirects reach private, loopback and link-local
+            addresses (local mirrors, simulators); off by default, also on with the environment
+            variable ``GBIF_DL_ALLOW_PRIVATE=1``. Refused requests fail with
+            ``Reason.BLOCKED_ADDRESS`` before any connection (see :mod:`gbif_dl.fetch.guard`).
+        allowed_services: ``(address, port)`` pairs let through the guard besides those this
+            process registered with :func:`gbif_dl.fetch.guard.allow_service` (the runners
+            add those here, so worker processes know them).
+        resolver: an aiohttp resolver for host names (tests map names to addresses with it);
+            the guard wraps it. None: aiohttp's default.
+        max_pixels: images whose header claims more pixels fail with
+            ``Reason.TOO_MANY_PIXELS`` before any decode (decode check or resize).
 
     Example:
         >>> FetchConfig(concurrency=32, per_host=4, max_size=512).per_host
@@ -136,6 +149,10 @@ class FetchConfig:
     user_agent: str = f"gbif-dl/{__version__} (+https://github.com/gbif-dl/gbif-dl)"
     is_valid_file: Callable[[bytes], bool] | None = None
     lookahead: int | None = None
+    allow_private: bool = False
+    allowed_services: frozenset[tuple[str, int]] = frozenset()
+    resolver: AbstractResolver | None = None
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         problems = []
@@ -160,6 +177,8 @@ class FetchConfig:
             problems.append(f"proxy must be an http(s) URL (got {self.proxy!r})")
         if self.lookahead is not None and self.lookahead < 1:
             problems.append(f"lookahead must be >= 1 or None (got {self.lookahead})")
+        if self.max_pixels < 1:
+            problems.append(f"max_pixels must be >= 1 (got {self.max_pixels})")
         if self.retry.retries < 0:
             problems.append(f"retry.retries must be >= 0 (got {self.retry.retries})")
         if problems:
@@ -298,6 +317,9 @@ class _Run:
             sock_read=config.read_timeout_s,
         )
         self.session: aiohttp.ClientSession
+        self.guard = AddressGuard(
+            True if config.allow_private else None, services=config.allowed_services
+        )
 
     # the run ----------------------------------------------------------------------------------
 
@@ -305,8 +327,12 @@ class _Run:
         self, records: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]
     ) -> FetchSummary:
         started = time.monotonic()
+        resolver = self.guard.resolver(self.config.resolver)
         connector = aiohttp.TCPConnector(
-            limit=self.config.concurrency, limit_per_host=self.config.per_host, ttl_dns_cache=300
+            limit=self.config.concurrency,
+            limit_per_host=self.config.per_host,
+            ttl_dns_cache=300,
+            resolver=resolver,
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
@@ -327,6 +353,8 @@ class _Run:
             self.timers.clear()
             await asyncio.gather(*pending, return_exceptions=True)
             await self.session.close()
+            if self.config.resolver is None:  # ours to close (the caller's is the caller's)
+                await resolver.close()
             if self.pool is not None:
                 self.pool.shutdown(wait=True, cancel_futures=True)
         self.summary.elapsed_s = time.monotonic() - started
@@ -460,6 +488,7 @@ class _Run:
                 max_bytes=self.config.max_bytes,
                 max_redirects=self.config.max_redirects,
                 proxy=self.config.proxy,
+                guard=self.guard,
             )
         finally:
             host.active -= 1
@@ -506,6 +535,10 @@ class _Run:
         if self.config.is_valid_file is not None and not self._is_valid(body):
             return self._failed(item, Reason.INVALID, "is_valid_file returned False", common)
         ext, mime = attempt.image_type
+        if self.config.max_size is not None or self.config.decode_check:
+            too_many = images.pixel_problem(images.image_size(body), self.config.max_pixels)
+            if too_many is not None:  # refused from the header: nothing decoded
+                return self._failed(item, Reason.TOO_MANY_PIXELS, too_many, common)
         if self.config.max_size is not None:
             outcome = await self._off_loop_resize(body)
             if not isinstance(outcome, images.ResizedImage):
@@ -513,7 +546,7 @@ class _Run:
             body, width, height, ext, mime = outcome
             size: tuple[int, int] | None = (width, height)
         elif self.config.decode_check:
-            problem = await asyncio.to_thread(images.check_decodes, body)
+            problem = await asyncio.to_thread(_check_decodes, body, self.config.max_pixels)
             if problem is not None:
                 return self._failed(item, Reason.DECODE_ERROR, problem, common)
             size = images.image_size(body)
@@ -563,11 +596,12 @@ class _Run:
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
             self.pool,
-            _prepare,
+            images.prepare,
             body,
             self.config.max_size,
             self.config.jpeg_quality,
             self.config.decode_check,
+            self.config.max_pixels,
         )
         if isinstance(outcome, images.ResizedImage):
             return outcome
@@ -594,15 +628,8 @@ class _Run:
             self._check_done()
 
 
-def _prepare(
-    body: bytes, max_size: int, quality: int, decode_check: bool
-) -> images.ResizedImage | tuple[str, str]:
-    """Process-pool job: optional decode check, then resize; the image or (reason, detail)."""
-    if decode_check:
-        problem = images.check_decodes(body)
-        if problem is not None:
-            return (Reason.DECODE_ERROR.value, problem)
+def _check_decodes(body: bytes, max_pixels: int) -> str | None:
     try:
-        return images.resize_image(body, max_size, quality)
-    except Exception as exc:  # Pillow raises many types for undecodable data
-        return (Reason.RESIZE_ERROR.value, f"{type(exc).__name__}: {exc}"[:500])
+        return images.check_decodes(body, max_pixels)
+    except images.TooManyPixels as exc:  # the header said less than the decoder saw
+        return f"too many pixels: {exc}"

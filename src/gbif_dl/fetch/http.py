@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from gbif_dl.fetch.guard import AddressGuard, BlockedAddressError
 from gbif_dl.fetch.images import SNIFF_BYTES, ImageType, sniff_image
 from gbif_dl.fetch.result import Reason
 from gbif_dl.fetch.retry import RETRYABLE_STATUSES, parse_retry_after
@@ -74,8 +75,13 @@ async def fetch_once(
     max_bytes: int = 50 * 2**20,
     max_redirects: int = 5,
     proxy: str | None = None,
+    guard: AddressGuard | None = None,
 ) -> Attempt:
     """Fetch ``url`` once and classify the outcome; never raises for network or HTTP trouble.
+
+    With a ``guard``, the URL and every redirect hop whose host is an IP literal are checked
+    before the request, and host names by the guard's resolver (the session's connector, see
+    :meth:`AddressGuard.resolver`); a refusal is ``Reason.BLOCKED_ADDRESS``, not retried.
 
     Example:
         >>> async def main(url: str) -> Attempt:
@@ -91,6 +97,8 @@ async def fetch_once(
     status: int | None = None
     try:
         for _hop in range(max_redirects + 1):
+            if guard is not None:
+                guard.check_url(current)
             async with session.get(
                 current, allow_redirects=False, timeout=timeout, proxy=proxy
             ) as response:
@@ -126,6 +134,8 @@ async def fetch_once(
             final_url=current,
             detail=f"more than {max_redirects} redirects",
         )
+    except BlockedAddressError as exc:
+        return _blocked(exc, status, current)
     except asyncio.TimeoutError:
         return Attempt(reason=Reason.TIMEOUT, status=status, retryable=True, detail="timed out")
     except aiohttp.ClientPayloadError as exc:
@@ -133,6 +143,9 @@ async def fetch_once(
     except aiohttp.InvalidURL as exc:
         return Attempt(reason=Reason.UNSAFE_URL, status=status, detail=f"invalid URL: {exc}")
     except aiohttp.ClientError as exc:
+        blocked = _blocked_cause(exc)
+        if blocked is not None:  # the guarded resolver refused; aiohttp wrapped its error
+            return _blocked(blocked, status, current)
         return Attempt(
             reason=Reason.NETWORK,
             status=status,
@@ -146,6 +159,23 @@ async def fetch_once(
             retryable=True,
             detail=f"{type(exc).__name__}: {exc}"[:500],
         )
+
+
+def _blocked_cause(exc: BaseException) -> BlockedAddressError | None:
+    seen: BaseException | None = exc
+    for _ in range(8):  # the cause chain aiohttp builds is short
+        if seen is None:
+            return None
+        if isinstance(seen, BlockedAddressError):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
+    return None
+
+
+def _blocked(exc: BlockedAddressError, status: int | None, url: str) -> Attempt:
+    return Attempt(
+        reason=Reason.BLOCKED_ADDRESS, status=status, final_url=url, detail=str(exc)[:500]
+    )
 
 
 def _redirect_target(response: aiohttp.ClientResponse) -> str | None:

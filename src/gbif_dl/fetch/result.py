@@ -38,6 +38,10 @@ class Reason(str, enum.Enum):
     WRITE_ERROR = "write_error"  #: a writer could not store the file
     RESIZE_ERROR = "resize_error"  #: resizing / re-encoding failed
     CANCELLED = "cancelled"  #: the run was stopped before the record finished
+    #: the URL or a redirect leads to a private, loopback or link-local address (SSRF guard)
+    BLOCKED_ADDRESS = "blocked_address"
+    #: the image header claims more pixels than ``max_pixels`` (refused before decoding)
+    TOO_MANY_PIXELS = "too_many_pixels"
 
 
 @dataclass(slots=True, kw_only=True)
