@@ -51,6 +51,7 @@ _DIRECT_FLAGS = (
     "runner",
     "workers",
     "dask_address",
+    "allow_private",
 )
 
 

@@ -30,9 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "SNIFF_BYTES",
-    "TooManyPixels",
     "ImageType",
     "ResizedImage",
+    "TooManyPixels",
     "check_decodes",
     "image_size",
     "pixel_problem",
