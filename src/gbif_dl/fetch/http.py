@@ -134,31 +134,31 @@ async def fetch_once(
             final_url=current,
             detail=f"more than {max_redirects} redirects",
         )
-    except BlockedAddressError as exc:
-        return _blocked(exc, status, current)
-    except asyncio.TimeoutError:
+    except (asyncio.TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+        return _failure(exc, status, current)
+
+
+def _failure(exc: BaseException, status: int | None, url: str) -> Attempt:
+    """The Attempt for an exception of one request: blocked, timeout, truncated, unsafe URL or
+    a (retryable) network error."""
+    blocked = _blocked_cause(exc)  # the guard, directly or wrapped by aiohttp's connector
+    if blocked is not None:
+        return Attempt(
+            reason=Reason.BLOCKED_ADDRESS, status=status, final_url=url, detail=str(blocked)[:500]
+        )
+    if isinstance(exc, asyncio.TimeoutError):
         return Attempt(reason=Reason.TIMEOUT, status=status, retryable=True, detail="timed out")
-    except aiohttp.ClientPayloadError as exc:
+    if isinstance(exc, aiohttp.ClientPayloadError):
         return Attempt(reason=Reason.TRUNCATED, status=status, retryable=True, detail=str(exc))
-    except aiohttp.InvalidURL as exc:
+    if isinstance(exc, aiohttp.InvalidURL):
         return Attempt(reason=Reason.UNSAFE_URL, status=status, detail=f"invalid URL: {exc}")
-    except aiohttp.ClientError as exc:
-        blocked = _blocked_cause(exc)
-        if blocked is not None:  # the guarded resolver refused; aiohttp wrapped its error
-            return _blocked(blocked, status, current)
-        return Attempt(
-            reason=Reason.NETWORK,
-            status=status,
-            retryable=True,
-            detail=f"{type(exc).__name__}: {exc}"[:500],
-        )
-    except (OSError, ValueError) as exc:  # socket errors aiohttp did not wrap; bad header values
-        return Attempt(
-            reason=Reason.NETWORK,
-            status=status,
-            retryable=True,
-            detail=f"{type(exc).__name__}: {exc}"[:500],
-        )
+    # other client errors; socket errors aiohttp did not wrap; bad header values
+    return Attempt(
+        reason=Reason.NETWORK,
+        status=status,
+        retryable=True,
+        detail=f"{type(exc).__name__}: {exc}"[:500],
+    )
 
 
 def _blocked_cause(exc: BaseException) -> BlockedAddressError | None:
@@ -170,12 +170,6 @@ def _blocked_cause(exc: BaseException) -> BlockedAddressError | None:
             return seen
         seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
     return None
-
-
-def _blocked(exc: BlockedAddressError, status: int | None, url: str) -> Attempt:
-    return Attempt(
-        reason=Reason.BLOCKED_ADDRESS, status=status, final_url=url, detail=str(exc)[:500]
-    )
 
 
 def _redirect_target(response: aiohttp.ClientResponse) -> str | None:
