@@ -326,3 +326,49 @@ def test_engine_refuses_a_pixel_bomb_from_its_header(pixel_bomb: Path, tmp_path:
 def _no_leftover_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("GBIF_DL_ALLOW_PRIVATE", raising=False)
     yield
+
+
+# --- many large bodies at once ------------------------------------------------------------------
+
+_BODIES = """
+import json, sys
+from gbif_dl._aio import run_sync
+from gbif_dl.fetch.engine import FetchConfig, FetchEngine
+from gbif_dl.records import make_record
+urls = json.loads(sys.argv[1])
+sizes = []
+def on_result(result):
+    sizes.append(len(result.body or b"") if result.ok else str(result.reason))
+config = FetchConfig(concurrency=16, per_host=16, max_bytes=60 * 2**20, **json.loads(sys.argv[2]))
+run_sync(FetchEngine(config).run([make_record(u) for u in urls], on_result))
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+print(json.dumps({"sizes": sizes, "peak_mb": int(status) // 1024}))
+"""
+
+
+def _bodies_peak(urls: list[str], **config: Any) -> tuple[list[Any], int]:
+    import json
+    import os
+
+    done = subprocess.run(
+        [sys.executable, "-c", _BODIES, json.dumps(urls), json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "GBIF_DL_ALLOW_PRIVATE": "1"},  # this test's media host
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    return out["sizes"], out["peak_mb"]
+
+
+def test_many_large_bodies_in_flight_stay_within_the_memory_budget() -> None:
+    """16 bodies of 50 MiB at concurrency 16: each spills to a temp file while it downloads and
+    at most ``memory_budget`` bytes of them are loaded at once (the old engine held all of
+    them: about 16 x 50 MiB = 800 MB)."""
+    size = 50 * 2**20
+    with MediaHosts(n_hosts=1) as hosts:
+        urls = [f"{hosts.base_urls[0]}/big/{size}/{i}.jpg" for i in range(16)]
+        sizes, peak_mb = _bodies_peak(urls, memory_budget=100 * 2**20)
+    assert sizes == [size] * 16
+    assert peak_mb < 400

@@ -51,12 +51,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,6 +128,11 @@ class FetchConfig:
             the guard wraps it. None: aiohttp's default.
         max_pixels: images whose header claims more pixels fail with
             ``Reason.TOO_MANY_PIXELS`` before any decode (decode check or resize).
+        spill_bytes: a body growing past this streams into an anonymous temp file instead of
+            memory while it downloads.
+        memory_budget: bytes of spilled bodies loaded in memory at once (to validate, resize
+            and hand to ``on_result``); default ``max(256 MiB, max_bytes)``, never below
+            ``max_bytes``. In memory at most: this plus ``concurrency * spill_bytes``.
 
     Example:
         >>> FetchConfig(concurrency=32, per_host=4, max_size=512).per_host
@@ -153,6 +159,8 @@ class FetchConfig:
     allowed_services: frozenset[tuple[str, int]] = frozenset()
     resolver: AbstractResolver | None = None
     max_pixels: int = images.DEFAULT_MAX_PIXELS
+    spill_bytes: int = 4 * 2**20
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -177,12 +185,19 @@ class FetchConfig:
             problems.append(f"proxy must be an http(s) URL (got {self.proxy!r})")
         if self.lookahead is not None and self.lookahead < 1:
             problems.append(f"lookahead must be >= 1 or None (got {self.lookahead})")
+        if self.spill_bytes < 1:
+            problems.append(f"spill_bytes must be >= 1 (got {self.spill_bytes})")
         if self.max_pixels < 1:
             problems.append(f"max_pixels must be >= 1 (got {self.max_pixels})")
         if self.retry.retries < 0:
             problems.append(f"retry.retries must be >= 0 (got {self.retry.retries})")
         if problems:
             raise ConfigError("invalid FetchConfig: " + "; ".join(problems) + ".")
+
+    @property
+    def body_budget(self) -> int:
+        """Bytes of spilled bodies loaded in memory at once (see ``memory_budget``)."""
+        return max(self.memory_budget or 256 * 2**20, self.max_bytes)
 
     @property
     def pending_limit(self) -> int:
@@ -317,6 +332,7 @@ class _Run:
             sock_read=config.read_timeout_s,
         )
         self.session: aiohttp.ClientSession
+        self.budget = _ByteBudget(config.body_budget)
         self.guard = AddressGuard(
             True if config.allow_private else None, services=config.allowed_services
         )
@@ -458,19 +474,25 @@ class _Run:
 
     async def _process(self, item: _Item) -> None:
         holding_global = True
+        attempt: Attempt | None = None
         try:
             attempt = await self._attempt(item)
             if not attempt.ok and self._schedule_retry(item, attempt):
                 holding_global = False
                 self._release_global()
                 return
-            result = await self._result(item, attempt)
-            await self._report(result)
+            async with self.budget.hold(attempt.size if attempt.spool is not None else 0):
+                if attempt.spool is not None:
+                    await asyncio.to_thread(attempt.load)
+                result = await self._result(item, attempt)
+                await self._report(result)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug or on_result raised: stop the run
             self._fail(exc)
         finally:
+            if attempt is not None:
+                attempt.discard()  # a spilled body never read (cancelled, failed): deleted
             if holding_global:
                 self._release_global()
 
@@ -489,6 +511,7 @@ class _Run:
                 max_redirects=self.config.max_redirects,
                 proxy=self.config.proxy,
                 guard=self.guard,
+                spill_bytes=self.config.spill_bytes,
             )
         finally:
             host.active -= 1
@@ -633,3 +656,28 @@ def _check_decodes(body: bytes, max_pixels: int) -> str | None:
         return images.check_decodes(body, max_pixels)
     except images.TooManyPixels as exc:  # the header said less than the decoder saw
         return f"too many pixels: {exc}"
+
+
+class _ByteBudget:
+    """Bytes held in memory at once: :meth:`hold` waits until ``size`` fits under ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.limit)
+        if size <= 0:
+            yield
+            return
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            async with self.changed:
+                self.used -= size
+                self.changed.notify_all()

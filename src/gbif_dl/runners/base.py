@@ -2,7 +2,6 @@
 
 Example:
     >>> from gbif_dl.fetch.engine import FetchConfig
-from gbif_dl.fetch.guard import allowed_services
     >>> share_fetch(FetchConfig(concurrency=128, per_host=16), 4).per_host
     4
 """
