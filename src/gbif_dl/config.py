@@ -111,6 +111,7 @@ class RunConfig:
     runner: str | None = None
     workers: int | None = None
     dask_address: str | None = None
+    allow_private: bool | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -283,6 +284,7 @@ class RunConfig:
             "runner": self.runner,
             "workers": self.workers,
             "dask_address": self.dask_address,
+            "allow_private": self.allow_private,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -348,6 +350,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "runner": (str,),
     "workers": (int,),
     "dask_address": (str,),
+    "allow_private": (bool,),
 }
 
 

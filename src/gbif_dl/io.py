@@ -68,6 +68,7 @@ async def download_async(
     max_size: int | None = None,
     decode_check: bool = False,
     max_bytes: int | None = None,
+    allow_private: bool = False,
     progress: bool | None = None,
     fail_threshold: float | None = None,
     verbose: bool = False,
@@ -103,6 +104,7 @@ def download(
     max_size: int | None = None,
     decode_check: bool = False,
     max_bytes: int | None = None,
+    allow_private: bool = False,
     progress: bool | None = None,
     fail_threshold: float | None = None,
     verbose: bool = False,
@@ -137,6 +139,9 @@ def download(
         max_size: resize so the longest side is at most this many pixels.
         decode_check: fully decode each image and reject those that do not decode.
         max_bytes: reject bodies larger than this.
+        allow_private: let media URLs and redirects reach private, loopback and link-local
+            addresses (a local mirror); refused by default with reason ``blocked_address``
+            (also allowed by the environment variable ``GBIF_DL_ALLOW_PRIVATE=1``).
         progress: None = a bar on a terminal, log lines otherwise; True/False to force.
         fail_threshold: stop early when more than this share of items fails (0..1).
         verbose: log every failed item at INFO level.

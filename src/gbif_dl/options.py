@@ -180,6 +180,7 @@ FETCH_KEYWORDS = (
     "max_bytes",
     "proxy",
     "is_valid_file",
+    "allow_private",
 )
 _DEPRECATED = ("tcp_connections", "nb_workers", "batch_size")
 

@@ -589,7 +589,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_images(
         root = tmp_path / "interrupted"
         cmd = [*_gbif_dl_command(), "download", "--api-url", simulation.api_url, "-o", str(root)]
         cmd += ["--query", "basisOfRecord=HUMAN_OBSERVATION", "--nb-samples", "100"]
-        cmd += ["--concurrency", "2", "--label", "speciesKey"]
+        cmd += ["--concurrency", "2", "--label", "speciesKey", "--allow-private"]
         process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         journal = root / ".gbif-dl-journal.jsonl"
         deadline = time.monotonic() + 60

@@ -37,13 +37,14 @@ def _command() -> list[str]:
 
 
 def gbif_dl_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `gbif-dl ARGS` and return what it did (never raises on a non-zero exit)."""
+    """Run `gbif-dl ARGS` and return what it did (never raises on a non-zero exit); the child
+    may reach this test's loopback servers (GBIF_DL_ALLOW_PRIVATE=1: they are not its own)."""
     return subprocess.run(
         [*_command(), *args],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "GBIF_DL_ALLOW_PRIVATE": "1", **(env or {})},
     )
 
 

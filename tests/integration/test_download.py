@@ -416,7 +416,7 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
         records_file = tmp_path / "records.json"
         records_file.write_text(json.dumps(records))
         root = tmp_path / "data"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "GBIF_DL_ALLOW_PRIVATE": "1"}
         child = subprocess.Popen(
             [sys.executable, str(HERE / "kill_helper.py"), str(records_file), str(root)],
             env=env,

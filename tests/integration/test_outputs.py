@@ -352,7 +352,7 @@ def test_killed_webdataset_run_resumes_without_duplicates(tmp_path: Path) -> Non
         records_file = tmp_path / "records.json"
         records_file.write_text(json.dumps(records))
         root = tmp_path / "data"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "GBIF_DL_ALLOW_PRIVATE": "1"}
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(records_file), str(root)],
             env=env,

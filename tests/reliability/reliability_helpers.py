@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from gbif_dl.fetch.guard import allow_service
 from gbif_dl.io import LOCK_NAME
 from gbif_dl.manifest import JOURNAL_NAME, MANIFEST_NAME, read_manifest
 from gbif_dl.writers._atomic import is_temp_name
@@ -141,6 +142,7 @@ class ResetServer:
         self.sock.listen(128)
         self.sock.settimeout(0.1)  # so that the accept loop sees ``closed`` soon
         self.base_url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        allow_service("127.0.0.1", self.sock.getsockname()[1])  # past the address guard
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.closed = False
 

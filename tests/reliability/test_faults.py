@@ -391,6 +391,7 @@ def test_sigkill_mid_write_then_rerun_completes(tmp_path: Path) -> None:
         child = subprocess.Popen(
             [sys.executable, str(HERE / "download_child.py"), str(records_file), str(root), "8"],
             stderr=subprocess.PIPE,
+            env={**os.environ, "GBIF_DL_ALLOW_PRIVATE": "1"},  # this test's media hosts
         )
         try:
             _wait_for_journal(root, 20, child)
@@ -444,7 +445,7 @@ def test_sigint_stops_cleanly_with_exit_130_then_rerun_completes(
             "4",
             "--quiet",
         ]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "GBIF_DL_ALLOW_PRIVATE": "1"}
         child = subprocess.Popen(command, stderr=subprocess.PIPE, env=env)
         try:
             _wait_for_journal(root, 20, child)

@@ -172,6 +172,13 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--concurrency", type=int, help="image requests in flight at once")
     group.add_argument("--per-host", type=int, help="image requests in flight per host")
     group.add_argument(
+        "--allow-private",
+        action="store_true",
+        default=None,
+        help="let media URLs reach private, loopback and link-local addresses (a local mirror; "
+        "refused by default, also allowed by GBIF_DL_ALLOW_PRIVATE=1)",
+    )
+    group.add_argument(
         "--fail-threshold",
         type=float,
         metavar="FRACTION",

@@ -52,6 +52,7 @@ _DIRECT_FLAGS = (
     "runner",
     "workers",
     "dask_address",
+    "allow_private",
 )
 
 

@@ -56,20 +56,23 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from gbif_dl._version import __version__
 from gbif_dl.errors import ConfigError
 from gbif_dl.fetch import images
+from gbif_dl.fetch.guard import AddressGuard
 from gbif_dl.fetch.http import Attempt, fetch_once
 from gbif_dl.fetch.result import FetchResult, FetchSummary, Reason
 from gbif_dl.fetch.retry import DEFAULT_RETRY, RetryPolicy
@@ -121,6 +124,22 @@ class FetchConfig:
         user_agent: the ``User-Agent`` header.
         is_valid_file: gbif-dl 0.1 compatible check, called with the body; False -> ``INVALID``.
         lookahead: records pending at most (default ``max(8 * concurrency, 1024)``).
+        allow_private: let media URLs and redirects reach private, loopback and link-local
+            addresses (local mirrors, simulators); off by default, also on with the environment
+            variable ``GBIF_DL_ALLOW_PRIVATE=1``. Refused requests fail with
+            ``Reason.BLOCKED_ADDRESS`` before any connection (see :mod:`gbif_dl.fetch.guard`).
+        allowed_services: ``(address, port)`` pairs let through the guard besides those this
+            process registered with :func:`gbif_dl.fetch.guard.allow_service` (the runners
+            add those here, so worker processes know them).
+        resolver: an aiohttp resolver for host names (tests map names to addresses with it);
+            the guard wraps it. None: aiohttp's default.
+        max_pixels: images whose header claims more pixels fail with
+            ``Reason.TOO_MANY_PIXELS`` before any decode (decode check or resize).
+        spill_bytes: a body growing past this streams into an anonymous temp file instead of
+            memory while it downloads.
+        memory_budget: bytes of spilled bodies loaded in memory at once (to validate, resize
+            and hand to ``on_result``); default ``max(256 MiB, max_bytes)``, never below
+            ``max_bytes``. In memory at most: this plus ``concurrency * spill_bytes``.
 
     Example:
         >>> FetchConfig(concurrency=32, per_host=4, max_size=512).per_host
@@ -143,6 +162,12 @@ class FetchConfig:
     user_agent: str = f"gbif-dl/{__version__} (+https://github.com/gbif-dl/gbif-dl)"
     is_valid_file: Callable[[bytes], bool] | None = None
     lookahead: int | None = None
+    allow_private: bool = False
+    allowed_services: frozenset[tuple[str, int]] = frozenset()
+    resolver: AbstractResolver | None = None
+    max_pixels: int = images.DEFAULT_MAX_PIXELS
+    spill_bytes: int = 4 * 2**20
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         problems = []
@@ -167,6 +192,10 @@ class FetchConfig:
             problems.append(f"proxy must be an http(s) URL (got {self.proxy!r})")
         if self.lookahead is not None and self.lookahead < 1:
             problems.append(f"lookahead must be >= 1 or None (got {self.lookahead})")
+        if self.spill_bytes < 1:
+            problems.append(f"spill_bytes must be >= 1 (got {self.spill_bytes})")
+        if self.max_pixels < 1:
+            problems.append(f"max_pixels must be >= 1 (got {self.max_pixels})")
         if self.retry.retries < 0:
             problems.append(f"retry.retries must be >= 0 (got {self.retry.retries})")
         if not self.retry.max_retry_after_s >= 0:
@@ -175,6 +204,11 @@ class FetchConfig:
             )
         if problems:
             raise ConfigError("invalid FetchConfig: " + "; ".join(problems) + ".")
+
+    @property
+    def body_budget(self) -> int:
+        """Bytes of spilled bodies loaded in memory at once (see ``memory_budget``)."""
+        return max(self.memory_budget or 256 * 2**20, self.max_bytes)
 
     @property
     def pending_limit(self) -> int:
@@ -311,6 +345,10 @@ class _Run:
             sock_read=config.read_timeout_s,
         )
         self.session: aiohttp.ClientSession
+        self.budget = _ByteBudget(config.body_budget)
+        self.guard = AddressGuard(
+            True if config.allow_private else None, services=config.allowed_services
+        )
 
     # the run ----------------------------------------------------------------------------------
 
@@ -318,8 +356,12 @@ class _Run:
         self, records: Iterable[dict[str, Any]] | AsyncIterable[dict[str, Any]]
     ) -> FetchSummary:
         started = time.monotonic()
+        resolver = self.guard.resolver(self.config.resolver)
         connector = aiohttp.TCPConnector(
-            limit=self.config.concurrency, limit_per_host=self.config.per_host, ttl_dns_cache=300
+            limit=self.config.concurrency,
+            limit_per_host=self.config.per_host,
+            ttl_dns_cache=300,
+            resolver=resolver,
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
@@ -340,6 +382,8 @@ class _Run:
             self.timers.clear()
             await asyncio.gather(*pending, return_exceptions=True)
             await self.session.close()
+            if self.config.resolver is None:  # ours to close (the caller's is the caller's)
+                await resolver.close()
             if self.pool is not None:
                 self.pool.shutdown(wait=True, cancel_futures=True)
         self.summary.elapsed_s = time.monotonic() - started
@@ -486,6 +530,7 @@ class _Run:
 
     async def _process(self, item: _Item) -> None:
         holding_global = True
+        attempt: Attempt | None = None
         try:
             attempt = await self._attempt(item)
             if not attempt.ok and (
@@ -494,13 +539,18 @@ class _Run:
                 holding_global = False
                 self._release_global()
                 return
-            result = await self._result(item, attempt)
-            await self._report(result)
+            async with self.budget.hold(attempt.size if attempt.spool is not None else 0):
+                if attempt.spool is not None:
+                    await asyncio.to_thread(attempt.load)
+                result = await self._result(item, attempt)
+                await self._report(result)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug or on_result raised: stop the run
             self._fail(exc)
         finally:
+            if attempt is not None:
+                attempt.discard()  # a spilled body never read (cancelled, failed): deleted
             if holding_global:
                 self._release_global()
 
@@ -518,6 +568,8 @@ class _Run:
                 max_bytes=self.config.max_bytes,
                 max_redirects=self.config.max_redirects,
                 proxy=self.config.proxy,
+                guard=self.guard,
+                spill_bytes=self.config.spill_bytes,
             )
         finally:
             host.active -= 1
@@ -566,6 +618,10 @@ class _Run:
         if self.config.is_valid_file is not None and not self._is_valid(body):
             return self._failed(item, Reason.INVALID, "is_valid_file returned False", common)
         ext, mime = attempt.image_type
+        if self.config.max_size is not None or self.config.decode_check:
+            too_many = images.pixel_problem(images.image_size(body), self.config.max_pixels)
+            if too_many is not None:  # refused from the header: nothing decoded
+                return self._failed(item, Reason.TOO_MANY_PIXELS, too_many, common)
         if self.config.max_size is not None:
             outcome = await self._off_loop_resize(body)
             if not isinstance(outcome, images.ResizedImage):
@@ -573,7 +629,7 @@ class _Run:
             body, width, height, ext, mime = outcome
             size: tuple[int, int] | None = (width, height)
         elif self.config.decode_check:
-            problem = await asyncio.to_thread(images.check_decodes, body)
+            problem = await asyncio.to_thread(_check_decodes, body, self.config.max_pixels)
             if problem is not None:
                 return self._failed(item, Reason.DECODE_ERROR, problem, common)
             size = images.image_size(body)
@@ -632,11 +688,12 @@ class _Run:
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(
             self.pool,
-            _prepare,
+            images.prepare,
             body,
             self.config.max_size,
             self.config.jpeg_quality,
             self.config.decode_check,
+            self.config.max_pixels,
         )
         if isinstance(outcome, images.ResizedImage):
             return outcome
@@ -663,15 +720,33 @@ class _Run:
             self._check_done()
 
 
-def _prepare(
-    body: bytes, max_size: int, quality: int, decode_check: bool
-) -> images.ResizedImage | tuple[str, str]:
-    """Process-pool job: optional decode check, then resize; the image or (reason, detail)."""
-    if decode_check:
-        problem = images.check_decodes(body)
-        if problem is not None:
-            return (Reason.DECODE_ERROR.value, problem)
+def _check_decodes(body: bytes, max_pixels: int) -> str | None:
     try:
-        return images.resize_image(body, max_size, quality)
-    except Exception as exc:  # Pillow raises many types for undecodable data
-        return (Reason.RESIZE_ERROR.value, f"{type(exc).__name__}: {exc}"[:500])
+        return images.check_decodes(body, max_pixels)
+    except images.TooManyPixels as exc:  # the header said less than the decoder saw
+        return f"too many pixels: {exc}"
+
+
+class _ByteBudget:
+    """Bytes held in memory at once: :meth:`hold` waits until ``size`` fits under ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self.limit)
+        if size <= 0:
+            yield
+            return
+        async with self.changed:
+            await self.changed.wait_for(lambda: self.used + size <= self.limit)
+            self.used += size
+        try:
+            yield
+        finally:
+            async with self.changed:
+                self.used -= size
+                self.changed.notify_all()

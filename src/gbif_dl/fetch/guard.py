@@ -116,14 +116,23 @@ class AddressGuard:
 
     Args:
         allow_private: allow every address; ``None`` reads ``GBIF_DL_ALLOW_PRIVATE``.
+        services: ``(address, port)`` pairs let through besides those of
+            :func:`allow_service` (how runners carry them to worker processes).
 
     Example:
         >>> AddressGuard(allow_private=True).allows("10.0.0.1", 80)
         True
     """
 
-    def __init__(self, allow_private: bool | None = None) -> None:
+    def __init__(
+        self,
+        allow_private: bool | None = None,
+        services: frozenset[tuple[str, int]] | None = None,
+    ) -> None:
         self.allow_private = _env_allows() if allow_private is None else bool(allow_private)
+        self.services = frozenset(
+            (str(ipaddress.ip_address(host)), int(port)) for host, port in services or ()
+        )
 
     def blocked_address(self, address: str) -> bool:
         """True when ``address`` is one the guard refuses (on any port).
@@ -143,7 +152,8 @@ class AddressGuard:
         """
         if not self.blocked_address(address):
             return True
-        return (str(ipaddress.ip_address(address.split("%", 1)[0])), port) in allowed_services()
+        service = (str(ipaddress.ip_address(address.split("%", 1)[0])), port)
+        return service in self.services or service in allowed_services()
 
     def check_url(self, url: str) -> None:
         """Raise :class:`BlockedAddressError` for a URL whose host is a refused IP literal

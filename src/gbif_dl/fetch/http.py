@@ -18,11 +18,14 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from dataclasses import dataclass
+from typing import IO
 
 import aiohttp
 from yarl import URL
 
+from gbif_dl.fetch.guard import AddressGuard, BlockedAddressError
 from gbif_dl.fetch.images import SNIFF_BYTES, ImageType, sniff_image
 from gbif_dl.fetch.result import Reason
 from gbif_dl.fetch.retry import RETRYABLE_STATUSES, parse_retry_after
@@ -41,7 +44,10 @@ class Attempt:
     """The outcome of one request (redirects included).
 
     Attributes:
-        body: the image bytes when the attempt succeeded, else None.
+        body: the image bytes when the attempt succeeded (and they were kept in memory).
+        spool: an anonymous temp file holding the image instead, for bodies larger than the
+            ``spill_bytes`` of :func:`fetch_once`; :meth:`load` reads it (once).
+        size: the body's length in bytes.
         image_type: the sniffed type of ``body``.
         reason: why it failed, when it did.
         retryable: whether another attempt may succeed (5xx, 429, timeouts, truncation, ...).
@@ -52,6 +58,8 @@ class Attempt:
     """
 
     body: bytes | None = None
+    spool: IO[bytes] | None = None
+    size: int = 0
     image_type: ImageType | None = None
     reason: Reason | None = None
     retryable: bool = False
@@ -63,7 +71,26 @@ class Attempt:
     @property
     def ok(self) -> bool:
         """True when the attempt produced image bytes."""
-        return self.body is not None
+        return self.body is not None or self.spool is not None
+
+    def load(self) -> bytes | None:
+        """The body, read from the spool (then closed) when it was spilled to disk.
+
+        Example:
+            >>> Attempt(body=b"abc", size=3).load()
+            b'abc'
+        """
+        if self.body is None and self.spool is not None:
+            self.spool.seek(0)
+            self.body = self.spool.read()
+            self.discard()
+        return self.body
+
+    def discard(self) -> None:
+        """Close (and so delete) the spool, if any."""
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
 
 async def fetch_once(
@@ -74,8 +101,16 @@ async def fetch_once(
     max_bytes: int = 50 * 2**20,
     max_redirects: int = 5,
     proxy: str | None = None,
+    guard: AddressGuard | None = None,
+    spill_bytes: int | None = None,
 ) -> Attempt:
     """Fetch ``url`` once and classify the outcome; never raises for network or HTTP trouble.
+
+    With a ``guard``, the URL and every redirect hop whose host is an IP literal are checked
+    before the request, and host names by the guard's resolver (the session's connector, see
+    :meth:`AddressGuard.resolver`); a refusal is ``Reason.BLOCKED_ADDRESS``, not retried.
+    A body growing past ``spill_bytes`` goes on into an anonymous temp file (``Attempt.spool``)
+    instead of memory.
 
     Example:
         >>> async def main(url: str) -> Attempt:
@@ -91,6 +126,8 @@ async def fetch_once(
     status: int | None = None
     try:
         for _hop in range(max_redirects + 1):
+            if guard is not None:
+                guard.check_url(current)
             async with session.get(
                 current, allow_redirects=False, timeout=timeout, proxy=proxy
             ) as response:
@@ -116,7 +153,7 @@ async def fetch_once(
                         retry_after=parse_retry_after(response.headers.get("Retry-After")),
                         detail=f"HTTP {status} {response.reason or ''}".strip(),
                     )
-                attempt = await _read_image(response, max_bytes)
+                attempt = await _read_image(response, max_bytes, spill_bytes)
                 attempt.status = status
                 attempt.final_url = current
                 return attempt
@@ -126,26 +163,42 @@ async def fetch_once(
             final_url=current,
             detail=f"more than {max_redirects} redirects",
         )
-    except asyncio.TimeoutError:
+    except (asyncio.TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+        return _failure(exc, status, current)
+
+
+def _failure(exc: BaseException, status: int | None, url: str) -> Attempt:
+    """The Attempt for an exception of one request: blocked, timeout, truncated, unsafe URL or
+    a (retryable) network error."""
+    blocked = _blocked_cause(exc)  # the guard, directly or wrapped by aiohttp's connector
+    if blocked is not None:
+        return Attempt(
+            reason=Reason.BLOCKED_ADDRESS, status=status, final_url=url, detail=str(blocked)[:500]
+        )
+    if isinstance(exc, asyncio.TimeoutError):
         return Attempt(reason=Reason.TIMEOUT, status=status, retryable=True, detail="timed out")
-    except aiohttp.ClientPayloadError as exc:
+    if isinstance(exc, aiohttp.ClientPayloadError):
         return Attempt(reason=Reason.TRUNCATED, status=status, retryable=True, detail=str(exc))
-    except aiohttp.InvalidURL as exc:
+    if isinstance(exc, aiohttp.InvalidURL):
         return Attempt(reason=Reason.UNSAFE_URL, status=status, detail=f"invalid URL: {exc}")
-    except aiohttp.ClientError as exc:
-        return Attempt(
-            reason=Reason.NETWORK,
-            status=status,
-            retryable=True,
-            detail=f"{type(exc).__name__}: {exc}"[:500],
-        )
-    except (OSError, ValueError) as exc:  # socket errors aiohttp did not wrap; bad header values
-        return Attempt(
-            reason=Reason.NETWORK,
-            status=status,
-            retryable=True,
-            detail=f"{type(exc).__name__}: {exc}"[:500],
-        )
+    # other client errors; socket errors aiohttp did not wrap; bad header values
+    return Attempt(
+        reason=Reason.NETWORK,
+        status=status,
+        retryable=True,
+        detail=f"{type(exc).__name__}: {exc}"[:500],
+    )
+
+
+def _blocked_cause(exc: BaseException) -> BlockedAddressError | None:
+    seen: BaseException | None = exc
+    for _ in range(8):  # the cause chain aiohttp builds is short
+        if seen is None:
+            return None
+        if isinstance(seen, BlockedAddressError):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
+    return None
 
 
 def _redirect_target(response: aiohttp.ClientResponse) -> str | None:
@@ -159,8 +212,46 @@ def _redirect_target(response: aiohttp.ClientResponse) -> str | None:
     return target if is_http_url(target) else None
 
 
-async def _read_image(response: aiohttp.ClientResponse, max_bytes: int) -> Attempt:
-    """Stream the body: size cap, type sniffing on the first bytes, truncation check."""
+class _Body:
+    """The bytes of a body being received: in memory, then in a temp file past ``spill``."""
+
+    def __init__(self, spill: int | None) -> None:
+        self.spill = spill
+        self.chunks: list[bytes] = []
+        self.head = b""
+        self.size = 0
+        self.spool: IO[bytes] | None = None
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if len(self.head) < 64:
+            self.head = (self.head + chunk)[:64]
+        if self.spool is not None:
+            self.spool.write(chunk)
+            return
+        self.chunks.append(chunk)
+        if self.spill is not None and self.size > self.spill:
+            self.spool = tempfile.TemporaryFile(prefix="gbif-dl-body-")  # noqa: SIM115 (see discard)
+            for kept in self.chunks:
+                self.spool.write(kept)
+            self.chunks = []
+
+    def attempt(self, image_type: ImageType) -> Attempt:
+        if self.spool is not None:
+            self.spool.flush()
+            return Attempt(spool=self.spool, size=self.size, image_type=image_type)
+        return Attempt(body=b"".join(self.chunks), size=self.size, image_type=image_type)
+
+    def discard(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+
+
+async def _read_image(
+    response: aiohttp.ClientResponse, max_bytes: int, spill_bytes: int | None = None
+) -> Attempt:
+    """Stream the body: size cap, type sniffing on the first bytes, truncation check; past
+    ``spill_bytes`` the bytes go to a temp file."""
     declared = response.content_length
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     encoded = encoding not in ("", "identity")  # then Content-Length counts compressed bytes
@@ -170,34 +261,48 @@ async def _read_image(response: aiohttp.ClientResponse, max_bytes: int) -> Attem
             reason=Reason.TOO_LARGE,
             detail=f"Content-Length {declared} > max_bytes {max_bytes}",
         )
-    chunks: list[bytes] = []
-    received = 0
+    body = _Body(spill_bytes)
+    try:
+        return await _receive(response, body, max_bytes, declared, encoded)
+    except BaseException:
+        body.discard()
+        raise
+
+
+async def _receive(
+    response: aiohttp.ClientResponse,
+    body: _Body,
+    max_bytes: int,
+    declared: int | None,
+    encoded: bool,
+) -> Attempt:
     image_type: ImageType | None = None
     async for chunk in response.content.iter_chunked(_CHUNK):
-        chunks.append(chunk)
-        received += len(chunk)
-        if received > max_bytes:
+        body.add(chunk)
+        if body.size > max_bytes:
             response.close()
+            body.discard()
             return Attempt(reason=Reason.TOO_LARGE, detail=f"body exceeds max_bytes {max_bytes}")
-        if image_type is None and received >= SNIFF_BYTES:
-            image_type = sniff_image(b"".join(chunks)[:SNIFF_BYTES])
+        if image_type is None and body.size >= SNIFF_BYTES:
+            image_type = sniff_image(body.head[:SNIFF_BYTES])
             if image_type is None:
                 response.close()
-                return Attempt(reason=Reason.NOT_IMAGE, detail=_describe(response, chunks))
-    body = b"".join(chunks)
-    if declared is not None and not encoded and received < declared:
+                body.discard()
+                return Attempt(reason=Reason.NOT_IMAGE, detail=_describe(response, body.head))
+    if declared is not None and not encoded and body.size < declared:
+        body.discard()
         return Attempt(
             reason=Reason.TRUNCATED,
             retryable=True,
-            detail=f"got {received} of {declared} bytes",
+            detail=f"got {body.size} of {declared} bytes",
         )
     if image_type is None:
-        image_type = sniff_image(body)
+        image_type = sniff_image(body.head)
         if image_type is None:
-            return Attempt(reason=Reason.NOT_IMAGE, detail=_describe(response, chunks))
-    return Attempt(body=body, image_type=image_type)
+            body.discard()
+            return Attempt(reason=Reason.NOT_IMAGE, detail=_describe(response, body.head))
+    return body.attempt(image_type)
 
 
-def _describe(response: aiohttp.ClientResponse, chunks: list[bytes]) -> str:
-    head = b"".join(chunks)[:32]
-    return f"Content-Type {response.headers.get('Content-Type', '?')!r}, starts with {head!r}"
+def _describe(response: aiohttp.ClientResponse, head: bytes) -> str:
+    return f"Content-Type {response.headers.get('Content-Type', '?')!r}, starts with {head[:32]!r}"

@@ -1,7 +1,16 @@
 """Image bytes: type sniffing, header size, full decode check, resize. Pure functions.
 
-The functions that do CPU work (:func:`check_decodes`, :func:`resize_image`) are top-level and
-take and return only bytes and numbers, so the engine can run them in a process pool.
+The functions that do CPU work (:func:`check_decodes`, :func:`resize_image`, :func:`prepare`)
+are top-level and take and return only bytes and numbers, so the engine can run them in a
+process pool.
+
+Pixel budget: a decode allocates about 4 bytes per pixel whatever the file size (a 688 KB PNG
+can claim 13,300 x 13,300 pixels: 708 MB decoded). Every decode here first reads the pixel count
+from the header and refuses more than ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`,
+100 megapixels) with :class:`TooManyPixels`; resizing then decodes JPEG at the smallest scale
+the decoder offers for ``max_size`` (``draft``) and shrinks other formats by an integer factor
+(``reduce``) before any copy is made (EXIF rotation, flattening), so a worker holds at most the
+decoded image plus one reduced copy.
 
 Example:
     >>> sniff_image(b"\\x89PNG\\r\\n\\x1a\\n....")
@@ -19,17 +28,29 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL.Image import Image as PILImage
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "SNIFF_BYTES",
     "ImageType",
     "ResizedImage",
+    "TooManyPixels",
     "check_decodes",
     "image_size",
+    "pixel_problem",
+    "prepare",
     "resize_image",
     "sniff_image",
 ]
 
 #: How many leading bytes :func:`sniff_image` needs.
 SNIFF_BYTES = 16
+
+#: Images claiming more pixels are refused before any decode (100 megapixels: about 400 MB
+#: decoded as RGBA; Pillow's own bomb check only starts at 89 MP with a warning, 179 MP error).
+DEFAULT_MAX_PIXELS = 100_000_000
+
+
+class TooManyPixels(ValueError):
+    """The image header claims more pixels than the budget allows (nothing was decoded)."""
 
 
 class ImageType(NamedTuple):
@@ -160,8 +181,25 @@ def image_size(body: bytes) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
-def check_decodes(body: bytes) -> str | None:
+def pixel_problem(size: tuple[int, int] | None, max_pixels: int) -> str | None:
+    """A description of why an image of ``size`` is over the pixel budget, or None.
+
+    Example:
+        >>> pixel_problem((13_300, 13_300), DEFAULT_MAX_PIXELS)
+        '13300 x 13300 = 176890000 pixels > max_pixels 100000000'
+        >>> pixel_problem((4000, 3000), DEFAULT_MAX_PIXELS) is None
+        True
+    """
+    if size is None or size[0] * size[1] <= max_pixels:
+        return None
+    width, height = size
+    return f"{width} x {height} = {width * height} pixels > max_pixels {max_pixels}"
+
+
+def check_decodes(body: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
     """Decode the whole image; return None when it decodes, else a short description of the problem.
+
+    Raises :class:`TooManyPixels` (before decoding) above ``max_pixels``.
 
     Example:
         >>> check_decodes(b"\\xff\\xd8\\xff\\xe0garbage") is not None
@@ -171,7 +209,12 @@ def check_decodes(body: bytes) -> str | None:
 
     try:
         with Image.open(io.BytesIO(body)) as image:
+            problem = pixel_problem(image.size, max_pixels)
+            if problem is not None:
+                raise TooManyPixels(problem)
             image.load()
+    except TooManyPixels:
+        raise
     except Image.DecompressionBombError as exc:
         return f"too many pixels: {exc}"
     except (
@@ -181,13 +224,19 @@ def check_decodes(body: bytes) -> str | None:
     return None
 
 
-def resize_image(body: bytes, max_size: int, quality: int = 90) -> ResizedImage:
+def resize_image(
+    body: bytes, max_size: int, quality: int = 90, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ResizedImage:
     """Scale an image so its longest side is at most ``max_size``; output RGB JPEG.
 
     The EXIF orientation is applied first (so the pixels are upright and the tag is dropped),
     the aspect ratio is kept, transparency is flattened onto white. An image that is already a
     JPEG in RGB, no larger than ``max_size`` and without an EXIF rotation is returned unchanged
     (no second lossy encode); anything else is re-encoded at ``quality``.
+
+    Memory: :class:`TooManyPixels` above ``max_pixels`` before decoding; a JPEG is decoded
+    at a reduced scale (``draft``), another format shrunk by an integer factor right after
+    decoding, before the copies that rotating and flattening make.
 
     Raises whatever Pillow raises for undecodable data (the engine reports ``RESIZE_ERROR``).
 
@@ -201,6 +250,9 @@ def resize_image(body: bytes, max_size: int, quality: int = 90) -> ResizedImage:
     from PIL import Image, ImageOps
 
     with Image.open(io.BytesIO(body)) as opened:
+        problem = pixel_problem(opened.size, max_pixels)
+        if problem is not None:
+            raise TooManyPixels(problem)
         orientation = opened.getexif().get(0x0112, 1)
         width, height = opened.size
         upright = orientation in (1, None)
@@ -214,7 +266,8 @@ def resize_image(body: bytes, max_size: int, quality: int = 90) -> ResizedImage:
         if opened.format == "JPEG" and max(width, height) > 2 * max_size:
             # let the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding (much faster)
             opened.draft("RGB", (max_size, max_size))
-        image = ImageOps.exif_transpose(opened)
+        image = _reduced(opened, max_size)
+        image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)
         width, height = image.size
         longest = max(width, height)
@@ -226,6 +279,55 @@ def resize_image(body: bytes, max_size: int, quality: int = 90) -> ResizedImage:
         out = io.BytesIO()
         image.save(out, format="JPEG", quality=quality, optimize=False)
         return ResizedImage(out.getvalue(), image.size[0], image.size[1], ".jpg", "image/jpeg")
+
+
+#: ``reduce`` keeps at least this many times ``max_size`` for the final LANCZOS resize (the
+#: ``reducing_gap`` of Pillow's ``thumbnail``): the box average alone would alias.
+_REDUCING_GAP = 2
+
+
+def _reduced(opened: PILImage, max_size: int) -> PILImage:
+    """``opened`` shrunk by the largest integer factor that keeps ``_REDUCING_GAP * max_size``;
+    the full-size decode is released at once (only the reduced copy stays)."""
+    opened.load()
+    factor = max(opened.size) // (_REDUCING_GAP * max_size)
+    if factor < 2 or opened.mode not in ("1", "L", "LA", "RGB", "RGBA", "I", "F", "CMYK"):
+        return opened
+    orientation = opened.getexif().get(0x0112)
+    reduced = opened.reduce(factor)
+    if orientation is not None:  # reduce() drops the metadata exif_transpose reads
+        reduced.getexif()[0x0112] = orientation
+    opened.close()  # frees the decoded pixels; the ``with`` closing it again is harmless
+    return reduced
+
+
+def prepare(
+    body: bytes,
+    max_size: int,
+    quality: int = 90,
+    decode_check: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ResizedImage | tuple[str, str]:
+    """The resize job of the engine's process pool: optional decode check, then resize.
+
+    Returns the :class:`ResizedImage`, or ``(reason, detail)`` with a
+    :class:`~gbif_dl.fetch.result.Reason` value: ``too_many_pixels``, ``decode_error`` or
+    ``resize_error``. Never raises for bad image data.
+
+    Example:
+        >>> prepare(b"\\xff\\xd8\\xff\\xe0garbage", 64)[0]
+        'resize_error'
+    """
+    try:
+        if decode_check:
+            problem = check_decodes(body, max_pixels)
+            if problem is not None:
+                return ("decode_error", problem)
+        return resize_image(body, max_size, quality, max_pixels)
+    except TooManyPixels as exc:
+        return ("too_many_pixels", str(exc))
+    except Exception as exc:  # Pillow raises many types for undecodable data
+        return ("resize_error", f"{type(exc).__name__}: {exc}"[:500])
 
 
 def _to_rgb(image: PILImage) -> PILImage:

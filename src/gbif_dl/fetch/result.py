@@ -48,6 +48,10 @@ class Reason(str, enum.Enum):
     #: the server kept asking to wait (``Retry-After``) longer than ``max_retry_after_s``, also
     #: when asked once more at the end of the run
     RETRY_AFTER = "retry_after"
+    #: the URL or a redirect leads to a private, loopback or link-local address (SSRF guard)
+    BLOCKED_ADDRESS = "blocked_address"
+    #: the image header claims more pixels than ``max_pixels`` (refused before decoding)
+    TOO_MANY_PIXELS = "too_many_pixels"
 
 
 #: Failures that a rerun cannot cure: the same URL gives the same answer (the bytes are not an
@@ -55,7 +59,8 @@ class Reason(str, enum.Enum):
 #: does not request them again unless asked to (``retry_failed=True``). An ``http_status``
 #: failure is permanent or not by its status (see :func:`is_permanent`); every other reason
 #: (timeouts, network errors, truncated bodies, write and resize errors, cancellation, a too
-#: long ``Retry-After``) is transient: a rerun tries it again.
+#: long ``Retry-After``, an address the guard refused: allowed on a rerun, it is fetched) is
+#: transient: a rerun tries it again.
 PERMANENT_REASONS: frozenset[Reason] = frozenset(
     {
         Reason.NOT_IMAGE,
@@ -64,6 +69,7 @@ PERMANENT_REASONS: frozenset[Reason] = frozenset(
         Reason.UNSAFE_URL,
         Reason.TOO_MANY_REDIRECTS,
         Reason.INVALID,
+        Reason.TOO_MANY_PIXELS,
     }
 )
 

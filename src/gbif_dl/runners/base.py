@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from gbif_dl.fetch.engine import FetchConfig
+from gbif_dl.fetch.guard import allowed_services
 from gbif_dl.shards.run import ShardConfig, ShardResult
 
 __all__ = ["Runner", "share_fetch"]
@@ -40,7 +41,9 @@ def share_fetch(fetch: FetchConfig, parties: int) -> FetchConfig:
 
     Each gets ``max(1, per_host // parties)`` and ``max(1, concurrency // parties)``, so the
     cluster never has more than ``per_host`` requests on one host as long as
-    ``parties <= per_host`` (beyond that, one each: ``parties`` at most).
+    ``parties <= per_host`` (beyond that, one each: ``parties`` at most). The local services
+    this process lets through the address guard (:func:`gbif_dl.fetch.guard.allow_service`)
+    travel with it, so worker processes can reach them too.
 
     Example:
         >>> shared = share_fetch(FetchConfig(concurrency=128, per_host=16), 4)
@@ -52,4 +55,5 @@ def share_fetch(fetch: FetchConfig, parties: int) -> FetchConfig:
         fetch,
         per_host=max(1, fetch.per_host // parties),
         concurrency=max(1, fetch.concurrency // parties),
+        allowed_services=fetch.allowed_services | allowed_services(),
     )

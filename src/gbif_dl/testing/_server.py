@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from gbif_dl.fetch.guard import allow_service
+
 
 class BackgroundLoop:
     """An asyncio loop running in a daemon thread from :meth:`start` until :meth:`stop`.
@@ -90,7 +92,9 @@ class BackgroundLoop:
 async def serve_on_loopback(runner: web.AppRunner, host: str, port: int = 0) -> int:
     """Serve an aiohttp ``runner`` (already set up) on ``host:port``; returns the bound port.
 
-    ``port=0`` picks a free port.
+    ``port=0`` picks a free port. The address guard of this process lets the service through
+    (:func:`gbif_dl.fetch.guard.allow_service`): the project's own servers are reachable with
+    the guard on.
 
     Example:
         >>> async def demo() -> int:  # doctest: +SKIP
@@ -102,5 +106,6 @@ async def serve_on_loopback(runner: web.AppRunner, host: str, port: int = 0) -> 
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = int(sock.getsockname()[1])
+    allow_service(str(sock.getsockname()[0]), bound)
     await web.SockSite(runner, sock, backlog=1024).start()
     return bound
