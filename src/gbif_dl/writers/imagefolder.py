@@ -6,7 +6,14 @@
   (:func:`gbif_dl.records.safe_component`): no ``..``, separators or control characters, and
   distinct labels stay distinct.
 - The extension comes from the bytes (the fetch engine sniffs it), never from the URL.
-- Every file is written to a temp file in its folder and renamed (:mod:`gbif_dl.writers._atomic`).
+- A ``basename`` that would name a state file (``classes`` -> ``classes.json``) is escaped like a
+  label; a ``basename`` a run already used for another URL in the same folder gets ``-`` and 10
+  hex digits of the URL's sha1 appended (the manifest row's ``path`` and ``basename`` say so):
+  two URLs never share a file.
+- Every file is written to a temp file in its folder and renamed (:mod:`gbif_dl.writers._atomic`);
+  every folder between the root and the file is checked once to be a real folder, not a link
+  (:mod:`gbif_dl.writers.paths`): a label folder that is a link out of the root fails its items
+  with :class:`~gbif_dl.writers.paths.UnsafePathError` instead of writing through it.
 - After each run, ``root/classes.json`` (:mod:`gbif_dl.writers.classes`) gets the labels of the
   stored images, so every layout and loader shares one class index.
 - Nothing is ever written outside ``root``.
@@ -25,18 +32,21 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gbif_dl.records import safe_component, url_basename
+from gbif_dl.records import RESERVED_NAMES, public_url, safe_component, url_basename
 from gbif_dl.writers._atomic import atomic_write_bytes, remove_temp_files
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import update_classes_from_manifest
+from gbif_dl.writers.paths import SafeFolders, UnsafePathError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -52,24 +62,91 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".png", ".gif", ".webp", ".tif", ".
 
 _PLAIN_BASENAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 _MAX_CACHED_COMPONENTS = 100_000
+#: Stems a basename may not take as is: the stems of the state files (``classes`` ->
+#: ``classes.json``) and the names themselves, compared without case.
+_RESERVED_STEMS = frozenset(
+    {*RESERVED_NAMES, *(name.rpartition(".")[0] for name in RESERVED_NAMES if "." in name)}
+)
+#: Hex digits of the URL's sha1 appended to a basename another URL of the run took.
+_DISAMBIGUATION_DIGITS = 10
 
 
 def safe_basename(record: Mapping[str, Any]) -> str:
     """The file name stem for ``record``: its ``basename`` if harmless, else a safe form of it.
+
+    A basename that names a state file (``classes``, ``manifest``...) gets ``-`` and a short
+    hash appended, as :func:`~gbif_dl.records.safe_component` does for labels.
 
     Example:
         >>> safe_basename({"url": "http://h/a.jpg", "basename": "abc"})
         'abc'
         >>> "/" in safe_basename({"url": "http://h/a.jpg", "basename": "../x"})
         False
+        >>> safe_basename({"url": "http://h/a.jpg", "basename": "classes"}) != "classes"
+        True
     """
     basename = record.get("basename")
     if basename is None or basename == "":
         return url_basename(str(record.get("url") or ""))
     text = str(basename)
     if _PLAIN_BASENAME.match(text) and text not in (".", ".."):
-        return text
+        if text.casefold() not in _RESERVED_STEMS:
+            return text
+        return f"{text}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
     return safe_component(text)
+
+
+def disambiguated(stem: str, url: str) -> str:
+    """``stem`` for a URL whose basename another URL took first: ``-`` and 10 hex digits of
+    the URL's sha1 appended (deterministic, so a rerun finds the same name).
+
+    Example:
+        >>> disambiguated("a", "http://h/b.jpg")
+        'a-9a69842317'
+    """
+    return f"{stem}-{url_basename(url)[:_DISAMBIGUATION_DIGITS]}"
+
+
+class NameClaims:
+    """Which URL took which file stem of which folder (compared without case, as a
+    case-insensitive filesystem would): a second URL gets :func:`disambiguated` instead.
+
+    Example:
+        >>> claims = NameClaims()
+        >>> claims.claim("bee", "a", "http://h/1.jpg"), claims.claim("bee", "a", "http://h/1.jpg")
+        (('a', False), ('a', True))
+        >>> claims.claim("bee", "a", "http://h/2.jpg")
+        ('a-54dcbe84d1', True)
+    """
+
+    def __init__(self) -> None:
+        self._owners: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def owner(self, folder: str, stem: str) -> str | None:
+        """The URL that took ``folder/stem``, if any."""
+        return self._owners.get(f"{folder}/{stem}".casefold())
+
+    def claim(self, folder: str, stem: str, url: str) -> tuple[str, bool]:
+        """The stem ``url`` gets in ``folder`` (``stem``, or its disambiguated form when another
+        URL took ``stem``), and whether that name is known to be ``url``'s already (False on a
+        first claim: a file there may be another URL's from an earlier run)."""
+        with self._lock:
+            key = f"{folder}/{stem}".casefold()
+            owner = self._owners.get(key)
+            if owner is None:
+                self._owners[key] = url
+                return stem, False
+            if owner == url:
+                return stem, True
+            stem = disambiguated(stem, url)  # a name only ``url`` makes
+            self._owners.setdefault(f"{folder}/{stem}".casefold(), url)
+            return stem, True
+
+    def own(self, folder: str, stem: str, url: str) -> None:
+        """Note that ``folder/stem`` holds ``url``'s stored file (the manifest says so)."""
+        with self._lock:
+            self._owners.setdefault(f"{folder}/{stem}".casefold(), url)
 
 
 class _ComponentCache:
@@ -139,7 +216,8 @@ class ImageFolderWriter(Writer):
         self.clean_temp_files = clean_temp_files
         self._root_prefix = os.path.normpath(os.path.abspath(self.root)) + os.sep
         self._folders: dict[str, bool] = {}  # relative folder -> existed before this run
-        self._made: set[str] = set()  # relative folders known to exist (made by write)
+        self._safe = SafeFolders(self.root)  # each folder checked once: real, not a link
+        self._claims = NameClaims()
 
     @classmethod
     def for_shard(cls, root: Path | str, **options: Any) -> ImageFolderWriter:
@@ -161,7 +239,7 @@ class ImageFolderWriter(Writer):
         path = self.root / rel if rel else self.root
         existed = self._folders.get(rel)
         if existed is None:
-            existed = path.is_dir()
+            existed = self._safe.ensure(rel, create=False) is not None  # a link: UnsafePathError
             if existed and self.clean_temp_files:
                 removed = remove_temp_files(path)
                 if removed:
@@ -177,6 +255,7 @@ class ImageFolderWriter(Writer):
         """Store ``result.body``; return the path relative to the root.
 
         Raises:
+            UnsafePathError: a folder on the way is a link (or a file): nothing is written.
             OSError: the file could not be written (disk full, permissions, ...).
         """
         record = result.record
@@ -184,11 +263,10 @@ class ImageFolderWriter(Writer):
             raise ValueError("ImageFolderWriter.write needs a successful result with a body")
         rel = record_folder(record)
         folder, _ = self._folder(rel)
-        if rel not in self._made:  # one mkdir per folder and run, not per file
-            folder.mkdir(parents=True, exist_ok=True)
-            self._made.add(rel)
-        stem = safe_basename(record)
+        if not self._safe.is_checked(rel):  # one check (and mkdir) per folder and run
+            self._safe.ensure(rel)
         ext = result.ext if result.ext in IMAGE_EXTENSIONS else ".bin"
+        stem = self._stem(record, rel, folder, ext)
         final = folder / f"{stem}{ext}"
         self._check_inside(final)
         label = record.get("label")
@@ -200,9 +278,39 @@ class ImageFolderWriter(Writer):
             try:
                 atomic_write_bytes(path, data, fsync=self.fsync)
             except FileNotFoundError:  # the folder was removed during the run: make it again
-                folder.mkdir(parents=True, exist_ok=True)
+                self._safe.forget()
+                self._safe.ensure(rel)
                 atomic_write_bytes(path, data, fsync=self.fsync)
         return f"{rel}/{stem}{ext}" if rel else f"{stem}{ext}"
+
+    def _stem(self, record: dict[str, Any], rel: str, folder: Path, ext: str) -> str:
+        """The file stem of ``record`` in ``rel``: its safe basename, unless another URL has it
+        (in this run, or a file from an earlier run under a caller-given basename)."""
+        url = str(record.get("url") or "")
+        base = safe_basename(record)
+        stem, known = self._claims.claim(rel, base, url)
+        if not known and base != url_basename(url) and os.path.lexists(folder / f"{base}{ext}"):
+            stem = self._claims.claim(rel, disambiguated(base, url), url)[0]  # not ours
+        if stem != base:
+            logger.warning(
+                "the basename %r in %r belongs to another URL; %s is stored as %s",
+                record.get("basename"),
+                rel or ".",
+                public_url(url),
+                stem,
+            )
+            record["basename"] = stem  # the manifest row says which name it got
+        return stem
+
+    def own(self, record: Mapping[str, Any], path: str) -> None:
+        """Note that ``path`` holds ``record``'s stored file (so a rewrite keeps its name).
+
+        Example:
+            >>> import tempfile
+            >>> ImageFolderWriter(tempfile.mkdtemp()).own({"url": "http://h/a"}, "bee/a.jpg")
+        """
+        folder, _, name = path.rpartition("/")
+        self._claims.own(folder, name.rpartition(".")[0] or name, str(record.get("url") or ""))
 
     def expected_folder(self, record: Mapping[str, Any]) -> str:
         """The relative folder ``record`` goes to."""
@@ -212,19 +320,30 @@ class ImageFolderWriter(Writer):
         """The relative path of an image already stored for ``record`` (a few ``stat`` calls).
 
         Only folders that existed before this run are probed: a folder created by this run
-        cannot hold an unjournaled file from an earlier one.
+        cannot hold an unjournaled file from an earlier one; nor is a folder behind a link. A
+        caller-given basename is looked for under its disambiguated name first (only this URL
+        makes it), and under the plain name only when no other URL of the run has it.
         """
         rel = record_folder(record)
-        folder, existed = self._folder(rel)
+        try:
+            folder, existed = self._folder(rel)
+        except UnsafePathError:
+            return None  # fetched, then refused by write() with a clear reason
         if not existed:
             return None
+        url = str(record.get("url") or "")
         stem = safe_basename(record)
-        for ext in IMAGE_EXTENSIONS:
-            try:
-                if os.stat(folder / f"{stem}{ext}").st_size > 0:
-                    return f"{rel}/{stem}{ext}" if rel else f"{stem}{ext}"
-            except OSError:
+        stems = [stem] if stem == url_basename(url) else [disambiguated(stem, url), stem]
+        for candidate in stems:
+            if self._claims.owner(rel, candidate) not in (None, url):
                 continue
+            for ext in IMAGE_EXTENSIONS:
+                try:
+                    if os.stat(folder / f"{candidate}{ext}").st_size > 0:
+                        self._claims.own(rel, candidate, url)
+                        return f"{rel}/{candidate}{ext}" if rel else f"{candidate}{ext}"
+                except OSError:
+                    continue
         return None
 
     def close(self) -> None:
@@ -247,7 +366,10 @@ class ImageFolderWriter(Writer):
         """Move the stored file at ``path`` to ``target`` (both relative to the root)."""
         destination = self.root / target
         self._check_inside(destination)
-        destination.parent.mkdir(parents=True, exist_ok=True)
+        source_folder = path.rpartition("/")[0]
+        if self._safe.ensure(source_folder, create=False) is None:
+            raise FileNotFoundError(f"no folder {source_folder!r} in {self.root}")
+        self._safe.ensure(target.rpartition("/")[0])
         os.replace(self.root / path, destination)
 
     def finalize(self, manifest: pa.Table | str | os.PathLike[str]) -> None:

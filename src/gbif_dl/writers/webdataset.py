@@ -11,7 +11,7 @@ with any dot replaced, so keys never contain dots):
 
 Records without a ``subset`` go to the ``train`` split, as Hugging Face ``datasets`` does.
 
-A shard is built in a temp file in the root (``.{split}-{shard:06d}.tar.<random>.tmp``) and
+A shard is built in a temp file in the root (``.{split}-{shard:06d}.tar.gbif-dl-<random>.tmp``) and
 renamed when it holds ``shard_size`` samples (or ``shard_bytes`` bytes), or when the run ends.
 Class indices of labels new to the root are fixed at that moment (sorted, appended to
 ``classes.json``) and patched into the fixed-width ``.cls``/``.json`` fields before the rename.
@@ -57,7 +57,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from gbif_dl.errors import ConfigError
 from gbif_dl.records import safe_component
-from gbif_dl.writers._atomic import temp_path
+from gbif_dl.writers._atomic import create_temp
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import CLASSES_NAME, NO_CLASS, class_label, load_classes
 from gbif_dl.writers.imagefolder import IMAGE_EXTENSIONS, safe_basename
@@ -100,7 +100,7 @@ RECORD_FIELDS = (
     "basename",
 )
 _SHARD_NAME = re.compile(r"^(?P<split>.+)-(?P<number>[0-9]{6,})\.tar$")
-_TEMP_SHARD = re.compile(r"^\.(?P<final>.+-[0-9]{6,}\.tar)\.[0-9a-f]{12}\.tmp$")
+_TEMP_SHARD = re.compile(r"^\.(?P<final>.+-[0-9]{6,}\.tar)\.gbif-dl-[0-9a-f]{12}\.tmp$")
 _CLASS_WIDTH = 10  # room for the class index, patched in place when the shard is finalized
 _BLOCK = 512
 _END_OF_ARCHIVE = b"\0" * (2 * _BLOCK)
@@ -151,7 +151,8 @@ def list_shards(root: Path | str, split: str | None = None) -> list[Path]:
     found = []
     for entry in os.scandir(root):
         match = _SHARD_NAME.match(entry.name)
-        if match and entry.is_file() and (split is None or match["split"] == split):
+        is_file = entry.is_file(follow_symlinks=False)
+        if match and is_file and (split is None or match["split"] == split):
             found.append((match["split"], int(match["number"]), Path(entry.path)))
     return [path for _, _, path in sorted(found)]
 
@@ -331,8 +332,8 @@ class WebDatasetWriter(Writer):
         number = self._next.get(split, 0)
         self._next[split] = number + 1
         name = shard_name(split, number)
-        tmp = temp_path(self.root / name)
-        shard = _OpenShard(name=name, tmp=tmp, handle=open(tmp, "xb"), mtime=int(time.time()))  # noqa: SIM115 - closed in _finalize/_drop
+        tmp, fd = create_temp(self.root / name)  # exclusive: never through a link
+        shard = _OpenShard(name=name, tmp=tmp, handle=open(fd, "wb"), mtime=int(time.time()))  # noqa: SIM115 - closed in _finalize/_drop
         self._open[split] = shard
         return shard
 
