@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gbif_dl.stores import MediaData
+from gbif_dl.writers.cells import spreadsheet_safe
 
 __all__ = ["to_csv"]
 
@@ -47,7 +48,7 @@ def to_csv(
     with open(filename, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", restval="")
         writer.writeheader()
-        for item in generator:
-            writer.writerow(item)
+        for item in generator:  # cells a spreadsheet would run as formulas are escaped
+            writer.writerow({name: spreadsheet_safe(item.get(name)) for name in columns})
             rows += 1
     return rows

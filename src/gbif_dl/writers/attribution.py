@@ -1,8 +1,9 @@
 """Attribution and citation files, derived from the manifest.
 
 - ``ATTRIBUTION.csv``: one row per stored image: file, licence, rights holder, creator,
-  publisher, GBIF occurrence page and media URL. What a CC-BY licence asks of anyone who reuses
-  the images.
+  publisher, GBIF occurrence page and media URL (without credentials). What a CC-BY licence asks
+  of anyone who reuses the images. A cell a spreadsheet would run as a formula (``=...``,
+  ``+``, ``-``, ``@``, tab, CR) gets a ``'`` in front (:mod:`gbif_dl.writers.cells`).
 - ``CITATION.txt``: the GBIF datasets the images come from with their record counts (what GBIF
   asks for to register a derived dataset, https://www.gbif.org/derived-dataset/register), plus
   the download DOI(s) when the records came from a GBIF download.
@@ -37,7 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gbif_dl.manifest import SUCCESS, iter_manifest, url_digests
+from gbif_dl.records import public_url
 from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes
+from gbif_dl.writers.cells import safe_row
 
 #: A manifest as a table, or the path of a manifest parquet file (read a batch at a time).
 Manifest = Union[pa.Table, str, "os.PathLike[str]"]
@@ -71,7 +74,7 @@ def _doi_link(doi: str) -> str:
 def _write_attribution_csv(out: TextIO, manifest: Manifest) -> None:
     """Stream the rows of stored images to ``out``, a batch at a time (memory stays flat)."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ATTRIBUTION_COLUMNS)
+    writer.writerow(ATTRIBUTION_COLUMNS)  # every cell below: never a spreadsheet formula
     columns = ["path", "license", "rightsHolder", "creator", "publisher", "gbifID", "url"]
     for batch in iter_manifest(manifest, [*columns, "status"], batch_size=_BATCH):
         batch = batch.filter(pc.equal(batch.column(len(columns)), SUCCESS))
@@ -79,15 +82,17 @@ def _write_attribution_csv(out: TextIO, manifest: Manifest) -> None:
             *(batch.column(i).to_pylist() for i in range(len(columns))), strict=True
         ):
             writer.writerow(
-                [
-                    path,
-                    lic or "",
-                    holder or "",
-                    creator or "",
-                    publisher or "",
-                    OCCURRENCE_PAGE.format(gbif_id) if gbif_id else "",
-                    url,
-                ]
+                safe_row(
+                    [
+                        path,
+                        lic,
+                        holder,
+                        creator,
+                        publisher,
+                        OCCURRENCE_PAGE.format(gbif_id) if gbif_id else "",
+                        public_url(url or ""),
+                    ]
+                )
             )
 
 

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from gbif_dl.errors import ConfigError
-from gbif_dl.records import safe_component
+from gbif_dl.records import public_url, safe_component
 from gbif_dl.writers._atomic import create_temp
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import CLASSES_NAME, NO_CLASS, class_label, load_classes
@@ -318,6 +318,8 @@ class WebDatasetWriter(Writer):
     ) -> tuple[bytes, int, int]:
         """The three members of one sample, and where the class index goes (offsets in it)."""
         fields = {name: record[name] for name in RECORD_FIELDS if record.get(name) is not None}
+        if "url" in fields:  # never the credentials of the request
+            fields["url"] = public_url(str(fields["url"]))
         text = json.dumps(fields, ensure_ascii=False, default=str).encode("utf-8")
         prefix = text[:-1] + (b', "class_index": ' if fields else b'"class_index": ')
         json_data = prefix + b" " * _CLASS_WIDTH + b"}"
