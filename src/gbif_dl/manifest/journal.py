@@ -92,7 +92,7 @@ class Journal:
     def __init__(self, root: Path | str, name: str = JOURNAL_NAME) -> None:
         self.path = Path(root) / name
         # never through a link: a journal that is one is refused with a message
-        self._handle: IO[str] = open_state_file(self.path, "a")  # type: ignore[assignment]
+        self._handle: IO[str] = open_state_file(self.path, "a")
         self._pending: list[str] = []
         self.lines = 0
 

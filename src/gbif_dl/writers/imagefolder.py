@@ -53,7 +53,14 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from gbif_dl.fetch.result import FetchResult
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderWriter", "record_folder", "safe_basename"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFolderWriter",
+    "NameClaims",
+    "disambiguated",
+    "record_folder",
+    "safe_basename",
+]
 
 logger = logging.getLogger(__name__)
 

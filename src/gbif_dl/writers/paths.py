@@ -37,7 +37,7 @@ import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from gbif_dl.errors import OutputError
 
@@ -170,7 +170,7 @@ def remove_inside(root: Path | str, rel: str) -> bool:
     return True
 
 
-def open_state_file(path: Path, mode: str) -> IO[str] | IO[bytes]:
+def open_state_file(path: Path, mode: str) -> IO[Any]:
     """Open the state file ``path`` (``"a"``, ``"a+b"``, ``"r+b"``...) without following a link.
 
     Raises:
@@ -195,7 +195,9 @@ def open_state_file(path: Path, mode: str) -> IO[str] | IO[bytes]:
         if os.path.islink(path):
             raise _link_error(path) from exc
         raise
-    return os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+    if "b" in mode:
+        return os.fdopen(fd, mode)
+    return os.fdopen(fd, mode, encoding="utf-8")
 
 
 def _link_error(path: Path) -> OutputError:

@@ -1,7 +1,8 @@
 """WebDataset shards: ``root/{split}-{shard:06d}.tar``, written atomically, resumable per shard.
 
 Each sample is three adjacent tar members sharing one key (the record's ``basename``, a sha1 hex,
-with any dot replaced, so keys never contain dots):
+with any dot replaced, so keys never contain dots; a basename a run already gave another URL gets
+``-`` and 10 hex digits of the URL's sha1 appended, so two URLs never share a sample):
 
 - ``<key>.jpg`` (or ``.png``, ``.gif``, ...; the type comes from the bytes): the image;
 - ``<key>.json``: the record: ``label``, ``class_index``, ``gbifID``, ``datasetKey``, ``license``,
@@ -60,7 +61,7 @@ from gbif_dl.records import public_url, safe_component
 from gbif_dl.writers._atomic import create_temp
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import CLASSES_NAME, NO_CLASS, class_label, load_classes
-from gbif_dl.writers.imagefolder import IMAGE_EXTENSIONS, safe_basename
+from gbif_dl.writers.imagefolder import IMAGE_EXTENSIONS, NameClaims, safe_basename
 
 if TYPE_CHECKING:  # pragma: no cover
     from gbif_dl.fetch.result import FetchResult
@@ -230,6 +231,7 @@ class WebDatasetWriter(Writer):
         self._open: dict[str, _OpenShard] = {}
         self._committed: list[str] = []
         self._stored: dict[str, str] | None = None  # key -> sample path, built on demand
+        self._claims = NameClaims()
         self._classes = load_classes(self.root)
         self._classes_dirty = not (self.root / CLASSES_NAME).exists()
         self._remove_temp_shards()
@@ -287,7 +289,9 @@ class WebDatasetWriter(Writer):
             raise ValueError("WebDatasetWriter.write needs a successful result with a body")
         record = result.record
         split = record_split(record)
-        key = sample_key(record)
+        url = str(record.get("url") or "")
+        key, _ = self._claims.claim("", sample_key(record), url)  # two URLs never share a key
+        key = key.replace(".", "_")
         ext = result.ext[1:] if result.ext in IMAGE_EXTENSIONS and result.ext else "bin"
         label = class_label(record.get("label"))
         with self._lock:
