@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 from typing import TextIO, Union
@@ -40,7 +39,7 @@ import pyarrow.compute as pc
 from gbif_dl.manifest import SUCCESS, iter_manifest, url_digests
 from gbif_dl.records import public_url
 from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes
-from gbif_dl.writers.cells import safe_row
+from gbif_dl.writers.cells import SafeCsvWriter
 
 #: A manifest as a table, or the path of a manifest parquet file (read a batch at a time).
 Manifest = Union[pa.Table, str, "os.PathLike[str]"]
@@ -73,8 +72,8 @@ def _doi_link(doi: str) -> str:
 
 def _write_attribution_csv(out: TextIO, manifest: Manifest) -> None:
     """Stream the rows of stored images to ``out``, a batch at a time (memory stays flat)."""
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ATTRIBUTION_COLUMNS)  # every cell below: never a spreadsheet formula
+    writer = SafeCsvWriter(out)  # every cell: never a spreadsheet formula
+    writer.writerow(ATTRIBUTION_COLUMNS)
     columns = ["path", "license", "rightsHolder", "creator", "publisher", "gbifID", "url"]
     for batch in iter_manifest(manifest, [*columns, "status"], batch_size=_BATCH):
         batch = batch.filter(pc.equal(batch.column(len(columns)), SUCCESS))
@@ -82,17 +81,15 @@ def _write_attribution_csv(out: TextIO, manifest: Manifest) -> None:
             *(batch.column(i).to_pylist() for i in range(len(columns))), strict=True
         ):
             writer.writerow(
-                safe_row(
-                    [
-                        path,
-                        lic,
-                        holder,
-                        creator,
-                        publisher,
-                        OCCURRENCE_PAGE.format(gbif_id) if gbif_id else "",
-                        public_url(url or ""),
-                    ]
-                )
+                [
+                    path,
+                    lic,
+                    holder,
+                    creator,
+                    publisher,
+                    OCCURRENCE_PAGE.format(gbif_id) if gbif_id else "",
+                    public_url(url or ""),
+                ]
             )
 
 

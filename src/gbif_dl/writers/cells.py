@@ -15,10 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
-__all__ = ["FORMULA_STARTS", "safe_row", "spreadsheet_safe"]
+__all__ = ["FORMULA_STARTS", "SafeCsvWriter", "safe_row", "spreadsheet_safe"]
 
 #: First characters that make a spreadsheet read a cell as a formula.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -46,3 +47,29 @@ def safe_row(values: Iterable[Any]) -> list[str]:
         ['a.jpg', "'=1+1", '']
     """
     return [spreadsheet_safe(value) for value in values]
+
+
+class SafeCsvWriter:
+    """A CSV writer (``\\n`` line ends unless told) whose every cell goes through
+    :func:`spreadsheet_safe`; a row with a carriage return in a cell is written fully quoted, so
+    a reader never splits it.
+
+    Example:
+        >>> import io
+        >>> out = io.StringIO()
+        >>> writer = SafeCsvWriter(out)
+        >>> writer.writerow(["file", "rightsHolder"]); writer.writerow(["a.jpg", "=1+1"])
+        >>> writer.writerow(["b.jpg", "x\\ry"])
+        >>> out.getvalue().splitlines()
+        ['file,rightsHolder', "a.jpg,'=1+1", '"b.jpg","x', 'y"']
+    """
+
+    def __init__(self, out: TextIO, *, lineterminator: str = "\n") -> None:
+        self._plain = csv.writer(out, lineterminator=lineterminator)
+        self._quoted = csv.writer(out, lineterminator=lineterminator, quoting=csv.QUOTE_ALL)
+
+    def writerow(self, values: Iterable[Any]) -> None:
+        """Write one row of escaped cells."""
+        cells = safe_row(values)
+        writer = self._quoted if any("\r" in cell for cell in cells) else self._plain
+        writer.writerow(cells)

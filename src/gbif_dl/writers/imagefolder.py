@@ -42,7 +42,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gbif_dl.records import RESERVED_NAMES, public_url, safe_component, url_basename
+import numpy as np
+
+from gbif_dl.records import RESERVED_NAMES, public_url, safe_component, url_basename, url_digest
 from gbif_dl.writers._atomic import atomic_write_bytes, remove_temp_files
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import update_classes_from_manifest
@@ -225,6 +227,7 @@ class ImageFolderWriter(Writer):
         self._folders: dict[str, bool] = {}  # relative folder -> existed before this run
         self._safe = SafeFolders(self.root)  # each folder checked once: real, not a link
         self._claims = NameClaims()
+        self._listed: np.ndarray | None = None  # digests of the manifest's paths, on demand
 
     @classmethod
     def for_shard(cls, root: Path | str, **options: Any) -> ImageFolderWriter:
@@ -345,13 +348,33 @@ class ImageFolderWriter(Writer):
             if self._claims.owner(rel, candidate) not in (None, url):
                 continue
             for ext in IMAGE_EXTENSIONS:
+                path = f"{rel}/{candidate}{ext}" if rel else f"{candidate}{ext}"
                 try:
-                    if os.stat(folder / f"{candidate}{ext}").st_size > 0:
-                        self._claims.own(rel, candidate, url)
-                        return f"{rel}/{candidate}{ext}" if rel else f"{candidate}{ext}"
+                    if os.stat(folder / f"{candidate}{ext}").st_size == 0:
+                        continue
                 except OSError:
                     continue
+                if candidate == stem and len(stems) > 1 and self._is_listed(path):
+                    continue  # a caller-given name the manifest gives another URL
+                self._claims.own(rel, candidate, url)
+                return path
         return None
+
+    def _is_listed(self, path: str) -> bool:
+        """True when ``root/manifest.parquet`` lists ``path`` (read once, 8 bytes a row)."""
+        if self._listed is None:
+            from gbif_dl.manifest import MANIFEST_NAME, iter_manifest, url_digests
+
+            manifest = self.root / MANIFEST_NAME
+            parts = [np.zeros(0, np.uint64)]
+            if manifest.is_file():
+                parts += [
+                    url_digests(t["path"].to_pylist()) for t in iter_manifest(manifest, ["path"])
+                ]
+            self._listed = np.sort(np.concatenate(parts))
+        digest = np.uint64(url_digest(path))
+        at = int(np.searchsorted(self._listed, digest))
+        return at < len(self._listed) and self._listed[at] == digest
 
     def close(self) -> None:
         """Nothing to flush: every file is complete once :meth:`write` returns."""
