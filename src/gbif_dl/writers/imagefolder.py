@@ -120,42 +120,55 @@ class NameClaims:
     """Which URL took which file stem of which folder (compared without case, as a
     case-insensitive filesystem would): a second URL gets :func:`disambiguated` instead.
 
+    Names are remembered as 64-bit digests (about 100 bytes a name), and only caller-given
+    ones: a name made from the URL itself (its sha1, the default basename) is checked against
+    the remembered ones but not stored, since no other URL makes it.
+
     Example:
         >>> claims = NameClaims()
         >>> claims.claim("bee", "a", "http://h/1.jpg"), claims.claim("bee", "a", "http://h/1.jpg")
         (('a', False), ('a', True))
         >>> claims.claim("bee", "a", "http://h/2.jpg")
         ('a-54dcbe84d1', True)
+        >>> claims.taken("bee", "a", "http://h/2.jpg"), claims.taken("bee", "b", "http://h/2.jpg")
+        (True, False)
     """
 
     def __init__(self) -> None:
-        self._owners: dict[str, str] = {}
+        self._owners: dict[int, int] = {}  # digest of "folder/stem" -> digest of the url
         self._lock = threading.Lock()
 
-    def owner(self, folder: str, stem: str) -> str | None:
-        """The URL that took ``folder/stem``, if any."""
-        return self._owners.get(f"{folder}/{stem}".casefold())
+    @staticmethod
+    def _key(folder: str, stem: str) -> int:
+        return url_digest(f"{folder}/{stem}".casefold())
 
-    def claim(self, folder: str, stem: str, url: str) -> tuple[str, bool]:
+    def taken(self, folder: str, stem: str, url: str) -> bool:
+        """True when another URL took ``folder/stem``."""
+        owner = self._owners.get(self._key(folder, stem))
+        return owner is not None and owner != url_digest(url)
+
+    def claim(self, folder: str, stem: str, url: str, *, remember: bool = True) -> tuple[str, bool]:
         """The stem ``url`` gets in ``folder`` (``stem``, or its disambiguated form when another
-        URL took ``stem``), and whether that name is known to be ``url``'s already (False on a
-        first claim: a file there may be another URL's from an earlier run)."""
+        URL took ``stem``), and whether that name is known to be ``url``'s (False on a first
+        claim: a file there may be another URL's from an earlier run). ``remember=False``: a
+        name made from the URL itself, known to be its own, checked but not stored."""
+        key, mine = self._key(folder, stem), url_digest(url)
         with self._lock:
-            key = f"{folder}/{stem}".casefold()
             owner = self._owners.get(key)
             if owner is None:
-                self._owners[key] = url
-                return stem, False
-            if owner == url:
+                if remember:
+                    self._owners[key] = mine
+                return stem, not remember
+            if owner == mine:
                 return stem, True
             stem = disambiguated(stem, url)  # a name only ``url`` makes
-            self._owners.setdefault(f"{folder}/{stem}".casefold(), url)
+            self._owners.setdefault(self._key(folder, stem), mine)
             return stem, True
 
     def own(self, folder: str, stem: str, url: str) -> None:
         """Note that ``folder/stem`` holds ``url``'s stored file (the manifest says so)."""
         with self._lock:
-            self._owners.setdefault(f"{folder}/{stem}".casefold(), url)
+            self._owners.setdefault(self._key(folder, stem), url_digest(url))
 
 
 class _ComponentCache:
@@ -298,8 +311,9 @@ class ImageFolderWriter(Writer):
         (in this run, or a file from an earlier run under a caller-given basename)."""
         url = str(record.get("url") or "")
         base = safe_basename(record)
-        stem, known = self._claims.claim(rel, base, url)
-        if not known and base != url_basename(url) and os.path.lexists(folder / f"{base}{ext}"):
+        given = base != url_basename(url)  # a caller-given basename (not its url's sha1)
+        stem, known = self._claims.claim(rel, base, url, remember=given)
+        if not known and os.path.lexists(folder / f"{base}{ext}"):
             stem = self._claims.claim(rel, disambiguated(base, url), url)[0]  # not ours
         if stem != base:
             logger.warning(
@@ -313,14 +327,18 @@ class ImageFolderWriter(Writer):
         return stem
 
     def own(self, record: Mapping[str, Any], path: str) -> None:
-        """Note that ``path`` holds ``record``'s stored file (so a rewrite keeps its name).
+        """Note that ``path`` holds ``record``'s stored file (so a rewrite keeps its name);
+        remembered only for a caller-given basename (the others are unique by construction).
 
         Example:
             >>> import tempfile
             >>> ImageFolderWriter(tempfile.mkdtemp()).own({"url": "http://h/a"}, "bee/a.jpg")
         """
         folder, _, name = path.rpartition("/")
-        self._claims.own(folder, name.rpartition(".")[0] or name, str(record.get("url") or ""))
+        url = str(record.get("url") or "")
+        stem = name.rpartition(".")[0] or name
+        if stem != url_basename(url):
+            self._claims.own(folder, stem, url)
 
     def expected_folder(self, record: Mapping[str, Any]) -> str:
         """The relative folder ``record`` goes to."""
@@ -345,7 +363,7 @@ class ImageFolderWriter(Writer):
         stem = safe_basename(record)
         stems = [stem] if stem == url_basename(url) else [disambiguated(stem, url), stem]
         for candidate in stems:
-            if self._claims.owner(rel, candidate) not in (None, url):
+            if self._claims.taken(rel, candidate, url):
                 continue
             for ext in IMAGE_EXTENSIONS:
                 path = f"{rel}/{candidate}{ext}" if rel else f"{candidate}{ext}"

@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from gbif_dl.errors import ConfigError
-from gbif_dl.records import public_url, safe_component
+from gbif_dl.records import public_url, safe_component, url_basename
 from gbif_dl.writers._atomic import create_temp
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import CLASSES_NAME, NO_CLASS, class_label, load_classes
@@ -290,7 +290,9 @@ class WebDatasetWriter(Writer):
         record = result.record
         split = record_split(record)
         url = str(record.get("url") or "")
-        key, _ = self._claims.claim("", sample_key(record), url)  # two URLs never share a key
+        key = sample_key(record)
+        remember = key != url_basename(url)  # a caller-given basename: two URLs may share it
+        key, _ = self._claims.claim("", key, url, remember=remember)  # never a shared key
         key = key.replace(".", "_")
         ext = result.ext[1:] if result.ext in IMAGE_EXTENSIONS and result.ext else "bin"
         label = class_label(record.get("label"))
