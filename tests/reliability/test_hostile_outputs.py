@@ -204,7 +204,9 @@ def _dwca(path: Path, media: list[str], names: list[str]) -> Path:
         "identifier": "http://purl.org/dc/terms/identifier",
         "license": "http://purl.org/dc/terms/license",
     }
-    common = 'encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" ignoreHeaderLines="1"'
+    common = (
+        'encoding="UTF-8" fieldsTerminatedBy="\\t" linesTerminatedBy="\\n" ignoreHeaderLines="1"'
+    )
 
     def fields(columns: list[str]) -> str:
         return "".join(f'<field index="{i}" term="{terms[c]}"/>' for i, c in enumerate(columns))
