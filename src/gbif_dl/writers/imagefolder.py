@@ -152,6 +152,8 @@ class NameClaims:
         URL took ``stem``), and whether that name is known to be ``url``'s (False on a first
         claim: a file there may be another URL's from an earlier run). ``remember=False``: a
         name made from the URL itself, known to be its own, checked but not stored."""
+        if not remember and not self._owners:  # the common case: default names only
+            return stem, True
         key, mine = self._key(folder, stem), url_digest(url)
         with self._lock:
             owner = self._owners.get(key)
