@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gbif_dl.errors import ConfigError
-from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
 from gbif_dl.pipeline.stats import check_fail_threshold
+from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
 from gbif_dl.sampling.splits import Splitter
 from gbif_dl.writers.registry import check_writer_options, writer_class
 
