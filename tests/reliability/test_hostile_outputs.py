@@ -104,6 +104,24 @@ def test_label_or_split_folder_linked_out_of_the_root_is_never_written_through(
     assert _snapshot(outside) == before
 
 
+def test_a_linked_label_folder_in_a_sharded_job(hosts: MediaHosts, tmp_path: Path) -> None:
+    """The same link under `runner="local"` (shards share the folders, the job sweeps temp
+    files): nothing outside is written or deleted, the items fail with unsafe_path; once the
+    link is removed, a rerun stores them."""
+    outside, before = _outside(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink("../outside", root / "birds")
+    items = [{"url": _url(hosts, f"shard{i}"), "label": "birds"} for i in range(4)]
+    stats = download(items, root=root, runner="local", shard_size=2, progress=False)
+    assert (stats.success, stats.failed, stats.reasons) == (0, 4, {"unsafe_path": 4})
+    assert _snapshot(outside) == before
+    (root / "birds").unlink()
+    stats = download(items, root=root, runner="local", shard_size=2, progress=False)
+    assert stats.success == 4 and len(list((root / "birds").glob("*.jpg"))) == 4
+    assert _snapshot(outside) == before
+
+
 @pytest.mark.parametrize("name", [JOURNAL_NAME, MANIFEST_NAME, LOCK_NAME])
 def test_a_state_file_that_is_a_link_is_refused_and_its_target_untouched(
     hosts: MediaHosts, tmp_path: Path, name: str
