@@ -267,19 +267,20 @@ def test_a_dwca_label_equal_to_a_state_file_name(hosts: MediaHosts, tmp_path: Pa
     _check_dataset(root)
 
 
+@pytest.mark.parametrize("name", [MANIFEST_NAME, "classes.json", "ATTRIBUTION.csv"])
 def test_a_folder_where_a_state_file_belongs_gets_a_clear_message(
-    hosts: MediaHosts, tmp_path: Path
+    hosts: MediaHosts, tmp_path: Path, name: str
 ) -> None:
     """A root where an older gbif-dl made a label folder `manifest.parquet`: the run stops with
     an OutputError naming the folder and the fix (no raw OSError); once moved, a rerun works."""
     root = tmp_path / "root"
-    (root / MANIFEST_NAME).mkdir(parents=True)
-    (root / MANIFEST_NAME / "a.jpg").write_bytes(b"old image")
+    (root / name).mkdir(parents=True)
+    (root / name / "a.jpg").write_bytes(b"old image")
     with pytest.raises(OutputError, match="is a folder") as caught:
         download([_url(hosts, "m")], root=root, progress=False)
-    assert MANIFEST_NAME in str(caught.value) and "Move the folder" in str(caught.value)
-    assert (root / MANIFEST_NAME / "a.jpg").read_bytes() == b"old image"
-    (root / MANIFEST_NAME).rename(tmp_path / "moved")
+    assert name in str(caught.value) and "Move the folder" in str(caught.value)
+    assert (root / name / "a.jpg").read_bytes() == b"old image"
+    (root / name).rename(tmp_path / "moved")
     assert download([_url(hosts, "m")], root=root, progress=False).success == 1
 
 

@@ -47,11 +47,12 @@ from gbif_dl.pipeline.journal import BatchedJournal
 from gbif_dl.pipeline.stats import Counters
 from gbif_dl.progress import Progress
 from gbif_dl.records import public_url
-from gbif_dl.writers.attribution import write_attribution
+from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME, write_attribution
 from gbif_dl.writers.base import Writer
+from gbif_dl.writers.classes import CLASSES_NAME
 from gbif_dl.writers.paths import UnsafePathError, check_state_files, remove_inside
 
-__all__ = ["Run", "RunFiles", "file_facts"]
+__all__ = ["ROOT_FILES", "Run", "RunFiles", "file_facts"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ _PENDING = "pending"
 #: only the url digest of an item first seen in this run, see ResumeIndex).
 _FINISHED = ("finished", None)
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: The files a run rewrites at the root besides its manifest and journal.
+ROOT_FILES = (ATTRIBUTION_NAME, CITATION_NAME, CLASSES_NAME)
 
 
 def file_facts(body: bytes) -> dict[str, Any]:
@@ -392,7 +395,8 @@ class Run:
     async def execute(self, items: AsyncIterable[Any], fetch: FetchConfig) -> Counters:
         """Fetch what ``items`` need into the root, journal every item, merge the manifest."""
         manifest_name, journal_name = self.files.manifest, self.files.journal
-        check_state_files(self.root, (manifest_name, journal_name))  # no link, no folder there
+        # no link, no folder where a state file goes (an older gbif-dl made label folders there)
+        check_state_files(self.root, (manifest_name, journal_name, *ROOT_FILES))
         merge_journal_file(  # a killed run's journal, if any (streamed, nothing kept in memory)
             self.root, manifest_name=manifest_name, journal_name=journal_name
         )
