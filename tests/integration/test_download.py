@@ -203,7 +203,7 @@ def test_unjournaled_files_and_temp_leftovers_are_recovered(
     download(records, root=root, progress=False)
     expected = {r["url"]: (r["path"], r["sha256"], r["bytes"]) for r in _manifest(root)}
     (root / MANIFEST_NAME).unlink()  # as if the run was killed before any journal line
-    leftover = root / "species 0" / f".{records[0]['basename']}.jpg.0123456789ab.tmp"
+    leftover = root / "species 0" / f".{records[0]['basename']}.jpg.gbif-dl-0123456789ab.tmp"
     leftover.write_bytes(b"partial")
     hosts.reset_stats()
     stats = download(records, root=root, progress=False)

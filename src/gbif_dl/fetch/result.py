@@ -43,6 +43,7 @@ class Reason(str, enum.Enum):
     TOO_MANY_REDIRECTS = "too_many_redirects"  #: more than ``max_redirects`` hops
     INVALID = "invalid"  #: ``is_valid_file`` returned False
     WRITE_ERROR = "write_error"  #: a writer could not store the file
+    UNSAFE_PATH = "unsafe_path"  #: its folder in the output root is a link (or a file): not written
     RESIZE_ERROR = "resize_error"  #: resizing / re-encoding failed
     CANCELLED = "cancelled"  #: the run was stopped before the record finished
     #: the server kept asking to wait (``Retry-After``) longer than ``max_retry_after_s``, also

@@ -23,14 +23,13 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,6 +46,7 @@ from gbif_dl.manifest.table import (
     rows_to_table,
     write_manifest,
 )
+from gbif_dl.writers.paths import NOFOLLOW, check_state_files, open_state_file
 
 __all__ = [
     "JOURNAL_NAME",
@@ -91,7 +91,8 @@ class Journal:
 
     def __init__(self, root: Path | str, name: str = JOURNAL_NAME) -> None:
         self.path = Path(root) / name
-        self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        # never through a link: a journal that is one is refused with a message
+        self._handle: IO[str] = open_state_file(self.path, "a")
         self._pending: list[str] = []
         self.lines = 0
 
@@ -293,6 +294,7 @@ def merge_journal_file(
         ['success']
     """
     root = Path(root)
+    check_state_files(root, (manifest_name, journal_name))  # never read or truncate a link
     manifest = root / manifest_name
     journal = root / journal_name
     try:
@@ -343,7 +345,14 @@ def merge_journal(
 
 
 def _truncate_journal(root: Path, name: str = JOURNAL_NAME) -> None:
-    path = root / name
-    with contextlib.suppress(FileNotFoundError):
-        if path.stat().st_size:
-            os.truncate(path, 0)
+    """Empty the journal; never through a link (its target is left as it is)."""
+    check_state_files(root, (name,))
+    try:
+        fd = os.open(root / name, os.O_WRONLY | NOFOLLOW)
+    except FileNotFoundError:
+        return
+    try:
+        if os.fstat(fd).st_size:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)

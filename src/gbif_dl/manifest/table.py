@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gbif_dl._memory import release_memory
-from gbif_dl.records import RECORD_FIELDS, host_key, url_basename, url_digest
+from gbif_dl.records import RECORD_FIELDS, host_key, public_url, url_basename, url_digest
 from gbif_dl.writers._atomic import atomic_path
 
 __all__ = [
@@ -150,6 +151,13 @@ def url_host(url: str) -> str | None:
     return _utf8(host)[:_MAX_TEXT] if host else None
 
 
+def _without_credentials(text: str, url: str) -> str:
+    """``text`` with the ``user:password@`` part of ``url`` (and ``url`` itself) removed."""
+    userinfo = urlsplit(url).netloc.rpartition("@")[0]
+    text = text.replace(url, public_url(url))
+    return text.replace(userinfo + "@", "") if userinfo else text
+
+
 def manifest_row(
     record: Mapping[str, Any],
     *,
@@ -171,15 +179,22 @@ def manifest_row(
 
     ``host`` defaults to the ``host:port`` of the record's url (:func:`url_host`);
     ``elapsed_s`` (seconds from the first request to the result) is None when no request was
-    made.
+    made. The url is stored without credentials (:func:`gbif_dl.records.public_url`; the same
+    form keys the resume index), and they are removed from ``detail`` too.
 
     Example:
         >>> row = manifest_row({"url": "http://h:81/a.jpg", "gbifID": 12}, status=FAILED,
         ...                    reason="http_status", http_status=404, attempts=1, elapsed_s=0.5)
         >>> row["gbifID"], row["reason"], row["path"], row["host"], row["elapsed_s"]
         ('12', 'http_status', None, 'h:81', 0.5)
+        >>> manifest_row({"url": "http://u:pw@h/a.jpg"}, status=FAILED, detail="at u:pw@h")["url"]
+        'http://h/a.jpg'
+
     """
-    url = _utf8(str(record.get("url") or ""))
+    raw_url = str(record.get("url") or "")
+    url = _utf8(public_url(raw_url))
+    if detail and url != raw_url:
+        detail = _without_credentials(detail, raw_url)
     row: dict[str, Any] = {
         "url": url,
         "basename": _text(record.get("basename")) or url_basename(url),

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gbif_dl.errors import OutputError
+from gbif_dl.writers.paths import open_state_file
 
 __all__ = ["LOCK_NAME", "locked", "prepare_root"]
 
@@ -63,7 +64,9 @@ def locked(root: Path) -> Iterator[None]:
         ...     pass
     """
     try:
-        handle = open(root / LOCK_NAME, "a+b")  # noqa: SIM115 - closed below
+        handle = open_state_file(root / LOCK_NAME, "a+b")  # never through a link
+    except OutputError:
+        raise
     except OSError as exc:
         raise OutputError(
             f"cannot write to the output root {str(root)!r}: {exc.strerror or exc}; "

@@ -27,7 +27,6 @@ import dataclasses
 import errno
 import hashlib
 import logging
-import os
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -51,10 +50,13 @@ from gbif_dl.pipeline.inputs import Assign, normalize_item
 from gbif_dl.pipeline.journal import BatchedJournal
 from gbif_dl.pipeline.stats import Counters
 from gbif_dl.progress import Progress
-from gbif_dl.writers.attribution import write_attribution
+from gbif_dl.records import public_url
+from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME, write_attribution
 from gbif_dl.writers.base import Writer
+from gbif_dl.writers.classes import CLASSES_NAME
+from gbif_dl.writers.paths import UnsafePathError, check_state_files, remove_inside
 
-__all__ = ["Run", "RunFiles", "file_facts"]
+__all__ = ["ROOT_FILES", "Run", "RunFiles", "file_facts"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ _PENDING = "pending"
 #: only the url digest of an item first seen in this run, see ResumeIndex).
 _FINISHED = ("finished", None)
 _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+#: The files a run rewrites at the root besides its manifest and journal.
+ROOT_FILES = (ATTRIBUTION_NAME, CITATION_NAME, CLASSES_NAME)
 
 
 def file_facts(body: bytes) -> dict[str, Any]:
@@ -188,7 +192,7 @@ class Run:
             if self.stopping:
                 break
             record, problem, detail = normalize_item(item, self.assign)
-            url = record["url"]
+            url = public_url(record["url"])  # the form the manifest stores (no credentials)
             if problem is not None:
                 row = manifest_row(record, status=FAILED, reason=problem.value, detail=detail)
                 self._finish(row, "failed", reason=problem.value)
@@ -225,6 +229,7 @@ class Run:
         """True when ``record`` needs no request (already stored, found, or moved)."""
         path = previous[1] if previous is not None and previous[0] == SUCCESS else None
         if path and self.writer.is_stored(path):
+            self.writer.own(record, path)
             target = self.writer.placement(record, path)
             if target == path:
                 self._skip()
@@ -280,7 +285,7 @@ class Run:
     async def on_result(self, result: FetchResult) -> None:
         """Store, journal and count one engine result."""
         record = result.record
-        url = record["url"]
+        url = public_url(record["url"])
         if result.reason is Reason.CANCELLED:
             self.index.pop(url, None)  # not finished: the next run tries it again
             return
@@ -292,12 +297,14 @@ class Run:
             self._fail(record, Reason.WRITE_ERROR, result, detail="not written: the disk is full")
             return
         previous_path = self.index.get(url, (None, None))[1]
+        if previous_path:
+            self.writer.own(record, previous_path)
         stored, cancelled = await self._store_shielded(result)
         if isinstance(stored, OSError):
+            unsafe = isinstance(stored, UnsafePathError)
+            reason = Reason.UNSAFE_PATH if unsafe else Reason.WRITE_ERROR
             detail = str(stored)
-            self._fail(
-                record, Reason.WRITE_ERROR, result, http_status=result.http_status, detail=detail
-            )
+            self._fail(record, reason, result, http_status=result.http_status, detail=detail)
             self._check_disk_full(stored)
         else:
             self._stored(result, *stored, previous_path=previous_path)
@@ -310,7 +317,7 @@ class Run:
         """Journal (or hold, for a writer that commits later) a stored result."""
         if previous_path and previous_path != path:  # overwrite with another type or place
             with contextlib.suppress(OSError):
-                os.unlink(self.root / previous_path)
+                remove_inside(self.root, previous_path)  # never through a link
         nbytes = len(result.body or b"")
         row = manifest_row(
             result.record,
@@ -413,6 +420,8 @@ class Run:
     async def execute(self, items: AsyncIterable[Any], fetch: FetchConfig) -> Counters:
         """Fetch what ``items`` need into the root, journal every item, merge the manifest."""
         manifest_name, journal_name = self.files.manifest, self.files.journal
+        # no link, no folder where a state file goes (an older gbif-dl made label folders there)
+        check_state_files(self.root, (manifest_name, journal_name, *ROOT_FILES))
         merge_journal_file(  # a killed run's journal, if any (streamed, nothing kept in memory)
             self.root, manifest_name=manifest_name, journal_name=journal_name
         )

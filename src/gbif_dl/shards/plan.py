@@ -37,7 +37,7 @@ from gbif_dl.fetch.result import Reason
 from gbif_dl.pipeline.inputs import INVALID_ITEM, Assign, normalize_item
 from gbif_dl.records import url_digest
 from gbif_dl.shards.files import marker_has_failures, shard_files
-from gbif_dl.writers._atomic import temp_path
+from gbif_dl.writers._atomic import create_temp
 
 __all__ = ["DEFAULT_SHARD_SIZE", "ShardPlan", "plan_shards"]
 
@@ -78,8 +78,8 @@ class _ShardOut:
         self.shard_id = shard_id
         self.files = shard_files(shard_id)
         self.final = root / self.files.records
-        self.tmp = temp_path(self.final)
-        self.handle: IO[bytes] = open(self.tmp, "xb")  # noqa: SIM115 - closed in finish()
+        self.tmp, fd = create_temp(self.final)  # exclusive: never through a link
+        self.handle: IO[bytes] = open(fd, "wb")  # noqa: SIM115 - closed in finish()
         self.digest = hashlib.sha256()
         self.count = 0
 

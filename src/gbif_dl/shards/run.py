@@ -70,6 +70,7 @@ from gbif_dl.shards.files import (
 )
 from gbif_dl.writers._atomic import remove_temp_files
 from gbif_dl.writers.attribution import write_attribution
+from gbif_dl.writers.paths import open_state_file
 from gbif_dl.writers.registry import make_writer
 
 __all__ = [
@@ -141,7 +142,9 @@ def _shard_lock(path: Path, timeout_s: float) -> Iterator[None]:
     resize pool do not inherit them (unlike ``flock``), so a killed worker never blocks a rerun.
     """
     try:
-        handle = open(path, "a+b")  # noqa: SIM115 - closed below
+        handle = open_state_file(path, "a+b")  # never through a link
+    except OutputError:
+        raise
     except OSError as exc:
         raise OutputError(
             f"cannot create the shard lock {str(path)!r}: {exc.strerror or exc}; "
@@ -336,6 +339,8 @@ def remove_leftover_temp_files(root: str | os.PathLike[str], depth: int = 2) -> 
         for folder in folders:
             removed += remove_temp_files(folder)
             with contextlib.suppress(OSError):
-                below += [Path(e.path) for e in os.scandir(folder) if e.is_dir()]
+                below += [  # never into a linked folder
+                    Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)
+                ]
         folders = below
     return removed

@@ -11,12 +11,12 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gbif_dl.stores import MediaData
+from gbif_dl.writers.cells import SafeCsvWriter
 
 __all__ = ["to_csv"]
 
@@ -45,9 +45,11 @@ def to_csv(
     columns = list(fieldnames) if fieldnames is not None else list(MediaData.__annotations__)
     rows = 0
     with open(filename, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", restval="")
-        writer.writeheader()
+        writer = SafeCsvWriter(
+            handle, lineterminator="\r\n"
+        )  # as 0.1.1 (csv's default); cells a spreadsheet would run as formulas are escaped
+        writer.writerow(columns)
         for item in generator:
-            writer.writerow(item)
+            writer.writerow([item.get(name) for name in columns])
             rows += 1
     return rows

@@ -1,9 +1,10 @@
 """Atomic file writes: a temp file in the target folder, then ``os.replace``.
 
 A crash (even ``SIGKILL``) never leaves a partial file under a final name: the bytes go to
-``.<name>.<random>.tmp`` next to the final file and are renamed only once complete. Leftover temp
-files from a killed run are recognised by :func:`is_temp_name` and removed by
-:func:`remove_temp_files`.
+``.<name>.gbif-dl-<random>.tmp`` next to the final file (created with ``O_EXCL``, so never
+through a link) and are renamed only once complete. Leftover temp files from a killed run are
+recognised by :func:`is_temp_name` (the ``gbif-dl-`` marker: a user's own ``*.tmp`` file is
+never taken for one) and removed by :func:`remove_temp_files`, which never follows a link.
 
 Example:
     >>> import tempfile, pathlib
@@ -23,32 +24,62 @@ import contextlib
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "is_temp_name", "remove_temp_files", "temp_path"]
+from gbif_dl.writers.paths import NOFOLLOW
 
-_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+__all__ = [
+    "TEMP_MARKER",
+    "atomic_path",
+    "atomic_write_bytes",
+    "create_temp",
+    "is_temp_name",
+    "remove_temp_files",
+    "temp_path",
+]
+
+#: What every temp name carries before its random part.
+TEMP_MARKER = "gbif-dl-"
+_TEMP_NAME = re.compile(r"^\..+\.gbif-dl-[0-9a-f]{12}\.tmp$")
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
 def temp_path(final: Path) -> Path:
-    """A fresh temp path next to ``final``: ``.<final name>.<12 random hex>.tmp``.
+    """A fresh temp path next to ``final``: ``.<final name>.gbif-dl-<12 random hex>.tmp``.
 
     Example:
         >>> is_temp_name(temp_path(Path("x/a.jpg")).name)
         True
     """
-    return final.with_name(f".{final.name}.{secrets.token_hex(6)}.tmp")
+    return final.with_name(f".{final.name}.{TEMP_MARKER}{secrets.token_hex(6)}.tmp")
 
 
 def is_temp_name(name: str) -> bool:
     """True for a file name made by :func:`temp_path`.
 
     Example:
-        >>> is_temp_name(".a.jpg.0123456789ab.tmp"), is_temp_name("a.jpg")
+        >>> is_temp_name(".a.jpg.gbif-dl-0123456789ab.tmp"), is_temp_name("a.jpg")
         (True, False)
+        >>> is_temp_name(".a.jpg.0123456789ab.tmp")  # not ours: no marker
+        False
     """
     return bool(_TEMP_NAME.match(name))
+
+
+def create_temp(final: Path) -> tuple[Path, int]:
+    """A new temp file next to ``final``, created exclusively (never through a link): its path
+    and an open write descriptor.
+
+    Example:
+        >>> import tempfile
+        >>> tmp, fd = create_temp(Path(tempfile.mkdtemp()) / "a.txt")
+        >>> os.close(fd); is_temp_name(tmp.name)
+        True
+    """
+    tmp = temp_path(final)
+    return tmp, os.open(tmp, _CREATE, 0o666)
 
 
 @contextlib.contextmanager
@@ -57,7 +88,8 @@ def atomic_path(final: Path, *, fsync: bool = False) -> Iterator[Path]:
 
     With ``fsync=True`` the file's data is flushed to disk before the rename.
     """
-    tmp = temp_path(final)
+    tmp, fd = create_temp(final)  # made here: the caller reopens our own file, never a link
+    os.close(fd)
     try:
         yield tmp
         if fsync:
@@ -83,9 +115,9 @@ def atomic_write_bytes(final: Path, data: bytes, *, fsync: bool = False) -> None
         >>> target.stat().st_size
         2
     """
-    tmp = temp_path(final)
+    tmp, fd = create_temp(final)
     try:
-        with open(tmp, "xb") as handle:
+        with open(fd, "wb") as handle:
             handle.write(data)
             if fsync:
                 handle.flush()
@@ -100,17 +132,23 @@ def atomic_write_bytes(final: Path, data: bytes, *, fsync: bool = False) -> None
 def remove_temp_files(folder: Path) -> int:
     """Delete the temp files a killed run left directly in ``folder``; return how many.
 
+    Only names :func:`is_temp_name` recognises are removed, only regular files, and nothing at
+    all when ``folder`` is a link (a link never leads the sweep out of the root).
+
     Example:
         >>> import tempfile, pathlib
         >>> folder = pathlib.Path(tempfile.mkdtemp())
         >>> _ = temp_path(folder / "a.jpg").write_bytes(b"partial")
+        >>> _ = (folder / ".b.jpg.0123456789ab.tmp").write_bytes(b"the user's own")
         >>> remove_temp_files(folder)
         1
     """
     removed = 0
     try:
+        if stat.S_ISLNK(os.lstat(folder).st_mode):
+            return 0
         entries = list(os.scandir(folder))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return 0
     for entry in entries:
         if is_temp_name(entry.name) and entry.is_file(follow_symlinks=False):

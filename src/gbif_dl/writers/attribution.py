@@ -1,8 +1,9 @@
 """Attribution and citation files, derived from the manifest.
 
 - ``ATTRIBUTION.csv``: one row per stored image: file, licence, rights holder, creator,
-  publisher, GBIF occurrence page and media URL. What a CC-BY licence asks of anyone who reuses
-  the images.
+  publisher, GBIF occurrence page and media URL (without credentials). What a CC-BY licence asks
+  of anyone who reuses the images. A cell a spreadsheet would run as a formula (``=...``,
+  ``+``, ``-``, ``@``, tab, CR) gets a ``'`` in front (:mod:`gbif_dl.writers.cells`).
 - ``CITATION.txt``: the GBIF datasets the images come from with their record counts (what GBIF
   asks for to register a derived dataset, https://www.gbif.org/derived-dataset/register), plus
   the download DOI(s) when the records came from a GBIF download.
@@ -27,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 from typing import TextIO, Union
@@ -37,7 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gbif_dl.manifest import SUCCESS, iter_manifest, url_digests
+from gbif_dl.records import public_url
 from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes
+from gbif_dl.writers.cells import SafeCsvWriter
 
 #: A manifest as a table, or the path of a manifest parquet file (read a batch at a time).
 Manifest = Union[pa.Table, str, "os.PathLike[str]"]
@@ -70,7 +72,7 @@ def _doi_link(doi: str) -> str:
 
 def _write_attribution_csv(out: TextIO, manifest: Manifest) -> None:
     """Stream the rows of stored images to ``out``, a batch at a time (memory stays flat)."""
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out)  # every cell: never a spreadsheet formula
     writer.writerow(ATTRIBUTION_COLUMNS)
     columns = ["path", "license", "rightsHolder", "creator", "publisher", "gbifID", "url"]
     for batch in iter_manifest(manifest, [*columns, "status"], batch_size=_BATCH):
@@ -81,12 +83,12 @@ def _write_attribution_csv(out: TextIO, manifest: Manifest) -> None:
             writer.writerow(
                 [
                     path,
-                    lic or "",
-                    holder or "",
-                    creator or "",
-                    publisher or "",
+                    lic,
+                    holder,
+                    creator,
+                    publisher,
                     OCCURRENCE_PAGE.format(gbif_id) if gbif_id else "",
-                    url,
+                    public_url(url or ""),
                 ]
             )
 

@@ -9,6 +9,7 @@ hook                  default
 ``write``             (required) store one successful fetch, return its path under the root
 ``for_shard``         the writer of one shard of a ``runner=`` job (``shardable`` layouts only)
 ``find_existing``     None: the writer cannot find files a killed run did not journal
+``own``               nothing: the manifest says a record's stored file is at a path
 ``close``             nothing to flush
 ``defers_commit``     False: a file is durable once ``write`` returns
 ``committed``         []: the paths made durable since the last call (``defers_commit`` writers)
@@ -115,6 +116,10 @@ class Writer:
         """The relative path of a stored image for ``record`` the manifest does not know about
         (a crash between storing and journaling), or None when the writer cannot tell cheaply."""
         return None
+
+    def own(self, record: Mapping[str, Any], path: str) -> None:
+        """Note that the manifest lists ``path`` as ``record``'s stored file (called before the
+        record is skipped or rewritten), so the writer never gives that name to another URL."""
 
     def close(self) -> None:
         """Finish writing (flush, close open shards)."""

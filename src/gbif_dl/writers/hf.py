@@ -43,6 +43,7 @@ from gbif_dl.manifest import SUCCESS, iter_manifest
 from gbif_dl.writers._atomic import atomic_path
 from gbif_dl.writers.classes import NO_CLASS, class_label, update_classes_from_manifest
 from gbif_dl.writers.imagefolder import ImageFolderWriter
+from gbif_dl.writers.paths import SafeFolders
 
 __all__ = ["METADATA_COLUMNS", "METADATA_NAME", "HFWriter", "write_metadata"]
 
@@ -71,6 +72,7 @@ def write_metadata(root: Path | str, manifest: pa.Table | str | os.PathLike[str]
     """
     root = Path(root)
     classes = update_classes_from_manifest(root, manifest)
+    folders = SafeFolders(root)  # a split folder that is a link: UnsafePathError, not written
     written = 0
     with contextlib.ExitStack() as stack:
         handles: dict[str, TextIO] = {}
@@ -98,7 +100,7 @@ def write_metadata(root: Path | str, manifest: pa.Table | str | os.PathLike[str]
                     line[name] = "" if value is None else str(value)
                 handle = handles.get(folder)
                 if handle is None:
-                    target = (root / folder if folder else root) / METADATA_NAME
+                    target = folders.ensure(folder) / METADATA_NAME  # type: ignore[operator]
                     tmp = stack.enter_context(atomic_path(target))
                     handle = stack.enter_context(open(tmp, "w", encoding="utf-8"))
                     handles[folder] = handle

@@ -1,7 +1,8 @@
 """WebDataset shards: ``root/{split}-{shard:06d}.tar``, written atomically, resumable per shard.
 
 Each sample is three adjacent tar members sharing one key (the record's ``basename``, a sha1 hex,
-with any dot replaced, so keys never contain dots):
+with any dot replaced, so keys never contain dots; a basename a run already gave another URL gets
+``-`` and 10 hex digits of the URL's sha1 appended, so two URLs never share a sample):
 
 - ``<key>.jpg`` (or ``.png``, ``.gif``, ...; the type comes from the bytes): the image;
 - ``<key>.json``: the record: ``label``, ``class_index``, ``gbifID``, ``datasetKey``, ``license``,
@@ -11,7 +12,7 @@ with any dot replaced, so keys never contain dots):
 
 Records without a ``subset`` go to the ``train`` split, as Hugging Face ``datasets`` does.
 
-A shard is built in a temp file in the root (``.{split}-{shard:06d}.tar.<random>.tmp``) and
+A shard is built in a temp file in the root (``.{split}-{shard:06d}.tar.gbif-dl-<random>.tmp``) and
 renamed when it holds ``shard_size`` samples (or ``shard_bytes`` bytes), or when the run ends.
 Class indices of labels new to the root are fixed at that moment (sorted, appended to
 ``classes.json``) and patched into the fixed-width ``.cls``/``.json`` fields before the rename.
@@ -56,11 +57,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from gbif_dl.errors import ConfigError
-from gbif_dl.records import safe_component
-from gbif_dl.writers._atomic import temp_path
+from gbif_dl.records import public_url, safe_component, url_basename
+from gbif_dl.writers._atomic import create_temp
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import CLASSES_NAME, NO_CLASS, class_label, load_classes
-from gbif_dl.writers.imagefolder import IMAGE_EXTENSIONS, safe_basename
+from gbif_dl.writers.imagefolder import IMAGE_EXTENSIONS, NameClaims, safe_basename
 
 if TYPE_CHECKING:  # pragma: no cover
     from gbif_dl.fetch.result import FetchResult
@@ -100,7 +101,7 @@ RECORD_FIELDS = (
     "basename",
 )
 _SHARD_NAME = re.compile(r"^(?P<split>.+)-(?P<number>[0-9]{6,})\.tar$")
-_TEMP_SHARD = re.compile(r"^\.(?P<final>.+-[0-9]{6,}\.tar)\.[0-9a-f]{12}\.tmp$")
+_TEMP_SHARD = re.compile(r"^\.(?P<final>.+-[0-9]{6,}\.tar)\.gbif-dl-[0-9a-f]{12}\.tmp$")
 _CLASS_WIDTH = 10  # room for the class index, patched in place when the shard is finalized
 _BLOCK = 512
 _END_OF_ARCHIVE = b"\0" * (2 * _BLOCK)
@@ -151,7 +152,8 @@ def list_shards(root: Path | str, split: str | None = None) -> list[Path]:
     found = []
     for entry in os.scandir(root):
         match = _SHARD_NAME.match(entry.name)
-        if match and entry.is_file() and (split is None or match["split"] == split):
+        is_file = entry.is_file(follow_symlinks=False)
+        if match and is_file and (split is None or match["split"] == split):
             found.append((match["split"], int(match["number"]), Path(entry.path)))
     return [path for _, _, path in sorted(found)]
 
@@ -229,6 +231,7 @@ class WebDatasetWriter(Writer):
         self._open: dict[str, _OpenShard] = {}
         self._committed: list[str] = []
         self._stored: dict[str, str] | None = None  # key -> sample path, built on demand
+        self._claims = NameClaims()
         self._classes = load_classes(self.root)
         self._classes_dirty = not (self.root / CLASSES_NAME).exists()
         self._remove_temp_shards()
@@ -286,7 +289,11 @@ class WebDatasetWriter(Writer):
             raise ValueError("WebDatasetWriter.write needs a successful result with a body")
         record = result.record
         split = record_split(record)
+        url = str(record.get("url") or "")
         key = sample_key(record)
+        remember = key != url_basename(url)  # a caller-given basename: two URLs may share it
+        key, _ = self._claims.claim("", key, url, remember=remember)  # never a shared key
+        key = key.replace(".", "_")
         ext = result.ext[1:] if result.ext in IMAGE_EXTENSIONS and result.ext else "bin"
         label = class_label(record.get("label"))
         with self._lock:
@@ -317,6 +324,8 @@ class WebDatasetWriter(Writer):
     ) -> tuple[bytes, int, int]:
         """The three members of one sample, and where the class index goes (offsets in it)."""
         fields = {name: record[name] for name in RECORD_FIELDS if record.get(name) is not None}
+        if "url" in fields:  # never the credentials of the request
+            fields["url"] = public_url(str(fields["url"]))
         text = json.dumps(fields, ensure_ascii=False, default=str).encode("utf-8")
         prefix = text[:-1] + (b', "class_index": ' if fields else b'"class_index": ')
         json_data = prefix + b" " * _CLASS_WIDTH + b"}"
@@ -331,8 +340,8 @@ class WebDatasetWriter(Writer):
         number = self._next.get(split, 0)
         self._next[split] = number + 1
         name = shard_name(split, number)
-        tmp = temp_path(self.root / name)
-        shard = _OpenShard(name=name, tmp=tmp, handle=open(tmp, "xb"), mtime=int(time.time()))  # noqa: SIM115 - closed in _finalize/_drop
+        tmp, fd = create_temp(self.root / name)  # exclusive: never through a link
+        shard = _OpenShard(name=name, tmp=tmp, handle=open(fd, "wb"), mtime=int(time.time()))  # noqa: SIM115 - closed in _finalize/_drop
         self._open[split] = shard
         return shard
 
