@@ -242,8 +242,7 @@ async def _fetch_url(url: str, root: Path) -> Path:
                 status=exc.status,
             ) from exc
         raise ArchiveError(
-            f"fetching {url} keeps failing ({exc}); the partial file is kept and resumed "
-            "next time",
+            f"fetching {url} keeps failing ({exc}); the partial file is kept and resumed next time",
             path=str(dest) + ".part",
         ) from exc
     if not _is_complete(dest, None):
