@@ -58,10 +58,15 @@ class Run:
 
 
 def clean_env(ours: bool) -> dict[str, str]:
-    """The environment for a runner: no proxies; ours also gets the repository's ``src``."""
+    """The environment for a runner: no proxies; ours also gets the repository's ``src``.
+
+    Every runner may fetch from loopback (nginx, the simulated hosts): gbif-dl's address guard
+    refuses private and loopback addresses unless ``GBIF_DL_ALLOW_PRIVATE=1``.
+    """
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.pop("PYTHONPATH", None)
     env["PYTHONUNBUFFERED"] = "1"
+    env["GBIF_DL_ALLOW_PRIVATE"] = "1"
     if ours:
         env["PYTHONPATH"] = str(REPO / "src")
     return env

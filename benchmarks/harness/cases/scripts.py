@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from harness.proc import OURS_PYTHON
 def _script(name: str, args: list[str], ctx: Context, timeout_s: float) -> str:
     cmd = [OURS_PYTHON, str(core.BENCH / name), *args]
     ctx.log("    $ " + " ".join(cmd[1:]))
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    env = {**os.environ, "GBIF_DL_ALLOW_PRIVATE": "1"}  # the scripts serve images on loopback
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout_s, check=False, env=env
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{name} failed ({done.returncode}): {done.stderr[-800:]}")
     return done.stdout
