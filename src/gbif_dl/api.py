@@ -109,21 +109,7 @@ def generate_urls(
         >>> next(urls)["label"]  # doctest: +SKIP
         '5352251'
     """
-    options = SamplingOptions(
-        label=label,
-        split_streams_by=split_streams_by,  # type: ignore[arg-type]  # a name or names
-        subset_streams=subset_streams,
-        nb_samples=nb_samples,
-        nb_samples_per_stream=nb_samples_per_stream,
-        weighted_streams=weighted_streams,
-        mediatype=mediatype,
-        one_media_per_occurrence=one_media_per_occurrence,
-        license_info=license_info,
-        seed=seed,
-        licenses=None if licenses is None else tuple(licenses),
-        keep_unknown_licenses=keep_unknown_licenses,
-        dedupe=dedupe,
-    )
+    options = SamplingOptions.pick(locals())  # the sampling keywords, checked once
     del cache_requests  # accepted for compatibility; GBIF responses are not cached
     # search_records checks the arguments now (ConfigError before any request), not at next()
     records = search_records(

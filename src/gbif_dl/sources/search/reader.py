@@ -390,21 +390,7 @@ def agenerate_urls(
         ...                            seed=0, api_url=api_url)
         ...     return [item["url"] async for item in items]
     """
-    options = SamplingOptions(
-        label=label,
-        split_streams_by=split_streams_by,  # type: ignore[arg-type]  # a name or names
-        subset_streams=subset_streams,
-        nb_samples=nb_samples,
-        nb_samples_per_stream=nb_samples_per_stream,
-        weighted_streams=weighted_streams,
-        mediatype=mediatype,
-        one_media_per_occurrence=one_media_per_occurrence,
-        license_info=license_info,
-        seed=seed,
-        licenses=None if licenses is None else tuple(licenses),
-        keep_unknown_licenses=keep_unknown_licenses,
-        dedupe=dedupe,
-    )
+    options = SamplingOptions.pick(locals())  # the sampling keywords, checked once
     if cache_requests:
         logger.debug("cache_requests is accepted for compatibility; GBIF responses are not cached")
     return search_records(
