@@ -12,7 +12,7 @@ Example:
     >>> path = Path("tests/data/dwca-0022697-200613084148143.zip")
     >>> with zipfile.ZipFile(path) as zf:
     ...     text = read_member(path, zf.getinfo("meta.xml"), "dl.zip", limit=1 << 20)
-    >>> text.startswith(b"<?xml")
+    >>> text.startswith(b"<archive")
     True
 """
 
@@ -131,7 +131,7 @@ class MemberStream(io.RawIOBase):
         ...     info = zf.getinfo("meta.xml")
         >>> with MemberStream(path, info, "dl.zip") as member:
         ...     member.read(5)
-        b'<?xml'
+        b'<arch'
     """
 
     def __init__(
