@@ -294,18 +294,38 @@ def _not_ready(client: GbifClient, key: str, status: str, text: str) -> Download
 async def download_metadata(client: GbifClient, key_or_doi: str) -> dict[str, Any]:
     """A download's metadata (``status``, ``key``, ``doi``, ``size``, ...), by key or DOI.
 
+    The identifier is checked before it goes into the URL, and the answer before anyone uses
+    it: its ``key`` must be a download key (it names files and URLs next), the one asked for
+    when a key was given.
+
+    Raises:
+        ConfigError: ``key_or_doi`` is not a download key or a GBIF download DOI.
+        GbifApiError: GBIF's answer is not metadata, or its key is missing or malformed.
+
     Example:
         >>> async def status(gbif: GbifClient) -> str:
         ...     meta = await download_metadata(gbif, "doi:10.15468/dl.hx3uzz")
         ...     return meta["status"]
     """
-    _, ident = parse_download_id(key_or_doi)
+    kind, ident = parse_download_id(key_or_doi)
+    url = f"{client.api_url}/occurrence/download/{ident}"
     data = await client.get_json(f"/occurrence/download/{ident}")  # a DOI keeps its slash
     if not isinstance(data, dict):
         raise GbifApiError(
             f"GBIF answered download {ident} with something that is not metadata",
-            url=f"{client.api_url}/occurrence/download/{ident}",
+            url=url,
             status=200,
+        )
+    key = data.get("key")
+    if not isinstance(key, str) or not is_download_key(key) or (kind == "key" and key != ident):
+        raise GbifApiError(
+            f"GBIF answered download {ident} with the key {str(key)[:100]!r}, which is not "
+            f"{'that' if kind == 'key' else 'a'} download key (like 0022697-200613084148143); "
+            "refusing to use it for a file name or a URL. Check the API URL (api_url=) points "
+            "at GBIF",
+            url=url,
+            status=200,
+            body=str(key)[:_MAX_ERROR_TEXT],
         )
     return data
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gbif_dl.errors import ArchiveError, ConfigError, TooManyDownloadsError
+from gbif_dl.errors import ArchiveError, ConfigError, GbifApiError, TooManyDownloadsError
 from gbif_dl.records import safe_component
 
 __all__ = [
@@ -149,8 +149,20 @@ def _not_ready(key: str, status: str, meta: Mapping[str, Any], api_url: str) -> 
 
 
 def _check_metadata(meta: Mapping[str, Any], api_url: str) -> tuple[str, int | None]:
-    """The key and size of a SUCCEEDED DWCA download, or the error that explains why not."""
+    """The key and size of a SUCCEEDED DWCA download, or the error that explains why not.
+
+    The key names the cached file next: anything but a download key is refused first.
+    """
+    from gbif_dl.gbif.params import is_download_key
+
     key = str(meta.get("key") or "")
+    if not is_download_key(key):
+        raise GbifApiError(
+            f"GBIF's download metadata names the key {key[:100]!r}, which is not a download "
+            "key (like 0022697-200613084148143); refusing to use it for a file name",
+            url=f"{api_url}/occurrence/download",
+            status=200,
+        )
     status = str(meta.get("status") or "").upper()
     request = meta.get("request") if isinstance(meta.get("request"), Mapping) else {}
     fmt = str((request or {}).get("format") or "DWCA").upper()
@@ -225,7 +237,6 @@ def _url_file_name(url: str) -> str:
 
 async def _fetch_url(url: str, root: Path) -> Path:
     """Fetch a zip at ``url`` into the cache with the client's one resumable file fetch."""
-    from gbif_dl.errors import GbifApiError
     from gbif_dl.gbif.downloads import fetch_file
 
     dest = root / _url_file_name(url)
