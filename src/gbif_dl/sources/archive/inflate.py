@@ -56,8 +56,11 @@ _READ_STEP = 1 << 20
 class _Decoder(Protocol):
     """What the stream needs of a decompressor (the shape of ``bz2``/``lzma``'s)."""
 
-    eof: bool
-    needs_input: bool
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def needs_input(self) -> bool: ...
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes: ...
 
