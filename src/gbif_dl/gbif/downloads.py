@@ -234,8 +234,8 @@ class _Transfer:
             out.close()
             self.part.unlink()
             raise GbifApiError(
-                f"{self.url}: the body is longer than the {self.expected_size} bytes announced; "
-                "the partial file was removed, try again",
+                f"{self.url}: got more than the bytes announced, expected {self.expected_size}; "
+                "the body was refused as it arrived and the partial file removed, try again",
                 url=self.url,
                 status=200,
             )
