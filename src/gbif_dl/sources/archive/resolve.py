@@ -174,6 +174,13 @@ def _is_url(text: str) -> bool:
     return text.lower().startswith(("http://", "https://"))
 
 
+def _names_a_doi(url: str) -> bool:
+    """A doi.org URL that is not a GBIF download DOI: refused, never fetched as a zip URL."""
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "").lower() in ("doi.org", "dx.doi.org")
+
+
 def _not_ready(key: str, status: str, meta: Mapping[str, Any], api_url: str) -> Exception:
     from gbif_dl.errors import DownloadNotReadyError
 
@@ -377,10 +384,12 @@ def resolve_archive(
     try:
         _, ident = parse_download_id(text)
     except ConfigError:
-        if not _is_url(text):
+        if not _is_url(text) or _names_a_doi(text):
             raise ConfigError(
                 f"{identifier!r} is not an existing file, a URL, a GBIF download key "
-                "(0022697-200613084148143) or a DOI (10.15468/dl.abc123); check it"
+                "(0022697-200613084148143) or a GBIF download DOI (10.15468/dl. followed by "
+                "letters and digits, e.g. 10.15468/dl.abc123 or https://doi.org/10.15468/dl.abc123)"
+                "; check it"
             ) from None
         return ResolvedArchive(run_sync(_fetch_url(text, folder, cap)), None, True)
     path, key, meta = run_sync(_fetch_key(ident, folder, api_url, cap))
