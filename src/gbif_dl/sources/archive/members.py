@@ -1,9 +1,10 @@
 """Reading a data member of the zip: bounded inflation, chunks cut at line ends, arrow batches.
 
-A member is inflated here (ISA-L where installed, else zlib) with its declared size and CRC-32
-checked, cut into chunks of whole lines, and parsed by ``pyarrow.csv`` from memory (tab
-separated, *no* quote character: GBIF values contain literal ``"``). A thread runs the inflating
-and parsing ahead of the consumer. Memory stays bounded whatever the member's size.
+A member is decompressed by the one bounded stream of :mod:`.inflate` (its declared size and
+CRC-32 checked, whatever the compression method), cut into chunks of whole lines, and parsed
+by ``pyarrow.csv`` from memory (tab separated, *no* quote character: GBIF values contain
+literal ``"``). A thread runs the inflating and parsing ahead of the consumer. Memory stays
+bounded whatever the member's size.
 
 Example:
     >>> reader = MemberReader(Path("tests/data/dwca-0022697-200613084148143.zip"))
@@ -33,13 +34,12 @@ import pyarrow.csv as pacsv
 
 from gbif_dl._memory import jemalloc_pool, release_memory
 from gbif_dl.errors import ArchiveError
-from gbif_dl.sources.archive.inflate import MAX_COMPRESSION_RATIO, MemberStream
+from gbif_dl.sources.archive.inflate import MemberStream
 from gbif_dl.sources.archive.meta import DataFileSpec, open_zip, read_meta
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_BLOCK_SIZE",
-    "MAX_COMPRESSION_RATIO",
     "MAX_LINE_BYTES",
     "MemberReader",
     "read_ahead",
