@@ -603,3 +603,31 @@ def test_unknown_compression_method_is_an_archive_error(tmp_path: Path) -> None:
     )
     with pytest.raises(ArchiveError, match="compression method 99"):
         read_all(path, label="speciesKey")
+
+
+@pytest.mark.parametrize(
+    "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
+def test_member_claiming_more_data_than_the_file_holds_is_truncated(
+    tmp_path: Path, method: int
+) -> None:
+    """A member whose compressed size runs past the end of the file: ArchiveError naming the
+    member, whatever the method (stored: the end of the file comes first, "truncated"; the
+    others end their stream first, short of the declared size), never an endless loop."""
+    raw = good_members(3)["occurrence.txt"]
+    data = raw.encode() if isinstance(raw, str) else raw
+    packed = build(tmp_path / "m.zip", {"occurrence.txt": data}, method=method)
+    with zipfile.ZipFile(packed) as archive:
+        info = archive.getinfo("occurrence.txt")
+    member = packed.read_bytes()[30 + len("occurrence.txt") :][: info.compress_size]
+    members = _members_with("occurrence.txt", member, info.CRC, 1 << 20, method)
+    path = _raw_zip(tmp_path / "short.zip", members)
+    body = bytearray(path.read_bytes())
+    entry = body.index(b"PK\x01\x02" + struct.pack("<HH", 20, 20) + b"\x00\x00")
+    while body[entry + 46 : entry + 46 + 14] != b"occurrence.txt":
+        entry = body.index(b"PK\x01\x02", entry + 4)
+    body[entry + 20 : entry + 24] = struct.pack("<I", 1 << 20)  # compressed size: 1 MiB
+    path.write_bytes(bytes(body))
+    expected = "truncated" if method == zipfile.ZIP_STORED else "size or CRC-32"
+    with pytest.raises(ArchiveError, match=rf"occurrence\.txt .*{expected}"):
+        read_all(path, label="speciesKey")

@@ -96,7 +96,8 @@ class _Deflate:
         return bool(self._inflater.eof)
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
-        data = self._inflater.unconsumed_tail + data
+        tail = self._inflater.unconsumed_tail
+        data = tail + data if tail else data
         out = self._inflater.decompress(data, max(max_length, 0))
         self.needs_input = not self._inflater.unconsumed_tail
         return bytes(out)
@@ -224,7 +225,7 @@ class MemberStream(io.RawIOBase):
                 raise self._corrupt(f"cannot be decompressed ({exc})") from exc
             if out:
                 return self._emit(out, view)
-            if decoder.needs_input and not self._left and not data:
+            if decoder.needs_input and not data:  # nothing more to read, nothing produced
                 raise self._corrupt("ends before its compressed data does (truncated)")
         if self._size != self._info.file_size or self._crc != self._info.CRC:
             raise self._corrupt("does not match its size or CRC-32")
@@ -242,7 +243,7 @@ class MemberStream(io.RawIOBase):
                 f"decompresses to more than its declared {self._info.file_size} bytes; the "
                 "archive is corrupt or malicious, fetch it again"
             )
-        self._crc = zlib.crc32(out, self._crc)
+        self._crc = INFLATE.crc32(out, self._crc)
         view[: len(out)] = out
         return len(out)
 
