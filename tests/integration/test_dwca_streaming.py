@@ -29,6 +29,7 @@ import pytest
 from gbif_dl.errors import ArchiveError
 from gbif_dl.sources.archive import ArchiveSource
 from gbif_dl.sources.archive import build as build_module
+from gbif_dl.sources.archive import inflate as inflate_module
 from gbif_dl.sources.archive import members as members_module
 from gbif_dl.sources.archive.build import python_strings
 from gbif_dl.sources.archive.columns import (
@@ -660,8 +661,8 @@ def test_zlib_reads_what_isal_reads(monkeypatch: pytest.MonkeyPatch, shuffled: P
 
     fast = list(_source(shuffled, streaming=True).records(label="speciesKey"))
     fast_real = list(_source(REAL, streaming=False).records(label="speciesKey"))
-    assert members_module.INFLATE is not zlib
-    monkeypatch.setattr(members_module, "INFLATE", zlib)
+    assert inflate_module.INFLATE is not zlib
+    monkeypatch.setattr(inflate_module, "INFLATE", zlib)
     assert list(_source(shuffled, streaming=True).records(label="speciesKey")) == fast
     assert list(_source(REAL, streaming=False).records(label="speciesKey")) == fast_real
 

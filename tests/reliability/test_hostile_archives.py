@@ -461,3 +461,173 @@ def test_member_whose_crc_does_not_match_is_refused(tmp_path: Path, member: str)
     path.write_bytes(bytes(data))
     with pytest.raises(ArchiveError, match="CRC-32"):
         read_all(path, label="speciesKey")
+
+
+# --- every member, every compression method, through one bounded reader (issue 21) -------------
+
+#: The issue's bombs inflate to 1.5 GiB of one byte.
+BOMB_BYTES = 3 << 29
+_PEAK_READ = """
+import json, sys
+from gbif_dl.errors import ArchiveError
+from gbif_dl.sources.archive import ArchiveSource
+try:
+    outcome = "records %d" % sum(1 for _ in ArchiveSource(sys.argv[1]).records(label="speciesKey"))
+except ArchiveError as exc:
+    outcome = str(exc)
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+print(json.dumps({"outcome": outcome, "peak_mb": int(status) // 1024}))
+"""
+
+
+def _run_of_one_byte(compressor: object, size: int) -> tuple[bytes, int]:
+    """``size`` bytes of ``a`` through ``compressor`` 16 MiB at a time: (data, crc)."""
+    chunk = b"a" * (16 << 20)
+    parts, crc, left = [], 0, size
+    while left:
+        piece = chunk[: min(left, len(chunk))]
+        parts.append(compressor.compress(piece))  # type: ignore[attr-defined]
+        crc = zlib.crc32(piece, crc)
+        left -= len(piece)
+    parts.append(compressor.flush())  # type: ignore[attr-defined]
+    return b"".join(parts), crc
+
+
+@pytest.fixture(scope="module")
+def bzip2_run() -> tuple[bytes, int]:
+    """1.5 GiB of one byte, bzip2: about 1.2 KB (built once, a few seconds)."""
+    import bz2
+
+    return _run_of_one_byte(bz2.BZ2Compressor(9), BOMB_BYTES)
+
+
+@pytest.fixture(scope="module")
+def deflate_run() -> tuple[bytes, int]:
+    """1.5 GiB of one byte, raw deflate: about 1.5 MB."""
+    return _run_of_one_byte(zlib.compressobj(9, zlib.DEFLATED, -15), BOMB_BYTES)
+
+
+def _members_with(name: str, data: bytes, crc: int, declared: int, method: int) -> list[tuple]:
+    """The small good archive, deflated, with member ``name`` replaced by the given one."""
+    out = []
+    for member, text in good_members(3).items():
+        raw = text.encode() if isinstance(text, str) else text
+        if member == name:
+            out.append((name, data, crc, declared, method))
+            continue
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        packed = compressor.compress(raw) + compressor.flush()
+        out.append((member, packed, zlib.crc32(raw), len(raw), zipfile.ZIP_DEFLATED))
+    return out
+
+
+def _peak_read(path: Path) -> tuple[str, int]:
+    """What reading ``path`` in a child interpreter ends with, and its peak RSS in MB."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_READ, str(path)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(done.stdout)
+    return result["outcome"], result["peak_mb"]
+
+
+@pytest.fixture(scope="module")
+def baseline_peak_mb(tmp_path_factory: pytest.TempPathFactory) -> int:
+    """Peak RSS of the child reading the small good archive (interpreter, arrow, numpy)."""
+    path = build(tmp_path_factory.mktemp("good") / "good.zip", good_members(3))
+    outcome, peak = _peak_read(path)
+    assert outcome == "records 3"
+    return peak
+
+
+@pytest.mark.parametrize(
+    ("member", "method", "lie", "expected"),
+    [
+        ("occurrence.txt", zipfile.ZIP_BZIP2, True, "more than its declared"),
+        ("meta.xml", zipfile.ZIP_BZIP2, True, "more than its declared"),
+        ("meta.xml", zipfile.ZIP_DEFLATED, True, "more than its declared"),
+        ("occurrence.txt", zipfile.ZIP_BZIP2, False, "zip bomb"),
+        ("meta.xml", zipfile.ZIP_BZIP2, False, "implausibly large"),
+    ],
+)
+def test_bombs_of_every_method_and_member_are_bounded(
+    tmp_path: Path,
+    bzip2_run: tuple[bytes, int],
+    deflate_run: tuple[bytes, int],
+    baseline_peak_mb: int,
+    member: str,
+    method: int,
+    lie: bool,
+    expected: str,
+) -> None:
+    """The issue's inputs: a 2.2 KB zip whose bzip2 ``occurrence.txt`` or ``meta.xml``
+    inflates to 1.5 GiB, a 1.57 MB deflate ``meta.xml``, each lying about its size (and the
+    bzip2 ones also declaring it honestly). Before: 3.2 / 3.2 / 2.2 GB of memory, then
+    ArchiveError. Now: ArchiveError naming the member, and the reading child's peak RSS within
+    32 MB of reading a good archive."""
+    data, crc = bzip2_run if method == zipfile.ZIP_BZIP2 else deflate_run
+    honest = good_members(3)[member]
+    declared = len(honest.encode() if isinstance(honest, str) else honest) if lie else BOMB_BYTES
+    path = _raw_zip(tmp_path / "bomb.zip", _members_with(member, data, crc, declared, method))
+    if method == zipfile.ZIP_BZIP2:
+        assert path.stat().st_size < 4096  # the issue's 2.2 KB zip
+    with pytest.raises(ArchiveError, match=expected) as info:
+        read_all(path, label="speciesKey")
+    assert member in str(info.value)
+    outcome, peak_mb = _peak_read(path)
+    assert expected in outcome
+    assert peak_mb <= baseline_peak_mb + 32, (peak_mb, baseline_peak_mb)
+
+
+@pytest.mark.parametrize(
+    "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
+def test_every_compression_method_reads_the_same_records(tmp_path: Path, method: int) -> None:
+    """Stored, deflate, bzip2 and LZMA members (meta.xml included) all go through the one
+    bounded reader and give the same records."""
+    expected = read_all(build(tmp_path / "deflate.zip", good_members()), label="speciesKey")
+    path = build(tmp_path / f"m{method}.zip", good_members(), method=method)
+    assert read_all(path, label="speciesKey") == expected
+    assert len(expected) == 20
+
+
+def test_unknown_compression_method_is_an_archive_error(tmp_path: Path) -> None:
+    """A member compressed with a method zipfile cannot read (here 99): ArchiveError."""
+    raw = good_members(3)["occurrence.txt"]
+    data = raw.encode() if isinstance(raw, str) else raw
+    path = _raw_zip(
+        tmp_path / "odd.zip", _members_with("occurrence.txt", data, zlib.crc32(data), len(data), 99)
+    )
+    with pytest.raises(ArchiveError, match="compression method 99"):
+        read_all(path, label="speciesKey")
+
+
+@pytest.mark.parametrize(
+    "method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
+def test_member_claiming_more_data_than_the_file_holds_is_truncated(
+    tmp_path: Path, method: int
+) -> None:
+    """A member whose compressed size runs past the end of the file: ArchiveError naming the
+    member, whatever the method (stored: the end of the file comes first, "truncated"; the
+    others end their stream first, short of the declared size), never an endless loop."""
+    raw = good_members(3)["occurrence.txt"]
+    data = raw.encode() if isinstance(raw, str) else raw
+    packed = build(tmp_path / "m.zip", {"occurrence.txt": data}, method=method)
+    with zipfile.ZipFile(packed) as archive:
+        info = archive.getinfo("occurrence.txt")
+    member = packed.read_bytes()[30 + len("occurrence.txt") :][: info.compress_size]
+    members = _members_with("occurrence.txt", member, info.CRC, 1 << 20, method)
+    path = _raw_zip(tmp_path / "short.zip", members)
+    body = bytearray(path.read_bytes())
+    entry = body.index(b"PK\x01\x02" + struct.pack("<HH", 20, 20) + b"\x00\x00")
+    while body[entry + 46 : entry + 46 + 14] != b"occurrence.txt":
+        entry = body.index(b"PK\x01\x02", entry + 4)
+    body[entry + 20 : entry + 24] = struct.pack("<I", 1 << 20)  # compressed size: 1 MiB
+    path.write_bytes(bytes(body))
+    expected = "truncated" if method == zipfile.ZIP_STORED else "size or CRC-32"
+    with pytest.raises(ArchiveError, match=rf"occurrence\.txt .*{expected}"):
+        read_all(path, label="speciesKey")

@@ -35,6 +35,7 @@ from gbif_dl.errors import (
 )
 from gbif_dl.fetch.retry import RETRYABLE_STATUSES, RetryPolicy, parse_retry_after
 from gbif_dl.gbif.params import is_download_key, parse_download_id
+from gbif_dl.progress import format_bytes
 
 if TYPE_CHECKING:
     from gbif_dl.gbif.client import GbifClient
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_FILE_RETRY",
     "DOWNLOAD_FORMATS",
+    "FileTooLargeError",
     "Progress",
     "download_metadata",
     "fetch_download",
@@ -86,6 +88,29 @@ _TOO_MANY_DOWNLOADS = (
 # --- one resumable file fetch --------------------------------------------------------------------
 
 
+class FileTooLargeError(GbifApiError):
+    """A fetched file grew past the ``max_bytes`` cap; the partial file stops at the cap.
+
+    Attributes:
+        max_bytes: the cap.
+        part: the partial file (kept: a fetch with a larger cap resumes it).
+    """
+
+    def __init__(self, url: str, max_bytes: int, part: Path) -> None:
+        super().__init__(
+            f"{url} is larger than the cap of {max_bytes} bytes ({format_bytes(max_bytes)}); "
+            f"the transfer stopped there and {part} is kept. If the file is genuine, fetch "
+            "again with a larger max_bytes (it resumes)",
+            url=url,
+            status=200,
+        )
+        self.max_bytes = max_bytes
+        self.part = part
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.url, self.max_bytes, self.part))
+
+
 @dataclass
 class _Outcome:
     """One attempt of a transfer: finished, or why not (and how long the server asked to wait)."""
@@ -107,12 +132,14 @@ class _Transfer:
         part: Path,
         expected_size: int | None,
         progress: Progress | None,
+        max_bytes: int | None = None,
     ) -> None:
         self.session = session
         self.url = url
         self.part = part
         self.expected_size = expected_size
         self.progress = progress
+        self.max_bytes = max_bytes
 
     def offset(self) -> int:
         """Bytes already in the part file (a part larger than expected is dropped)."""
@@ -186,16 +213,35 @@ class _Transfer:
                 logger.info("server ignored the Range request; fetching %s again", self.part.name)
             offset = 0
             total = length
+        if self.max_bytes is not None and total is not None and total > self.max_bytes:
+            raise FileTooLargeError(self.url, self.max_bytes, self.part)  # said before sent
         done = offset
         with self.part.open("ab" if offset else "wb") as out:
             if self.progress is not None:
                 self.progress(done, total)
             async for chunk in response.content.iter_chunked(_CHUNK):
-                out.write(chunk)
                 done += len(chunk)
+                self._check_bounds(out, chunk, done)
+                out.write(chunk)
                 if self.progress is not None:
                     self.progress(done, total)
         return total
+
+    def _check_bounds(self, out: Any, chunk: bytes, done: int) -> None:
+        """Refuse a body longer than announced (the part file is removed) or than the cap
+        (the part file is filled up to the cap and kept)."""
+        if self.expected_size is not None and done > self.expected_size:
+            out.close()
+            self.part.unlink()
+            raise GbifApiError(
+                f"{self.url}: got more than the bytes announced, expected {self.expected_size}; "
+                "the body was refused as it arrived and the partial file removed, try again",
+                url=self.url,
+                status=200,
+            )
+        if self.max_bytes is not None and done > self.max_bytes:
+            out.write(chunk[: len(chunk) - (done - self.max_bytes)])
+            raise FileTooLargeError(self.url, self.max_bytes, self.part)
 
 
 async def fetch_file(
@@ -208,6 +254,7 @@ async def fetch_file(
     timeout_s: float = 60.0,
     user_agent: str = USER_AGENT,
     headers: Mapping[str, str] | None = None,
+    max_bytes: int | None = None,
 ) -> Path:
     """Fetch ``url`` to ``dest``, resuming a partial ``<dest>.part`` with ``Range``.
 
@@ -217,12 +264,16 @@ async def fetch_file(
     errors are retried with ``retry`` (a ``Retry-After`` is a floor; any progress resets the
     budget); ``timeout_s`` bounds connecting and each read. ``progress(done, total_or_None)``
     is called as bytes arrive. Nothing is written before the server answers with success.
+    A body longer than ``expected_size`` is refused as it arrives (the part file is removed);
+    ``max_bytes`` caps the file whatever the server says (the part file stops at the cap and
+    is kept, so a fetch with a larger cap resumes it).
 
     Raises:
         GbifApiError: an error status that is not retried (``status`` says which, e.g. 404 or
             410), a ``Retry-After`` above ``retry.max_retry_after_s``, an empty or oversized
             file, or a transfer that keeps failing (``status`` 0; the part file is kept and
             resumed next time).
+        FileTooLargeError: the file is larger than ``max_bytes`` (announced or sent).
 
     Example:
         >>> async def get(url: str) -> Path:
@@ -236,12 +287,14 @@ async def fetch_file(
     timeout = aiohttp.ClientTimeout(total=None, connect=timeout_s, sock_read=timeout_s)
     session_headers = {"User-Agent": user_agent, **(headers or {})}
     async with aiohttp.ClientSession(timeout=timeout, headers=session_headers) as session:
-        transfer = _Transfer(session, url, part, expected_size, progress)
+        transfer = _Transfer(session, url, part, expected_size, progress, max_bytes)
         failures = 0
         while True:
             offset = transfer.offset()
             if expected_size is not None and offset == expected_size and offset > 0:
                 break
+            if max_bytes is not None and offset > max_bytes:
+                raise FileTooLargeError(url, max_bytes, part)
             outcome = await transfer.attempt(offset)
             if outcome.done:
                 break
@@ -294,18 +347,38 @@ def _not_ready(client: GbifClient, key: str, status: str, text: str) -> Download
 async def download_metadata(client: GbifClient, key_or_doi: str) -> dict[str, Any]:
     """A download's metadata (``status``, ``key``, ``doi``, ``size``, ...), by key or DOI.
 
+    The identifier is checked before it goes into the URL, and the answer before anyone uses
+    it: its ``key`` must be a download key (it names files and URLs next), the one asked for
+    when a key was given.
+
+    Raises:
+        ConfigError: ``key_or_doi`` is not a download key or a GBIF download DOI.
+        GbifApiError: GBIF's answer is not metadata, or its key is missing or malformed.
+
     Example:
         >>> async def status(gbif: GbifClient) -> str:
         ...     meta = await download_metadata(gbif, "doi:10.15468/dl.hx3uzz")
         ...     return meta["status"]
     """
-    _, ident = parse_download_id(key_or_doi)
+    kind, ident = parse_download_id(key_or_doi)
+    url = f"{client.api_url}/occurrence/download/{ident}"
     data = await client.get_json(f"/occurrence/download/{ident}")  # a DOI keeps its slash
     if not isinstance(data, dict):
         raise GbifApiError(
             f"GBIF answered download {ident} with something that is not metadata",
-            url=f"{client.api_url}/occurrence/download/{ident}",
+            url=url,
             status=200,
+        )
+    key = data.get("key")
+    if not isinstance(key, str) or not is_download_key(key) or (kind == "key" and key != ident):
+        raise GbifApiError(
+            f"GBIF answered download {ident} with the key {str(key)[:100]!r}, which is not "
+            f"{'that' if kind == 'key' else 'a'} download key (like 0022697-200613084148143); "
+            "refusing to use it for a file name or a URL. Check the API URL (api_url=) points "
+            "at GBIF",
+            url=url,
+            status=200,
+            body=str(key)[:_MAX_ERROR_TEXT],
         )
     return data
 
@@ -451,10 +524,12 @@ async def fetch_download(
     *,
     expected_size: int | None = None,
     progress: Progress | None = None,
+    max_bytes: int | None = None,
 ) -> Path:
     """Fetch a download's file to ``dest`` with :func:`fetch_file` and the client's settings.
 
-    Follows GBIF's redirect to the file server and resumes a partial ``<dest>.part``.
+    Follows GBIF's redirect to the file server and resumes a partial ``<dest>.part``; a body
+    longer than ``expected_size`` or ``max_bytes`` is refused as it arrives.
 
     Raises:
         DownloadNotReadyError: the file was erased (HTTP 410).
@@ -481,6 +556,7 @@ async def fetch_download(
             retry=config.retry,
             timeout_s=config.timeout_s,
             user_agent=config.user_agent,
+            max_bytes=max_bytes,
         )
     except GbifApiError as exc:
         if exc.status == 410:

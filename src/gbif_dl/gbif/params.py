@@ -36,6 +36,7 @@ __all__ = [
     "SEARCH_PARAMETERS",
     "canonical_name",
     "facet_field",
+    "is_download_doi",
     "is_download_key",
     "normalize_doi",
     "normalize_name",
@@ -509,8 +510,12 @@ def to_predicate(query: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- download keys and DOIs --------------------------------------------------------------------
 
-_DOWNLOAD_KEY = re.compile(r"^\d+-\d+$")
-_DOI = re.compile(r"^10\.\d{4,9}/[a-z0-9][a-z0-9._;()/:+-]*$")
+#: A GBIF occurrence download key: a counter and a 15-digit timestamp
+#: (``0022697-200613084148143``); ASCII digits only, nothing that could be a path or a URL part.
+_DOWNLOAD_KEY = re.compile(r"\A[0-9]{7,12}-[0-9]{15}\Z")
+_DOI = re.compile(r"\A10\.[0-9]{4,9}/[a-z0-9][a-z0-9._;()/:+-]*\Z")
+#: A GBIF download DOI: ``10.15468/dl.`` and letters and digits (``10.15468/dl.hx3uzz``).
+_DOWNLOAD_DOI = re.compile(r"\A10\.15468/dl\.[a-z0-9]+\Z")
 _DOI_PREFIXES = re.compile(
     r"^(?:doi:\s*|(?:https?://)?(?:dx\.)?doi\.org/|info:doi/)", flags=re.IGNORECASE
 )
@@ -535,11 +540,16 @@ def normalize_doi(text: str) -> str | None:
         return None
     candidate = _DOI_PREFIXES.sub("", text.strip(), count=1)
     candidate = unquote(candidate).strip().lower().rstrip("/")
-    return candidate if _DOI.match(candidate) else None
+    if not _DOI.match(candidate) or {".", ".."} & set(candidate.split("/")):
+        return None  # ``..`` segments would walk up the path of a URL built from it
+    return candidate
 
 
 def is_download_key(text: str) -> bool:
     """True for a GBIF occurrence download key such as ``0022697-200613084148143``.
+
+    Strict (ASCII digits, a counter and a 15-digit timestamp): a key is checked before it
+    names a file or goes into a URL, whether the user or a server gave it.
 
     Example:
         >>> is_download_key("0022697-200613084148143"), is_download_key("10.15468/dl.x")
@@ -548,10 +558,22 @@ def is_download_key(text: str) -> bool:
     return isinstance(text, str) and bool(_DOWNLOAD_KEY.match(text.strip()))
 
 
+def is_download_doi(doi: str) -> bool:
+    """True for a normalised GBIF download DOI: ``10.15468/dl.`` then letters and digits.
+
+    Example:
+        >>> is_download_doi("10.15468/dl.hx3uzz"), is_download_doi("10.15468/dl.x/../admin")
+        (True, False)
+    """
+    return isinstance(doi, str) and bool(_DOWNLOAD_DOI.match(doi))
+
+
 def parse_download_id(text: str) -> tuple[str, str]:
     """Classify a download identifier: ``("key", key)`` or ``("doi", normalized_doi)``.
 
-    Accepts a download key, a DOI in any common form, or a gbif.org download page URL.
+    Accepts a download key, a GBIF download DOI (``10.15468/dl.<letters and digits>``) in any
+    common form, or a gbif.org download page URL; anything else (a DOI of another kind, ``..``
+    segments, query strings) is refused before it goes into a URL.
 
     Raises:
         ConfigError: ``text`` is neither; the message lists the accepted forms.
@@ -568,11 +590,11 @@ def parse_download_id(text: str) -> tuple[str, str]:
         if landing:
             return ("key", landing.group(1))
         doi = normalize_doi(stripped)
-        if doi is not None:
+        if doi is not None and is_download_doi(doi):
             return ("doi", doi)
     raise ConfigError(
-        f"{text!r} is not a GBIF download identifier; give a download key "
+        f"{str(text)[:200]!r} is not a GBIF download identifier; give a download key "
         "(0022697-200613084148143), a DOI (10.15468/dl.abc123, doi:10.15468/dl.abc123 or "
-        "https://doi.org/10.15468/dl.abc123) or a "
-        "https://www.gbif.org/occurrence/download/<key> URL"
+        "https://doi.org/10.15468/dl.abc123: GBIF download DOIs are 10.15468/dl. followed by "
+        "letters and digits) or a https://www.gbif.org/occurrence/download/<key> URL"
     )

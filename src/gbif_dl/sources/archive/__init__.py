@@ -2,8 +2,10 @@
 
 The reader, one room per job:
 
+- :mod:`.inflate`: every zip member (``meta.xml`` too, any compression method) read through
+  one bounded stream;
 - :mod:`.meta`: ``meta.xml`` (the occurrence core, the multimedia extension, their columns);
-- :mod:`.members`: a data member inflated with bounds, cut at line ends, parsed by arrow;
+- :mod:`.members`: a data member cut at line ends, parsed by arrow;
 - :mod:`.columns`: vectorised column helpers (keys, trimming, sets, media positions);
 - :mod:`.occurrences`: the occurrence file as compact messages; :mod:`.worker` reads them in
   a worker process for big archives;
@@ -18,11 +20,8 @@ Example:
     >>> recs = list(src.records(label="speciesKey"))                        # doctest: +SKIP
 """
 
-from gbif_dl.sources.archive.members import (
-    DEFAULT_BATCH_ROWS,
-    DEFAULT_BLOCK_SIZE,
-    MAX_COMPRESSION_RATIO,
-)
+from gbif_dl.sources.archive.inflate import MAX_COMPRESSION_RATIO
+from gbif_dl.sources.archive.members import DEFAULT_BATCH_ROWS, DEFAULT_BLOCK_SIZE
 from gbif_dl.sources.archive.meta import MULTIMEDIA_ROW_TYPE, OCCURRENCE_ROW_TYPE, DataFileSpec
 from gbif_dl.sources.archive.resolve import (
     MEDIALESS_FORMATS,

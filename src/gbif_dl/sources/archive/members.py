@@ -1,9 +1,10 @@
 """Reading a data member of the zip: bounded inflation, chunks cut at line ends, arrow batches.
 
-A member is inflated here (ISA-L where installed, else zlib) with its declared size and CRC-32
-checked, cut into chunks of whole lines, and parsed by ``pyarrow.csv`` from memory (tab
-separated, *no* quote character: GBIF values contain literal ``"``). A thread runs the inflating
-and parsing ahead of the consumer. Memory stays bounded whatever the member's size.
+A member is decompressed by the one bounded stream of :mod:`.inflate` (its declared size and
+CRC-32 checked, whatever the compression method), cut into chunks of whole lines, and parsed
+by ``pyarrow.csv`` from memory (tab separated, *no* quote character: GBIF values contain
+literal ``"``). A thread runs the inflating and parsing ahead of the consumer. Memory stays
+bounded whatever the member's size.
 
 Example:
     >>> reader = MemberReader(Path("tests/data/dwca-0022697-200613084148143.zip"))
@@ -18,11 +19,9 @@ from __future__ import annotations
 
 import io
 import queue
-import struct
 import sys
 import threading
 import zipfile
-import zlib
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -35,23 +34,16 @@ import pyarrow.csv as pacsv
 
 from gbif_dl._memory import jemalloc_pool, release_memory
 from gbif_dl.errors import ArchiveError
+from gbif_dl.sources.archive.inflate import MemberStream
 from gbif_dl.sources.archive.meta import DataFileSpec, open_zip, read_meta
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_BLOCK_SIZE",
-    "MAX_COMPRESSION_RATIO",
     "MAX_LINE_BYTES",
     "MemberReader",
     "read_ahead",
 ]
-
-#: What inflates deflated members: ``isal_zlib`` or ``zlib`` (same API).
-INFLATE: Any
-try:  # ISA-L: the same API as zlib, several times faster to inflate
-    from isal import isal_zlib as INFLATE
-except ImportError:  # pragma: no cover - isal is a dependency; zlib where it cannot install
-    INFLATE = zlib
 
 #: A quarter of the CSV text inflated and parsed at a time (a chunk of ``4 * block_size``
 #: bytes, cut at a line end, which arrow parses in two blocks).
@@ -60,8 +52,6 @@ DEFAULT_BLOCK_SIZE = 1 << 18
 DEFAULT_BATCH_ROWS = 1 << 14
 #: Batches between two hand-backs of freed memory to the OS (see ``release_memory``).
 RELEASE_EVERY = 16
-#: A member whose declared size exceeds its compressed size this many times is refused.
-MAX_COMPRESSION_RATIO = 1000
 #: A data file line longer than this is refused (GBIF rows are a few KiB).
 MAX_LINE_BYTES = 64 << 20
 #: Arrow parses a chunk (``4 * block_size`` bytes plus the line carried over from the one
@@ -70,8 +60,6 @@ MAX_LINE_BYTES = 64 << 20
 _BLOCK_SLACK = 64 << 10
 #: The first bytes of a stretch searched for a line end (before the whole stretch).
 _PEEK_BYTES = 1 << 14
-#: Compressed bytes read at a time from a deflated member.
-_INFLATE_CHUNK = 1 << 18
 
 _T = TypeVar("_T")
 
@@ -197,117 +185,6 @@ def _combine(tables: list[pa.Table], names: list[str]) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-class _BoundedReader(io.RawIOBase):
-    """A zip member stream that refuses to produce more bytes than the member declares."""
-
-    def __init__(self, raw: Any, limit: int, name: str, path: str) -> None:
-        super().__init__()
-        self._raw = raw
-        self._limit = limit
-        self._count = 0
-        self._name = name
-        self._path = path
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        n = int(self._raw.readinto(buffer))
-        self._count += n
-        if self._count > self._limit:
-            raise ArchiveError(
-                f"{self._name} in {self._path} decompresses to more than its declared "
-                f"{self._limit} bytes; the archive is corrupt or malicious, fetch it again",
-                path=self._path,
-            )
-        return n
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-class _InflateMember(io.RawIOBase):
-    """A deflated zip member, inflated as it is read; its size and CRC-32 are checked.
-
-    ISA-L (``isal``) inflates about four times as fast as zlib on one core; zlib is the
-    fallback where it is missing. More bytes than the member declares (a zip bomb), a
-    truncated member or a wrong CRC-32 raise :class:`ArchiveError`.
-    """
-
-    def __init__(self, path: Path, info: zipfile.ZipInfo, where: str) -> None:
-        super().__init__()
-        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
-        try:
-            self._file.seek(info.header_offset)
-            header = self._file.read(30)
-            if len(header) != 30 or header[:4] != b"PK\x03\x04":
-                raise ArchiveError(
-                    f"{info.filename} in {where} has no valid local header; the archive is "
-                    "corrupt: delete it and fetch it again",
-                    path=where,
-                )
-            name_length, extra_length = struct.unpack("<HH", header[26:30])
-            self._file.seek(info.header_offset + 30 + name_length + extra_length)
-        except BaseException:
-            self._file.close()
-            raise
-        self._info = info
-        self._where = where
-        self._left = info.compress_size
-        self._inflater = INFLATE.decompressobj(-15)
-        self._input = b""
-        self._crc = 0
-        self._size = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def _corrupt(self, what: str) -> ArchiveError:
-        return ArchiveError(
-            f"{self._info.filename} in {self._where} {what}; the archive is corrupt or "
-            "incomplete: delete it and fetch it again",
-            path=self._where,
-        )
-
-    def readinto(self, buffer: Any) -> int:
-        """Inflate into ``buffer`` as much as the next compressed chunk gives (0 at the end)."""
-        view = memoryview(buffer).cast("B")
-        while not self._inflater.eof:
-            drained = False
-            if not self._input:
-                chunk = self._file.read(min(_INFLATE_CHUNK, self._left)) if self._left else b""
-                self._left -= len(chunk)
-                self._input = chunk
-                drained = not chunk  # all read: only output held back by the inflater is left
-            try:
-                out = self._inflater.decompress(self._input, len(view))
-            except (zlib.error, INFLATE.error) as exc:
-                raise self._corrupt(f"cannot be inflated ({exc})") from exc
-            self._input = self._inflater.unconsumed_tail
-            if drained and not out and not self._inflater.eof:
-                raise self._corrupt("ends before its compressed data does (truncated)")
-            if out:
-                self._size += len(out)
-                if self._size > self._info.file_size:
-                    raise ArchiveError(
-                        f"{self._info.filename} in {self._where} inflates to more than its "
-                        f"declared {self._info.file_size} bytes; the archive is corrupt or "
-                        "malicious, fetch it again",
-                        path=self._where,
-                    )
-                self._crc = INFLATE.crc32(out, self._crc)
-                view[: len(out)] = out
-                return len(out)
-        if self._size != self._info.file_size or self._crc != self._info.CRC:
-            raise self._corrupt("does not match its size or CRC-32")
-        return 0
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
-
-
 @dataclass
 class _Parse:
     """How the rows of one member are parsed (options and the columns kept)."""
@@ -389,31 +266,8 @@ class MemberReader:
             return read_meta(archive, self.where)
 
     def _open(self, archive: zipfile.ZipFile, spec: DataFileSpec) -> io.RawIOBase:
-        where = self.where
-        info = archive.getinfo(spec.location)
-        if info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1) and (
-            info.file_size > (64 << 20)
-        ):
-            raise ArchiveError(
-                f"{spec.location} in {where} claims {info.file_size} bytes from "
-                f"{info.compress_size} compressed bytes; refusing a likely zip bomb",
-                path=where,
-            )
-        if info.flag_bits & 0x1:
-            raise ArchiveError(
-                f"{spec.location} in {where} is encrypted; GBIF archives never are", path=where
-            )
-        if info.compress_type == zipfile.ZIP_DEFLATED:
-            return _InflateMember(self.path, info, where)
-        try:
-            member = archive.open(spec.location)
-        except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError) as exc:
-            raise ArchiveError(
-                f"cannot open {spec.location} in {where} ({exc}); the archive is "
-                "corrupt: delete it and fetch it again",
-                path=where,
-            ) from exc
-        return _BoundedReader(member, info.file_size, spec.location, where)
+        """The member of ``spec``, through the one bounded stream (every compression method)."""
+        return MemberStream(self.path, archive.getinfo(spec.location), self.where)
 
     def batches(
         self,

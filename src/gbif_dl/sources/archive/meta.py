@@ -15,14 +15,15 @@ from __future__ import annotations
 import logging
 import xml.etree.ElementTree as ET
 import zipfile
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gbif_dl.errors import ArchiveError
+from gbif_dl.sources.archive.inflate import read_member
 
 __all__ = [
+    "MAX_META_BYTES",
     "MULTIMEDIA_ROW_TYPE",
     "OCCURRENCE_ROW_TYPE",
     "DataFileSpec",
@@ -35,7 +36,8 @@ logger = logging.getLogger(__name__)
 
 OCCURRENCE_ROW_TYPE = "http://rs.tdwg.org/dwc/terms/Occurrence"
 MULTIMEDIA_ROW_TYPE = "http://rs.gbif.org/terms/1.0/Multimedia"
-_MAX_META_BYTES = 16 << 20
+#: The most ``meta.xml`` may hold, declared or inflated: GBIF's are a few dozen KB.
+MAX_META_BYTES = 2 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,20 +173,18 @@ def _meta_root(archive: zipfile.ZipFile, where: str) -> ET.Element:
     if meta_name is None:
         raise _not_dwca(names, where)
     info = archive.getinfo(meta_name)
-    if info.file_size > _MAX_META_BYTES:
-        raise ArchiveError(f"meta.xml of {where} is implausibly large", path=where)
-    if info.flag_bits & 0x1:
-        raise ArchiveError(f"meta.xml in {where} is encrypted; GBIF archives never are", path=where)
-    try:
-        return ET.fromstring(archive.read(meta_name))
-    except (
-        ET.ParseError,
-        zipfile.BadZipFile,
-        OSError,
-        EOFError,
-        NotImplementedError,  # a compression method zipfile cannot read
-        zlib.error,
-    ) as exc:
+    if info.file_size > MAX_META_BYTES:
+        raise ArchiveError(
+            f"meta.xml of {where} is implausibly large ({info.file_size} bytes, more than "
+            f"{MAX_META_BYTES}); it is not a GBIF download",
+            path=where,
+        )
+    if archive.filename is None:
+        raise ArchiveError(f"{where} must be opened from a path (open_zip)", path=where)
+    try:  # the one bounded reader: never more than MAX_META_BYTES, whatever the method
+        text = read_member(Path(archive.filename), info, where, limit=MAX_META_BYTES)
+        return ET.fromstring(text)
+    except (ET.ParseError, OSError) as exc:
         raise ArchiveError(
             f"meta.xml of {where} cannot be read ({exc}); the archive is corrupt", path=where
         ) from exc

@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gbif_dl.errors import ArchiveError, ConfigError, TooManyDownloadsError
+from gbif_dl.errors import ArchiveError, ConfigError, GbifApiError, TooManyDownloadsError
 from gbif_dl.records import safe_component
 
 __all__ = [
+    "DEFAULT_MAX_ARCHIVE_BYTES",
+    "MAX_ARCHIVE_BYTES_ENV",
     "MEDIALESS_FORMATS",
     "TOO_MANY_DOWNLOADS_WAIT_S",
     "ResolvedArchive",
@@ -34,6 +36,7 @@ __all__ = [
     "default_cache_dir",
     "doi_to_gbif_key",
     "is_doi",
+    "max_archive_bytes",
     "resolve_archive",
 ]
 
@@ -41,6 +44,50 @@ logger = logging.getLogger(__name__)
 
 #: First wait after GBIF refused a new download because too many are running (HTTP 420/429).
 TOO_MANY_DOWNLOADS_WAIT_S = 60.0
+#: The most an archive of unknown size (a plain URL, or metadata without a size) may take on
+#: disk: 64 GiB, well above any DWCA of media records. A download whose metadata gives its size
+#: is held to that size instead.
+DEFAULT_MAX_ARCHIVE_BYTES = 64 << 30
+#: The environment variable that sets the cap in bytes (``GBIF_DL_MAX_ARCHIVE_BYTES=200e9``).
+MAX_ARCHIVE_BYTES_ENV = "GBIF_DL_MAX_ARCHIVE_BYTES"
+
+
+def max_archive_bytes(value: int | None = None) -> int:
+    """The size cap of archive downloads: ``value``, else ``$GBIF_DL_MAX_ARCHIVE_BYTES``, else
+    :data:`DEFAULT_MAX_ARCHIVE_BYTES`.
+
+    Raises:
+        ConfigError: the cap is not a positive number of bytes.
+
+    Example:
+        >>> max_archive_bytes(10**9), max_archive_bytes() > 0
+        (1000000000, True)
+    """
+    raw: object = value if value is not None else os.environ.get(MAX_ARCHIVE_BYTES_ENV)
+    if raw is None or raw == "":
+        return DEFAULT_MAX_ARCHIVE_BYTES
+    try:
+        cap = int(float(raw)) if isinstance(raw, str) else int(raw)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        cap = 0
+    if cap <= 0:
+        raise ConfigError(
+            f"max_archive_bytes must be a positive number of bytes, got {raw!r} "
+            f"(argument max_archive_bytes= or ${MAX_ARCHIVE_BYTES_ENV})"
+        )
+    return cap
+
+
+def _too_large(url: str, cap: int, exc: Exception) -> ArchiveError:
+    from gbif_dl.progress import format_bytes
+
+    return ArchiveError(
+        f"the archive at {url} is larger than max_archive_bytes={cap} ({format_bytes(cap)}); "
+        "the transfer stopped at the cap. If it is a genuine archive, raise the cap "
+        f"(resolve_archive(..., max_archive_bytes=...) or {MAX_ARCHIVE_BYTES_ENV}=<bytes>) and "
+        f"run again: the partial file is resumed ({exc})",
+        path=url,
+    )
 
 
 def is_doi(identifier: str) -> bool:
@@ -120,8 +167,18 @@ class ResolvedArchive:
     metadata: dict[str, Any] | None = None
 
 
+_cap = max_archive_bytes  # resolve_archive's keyword of the same name hides the function
+
+
 def _is_url(text: str) -> bool:
     return text.lower().startswith(("http://", "https://"))
+
+
+def _names_a_doi(url: str) -> bool:
+    """A doi.org URL that is not a GBIF download DOI: refused, never fetched as a zip URL."""
+    from urllib.parse import urlsplit
+
+    return (urlsplit(url).hostname or "").lower() in ("doi.org", "dx.doi.org")
 
 
 def _not_ready(key: str, status: str, meta: Mapping[str, Any], api_url: str) -> Exception:
@@ -149,8 +206,20 @@ def _not_ready(key: str, status: str, meta: Mapping[str, Any], api_url: str) -> 
 
 
 def _check_metadata(meta: Mapping[str, Any], api_url: str) -> tuple[str, int | None]:
-    """The key and size of a SUCCEEDED DWCA download, or the error that explains why not."""
+    """The key and size of a SUCCEEDED DWCA download, or the error that explains why not.
+
+    The key names the cached file next: anything but a download key is refused first.
+    """
+    from gbif_dl.gbif.params import is_download_key
+
     key = str(meta.get("key") or "")
+    if not is_download_key(key):
+        raise GbifApiError(
+            f"GBIF's download metadata names the key {key[:100]!r}, which is not a download "
+            "key (like 0022697-200613084148143); refusing to use it for a file name",
+            url=f"{api_url}/occurrence/download",
+            status=200,
+        )
     status = str(meta.get("status") or "").upper()
     request = meta.get("request") if isinstance(meta.get("request"), Mapping) else {}
     fmt = str((request or {}).get("format") or "DWCA").upper()
@@ -177,9 +246,10 @@ def _is_complete(path: Path, size: int | None) -> bool:
 
 
 async def _fetch_key(
-    ident: str, root: Path, api_url: str | None
+    ident: str, root: Path, api_url: str | None, cap: int
 ) -> tuple[Path, str, dict[str, Any]]:
     from gbif_dl.gbif.client import GbifClient
+    from gbif_dl.gbif.downloads import FileTooLargeError, fetch_download
 
     async with GbifClient(api_url) as gbif:
         meta = await gbif.download_metadata(ident)
@@ -192,7 +262,17 @@ async def _fetch_key(
             logger.warning("cached archive %s is incomplete or corrupt; fetching it again", dest)
             dest.unlink()
         logger.info("fetching GBIF download %s (%s bytes) to %s", key, size or "?", dest)
-        await gbif.fetch_download(key, dest, expected_size=size, progress=_progress_logger(key))
+        try:  # held to the announced size, else to the cap
+            await fetch_download(
+                gbif,
+                key,
+                dest,
+                expected_size=size,
+                progress=_progress_logger(key),
+                max_bytes=cap if size is None else None,
+            )
+        except FileTooLargeError as exc:
+            raise _too_large(exc.url, cap, exc) from None
         if not _is_complete(dest, size):
             raise ArchiveError(
                 f"GBIF download {key} arrived corrupt ({dest}); it was removed, try again",
@@ -223,17 +303,18 @@ def _url_file_name(url: str) -> str:
     return f"archive-{digest}.zip"
 
 
-async def _fetch_url(url: str, root: Path) -> Path:
+async def _fetch_url(url: str, root: Path, cap: int) -> Path:
     """Fetch a zip at ``url`` into the cache with the client's one resumable file fetch."""
-    from gbif_dl.errors import GbifApiError
-    from gbif_dl.gbif.downloads import fetch_file
+    from gbif_dl.gbif.downloads import FileTooLargeError, fetch_file
 
     dest = root / _url_file_name(url)
     if _is_complete(dest, None):
         logger.info("using the cached archive %s", dest)
         return dest
     try:
-        await fetch_file(url, dest, progress=_progress_logger(dest.name))
+        await fetch_file(url, dest, progress=_progress_logger(dest.name), max_bytes=cap)
+    except FileTooLargeError as exc:
+        raise _too_large(url, cap, exc) from None
     except GbifApiError as exc:
         if exc.status and exc.status >= 400:  # the server said no: the URL itself is wrong
             raise GbifApiError(
@@ -260,18 +341,22 @@ def resolve_archive(
     root: str | os.PathLike[str] | None = None,
     *,
     api_url: str | None = None,
+    max_archive_bytes: int | None = None,
 ) -> ResolvedArchive:
     """Find or fetch the archive of ``identifier``: a download key, a DOI, a zip URL or a path.
 
     Keys and DOIs are resolved through GBIF's download metadata (a download that is not
     SUCCEEDED raises :class:`~gbif_dl.errors.DownloadNotReadyError` with its status). Files are
     streamed to ``root`` (default :func:`default_cache_dir`), resumed with ``Range`` after a
-    cut, checked (size and zip directory) and not fetched again once complete.
+    cut, checked (size and zip directory) and not fetched again once complete. A download is
+    held to the size its metadata announces; a plain URL (or metadata without a size) to
+    ``max_archive_bytes`` (default ``$GBIF_DL_MAX_ARCHIVE_BYTES``, else 64 GiB).
 
     Raises:
         ConfigError: ``identifier`` is none of the accepted forms.
         DownloadNotReadyError: the download is not SUCCEEDED (``.status_name``).
-        ArchiveError: a media-less format (SIMPLE_CSV, ...) or a corrupt file.
+        ArchiveError: a media-less format (SIMPLE_CSV, ...), a corrupt file, or an archive
+            larger than ``max_archive_bytes`` (the message says how to raise the cap).
         GbifApiError: GBIF answered with an error (unknown key: 404).
 
     Example:
@@ -292,19 +377,22 @@ def resolve_archive(
     from gbif_dl._aio import run_sync
     from gbif_dl.gbif.params import parse_download_id
 
+    cap = _cap(max_archive_bytes)
     folder = Path(root).expanduser() if root is not None else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
     text = identifier.strip()
     try:
         _, ident = parse_download_id(text)
     except ConfigError:
-        if not _is_url(text):
+        if not _is_url(text) or _names_a_doi(text):
             raise ConfigError(
                 f"{identifier!r} is not an existing file, a URL, a GBIF download key "
-                "(0022697-200613084148143) or a DOI (10.15468/dl.abc123); check it"
+                "(0022697-200613084148143) or a GBIF download DOI (10.15468/dl. followed by "
+                "letters and digits, e.g. 10.15468/dl.abc123 or https://doi.org/10.15468/dl.abc123)"
+                "; check it"
             ) from None
-        return ResolvedArchive(run_sync(_fetch_url(text, folder)), None, True)
-    path, key, meta = run_sync(_fetch_key(ident, folder, api_url))
+        return ResolvedArchive(run_sync(_fetch_url(text, folder, cap)), None, True)
+    path, key, meta = run_sync(_fetch_key(ident, folder, api_url, cap))
     return ResolvedArchive(path, key, True, meta)
 
 
