@@ -52,8 +52,10 @@ def print_meta(meta: Mapping[str, Any]) -> None:
     ]
     shown = [(k, v) for k, v in fields if v not in (None, "")]
     width = max(len(k) for k, _ in shown) if shown else 0
+    from gbif_dl.report.text import printable  # values come from the server: no raw escapes
+
     for name, value in shown:
-        print(f"{name.ljust(width)}  {value}")
+        print(f"{name.ljust(width)}  {printable(value)}")
 
 
 def cmd_dwca_request(args: argparse.Namespace) -> int:

@@ -91,7 +91,9 @@ def _silence_stdout() -> None:
 
 
 def _one_line(exc: BaseException) -> str:
-    return cli_message(" ".join(str(exc).split()) or type(exc).__name__)
+    from gbif_dl.report.text import printable  # a message may quote a server: no raw escapes
+
+    return printable(cli_message(" ".join(str(exc).split()) or type(exc).__name__))
 
 
 def _report_error(exc: BaseException, debug: bool, *, prefix: str = "", suffix: str = "") -> None:
