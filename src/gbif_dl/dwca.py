@@ -148,7 +148,7 @@ def request(
         >>> urls = request({"taxonKey": 212, "country": ["FR", "DE"]}, label="speciesKey",
         ...                user="me", password="secret")  # doctest: +SKIP
     """
-    from gbif_dl.gbif.params import to_predicate
+    from gbif_dl.gbif.params import normalize_name, to_predicate
 
     unknown = set(options) - _GENERATE_OPTIONS
     if unknown:
@@ -157,7 +157,7 @@ def request(
             f"accepted: {', '.join(sorted(_GENERATE_OPTIONS))}"
         )
     query = dict(queries)
-    if mediatype is not None and not any(k.lower() == "mediatype" for k in query):
+    if mediatype is not None and not any(normalize_name(str(k)) == "MEDIATYPE" for k in query):
         query["mediaType"] = mediatype
     key = create_download(
         to_predicate(query),

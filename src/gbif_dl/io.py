@@ -124,44 +124,18 @@ def download(
         items: records (dicts with at least ``url``; ``label``, ``subset``, ``basename`` and the
             GBIF fields are used when present), URL strings, a generator or async generator of
             either, or the path of a text file with one URL per line.
-        root: the output folder (created if missing).
-        random_subsets: ``{"train": 0.9, "test": 0.1}``: each item goes to a subset drawn with
-            these probabilities (reproducible with ``seed``). An item's own ``subset`` wins.
-        retries: retries per item for transient failures (timeouts, 429, 5xx).
-        overwrite: fetch and rewrite items that are already done.
-        is_valid_file: ``f(bytes) -> bool``; False marks the item failed (reason ``invalid``).
-        proxy: proxy URL, e.g. ``"http://user:pass@proxy:3128"``.
-        splits: ``{"train": .8, "val": .1, "test": .1}``: grouped, deterministic splits.
-        split_by: the record field that groups items for ``splits`` (``"gbifID"``: all media of
-            one occurrence in one split; ``"url"``: each item on its own).
-        seed: seed of ``splits`` / ``random_subsets``.
-        concurrency, per_host: requests in flight in total and per host.
-        max_size: resize so the longest side is at most this many pixels.
-        decode_check: fully decode each image and reject those that do not decode.
-        max_bytes: reject bodies larger than this.
-        allow_private: let media URLs and redirects reach private, loopback and link-local
-            addresses (a local mirror); refused by default with reason ``blocked_address``
-            (also allowed by the environment variable ``GBIF_DL_ALLOW_PRIVATE=1``).
-        progress: None = a bar on a terminal, log lines otherwise; True/False to force.
-        fail_threshold: stop early when more than this share of items fails (0..1).
-        verbose: log every failed item at INFO level.
-        output: the layout (:data:`OUTPUTS`): ``"imagefolder"`` (gbif-dl 0.1's folders),
-            ``"webdataset"`` (``root/{split}-{shard:06d}.tar`` shards, see
-            :mod:`gbif_dl.writers.webdataset`) or ``"hf"`` (folders plus ``metadata.jsonl`` and
-            ``classes.json`` for Hugging Face ``datasets``, see :mod:`gbif_dl.writers.hf`).
-        shard_size, shard_bytes: ``output="webdataset"`` only: samples per shard (default
-            10,000) and/or a size in bytes at which a shard is closed.
-        runner: None (default): one process, streaming, no shard files. ``"local"`` or
-            ``"dask"``: cut the job into shards of ``shard_size`` records (default 10,000) run
-            by :mod:`gbif_dl.runners` (``output="imagefolder"`` or ``"hf"``); see
-            docs/distributed.md.
-        workers: processes of the local runner, or of the Dask LocalCluster started when
-            neither ``dask_address`` nor ``dask_client`` is given.
-        dask_address, dask_client: the Dask scheduler (``"tcp://host:8786"``) or an existing
-            ``distributed.Client`` for ``runner="dask"``.
-        retry_failed: request again the items that failed for good in an earlier run into
-            ``root`` (HTTP 404/410 and other 4xx, not an image, too large, ...); by default a
-            rerun keeps them failed without a request. Transient failures are always retried.
+        root, random_subsets, retries, overwrite, is_valid_file, proxy: gbif-dl 0.1's
+            arguments: the output folder; ``{"train": 0.9, "test": 0.1}`` subsets drawn per item
+            (an item's own ``subset`` wins); retries of transient failures; rewrite items already
+            done; ``f(bytes) -> bool`` (False: reason ``invalid``); a proxy URL.
+        splits, split_by, seed, retry_failed, fail_threshold, verbose, progress,
+            output, shard_size, shard_bytes, runner, workers, dask_address, dask_client: the
+            fields of :class:`gbif_dl.options.DownloadOptions`, documented there (``splits``
+            grouped by occurrence, ``output`` one of :data:`OUTPUTS`, ``runner`` ``"local"`` or
+            ``"dask"`` for sharded jobs, see docs/distributed.md).
+        concurrency, per_host, max_size, decode_check, max_bytes, allow_private: the fields of
+            :class:`gbif_dl.fetch.engine.FetchConfig`, documented there (``allow_private`` lets
+            media URLs reach private and loopback addresses, as ``GBIF_DL_ALLOW_PRIVATE=1`` does).
         **compat: ``tcp_connections`` (now ``concurrency``), ``nb_workers`` and ``batch_size``
             of gbif-dl 0.1 are accepted with a DeprecationWarning.
 

@@ -254,7 +254,8 @@ class DownloadOptions:
         output: the layout, a name of :data:`gbif_dl.writers.registry.OUTPUTS`.
         splits: ``{"train": .8, "val": .2}``: grouped, deterministic splits (by ``split_by``).
         random_subsets: gbif-dl 0.1's per-URL subsets (not with ``splits``).
-        split_by: the record field grouping items for ``splits``.
+        split_by: the record field grouping items for ``splits`` (``"gbifID"``: all media of one
+            occurrence in one split; ``"url"``: each item on its own).
         seed: the seed of the split assignment.
         overwrite: fetch and rewrite items that are already done.
         retry_failed: request again the items that failed for good in an earlier run (404, an
@@ -264,10 +265,12 @@ class DownloadOptions:
         verbose: log every failed item at INFO level.
         progress: None = a bar on a terminal, log lines otherwise; True/False to force.
         fetch: the :class:`~gbif_dl.fetch.engine.FetchConfig` of the whole job.
-        shard_size, shard_bytes: samples (or bytes) per WebDataset shard; with a runner,
-            records per job shard.
+        shard_size, shard_bytes: samples (default 10,000) or bytes per WebDataset shard; with
+            a runner, records per job shard (default 10,000).
         runner: None (one process, streaming), ``"local"`` or ``"dask"``.
-        workers, dask_address, dask_client: where a ``runner=`` job runs.
+        workers, dask_address, dask_client: where a ``runner=`` job runs: processes of the local
+            runner or of the Dask LocalCluster started when neither ``dask_address``
+            (``"tcp://host:8786"``) nor ``dask_client`` (a ``distributed.Client``) is given.
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.

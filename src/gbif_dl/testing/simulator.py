@@ -61,6 +61,7 @@ import numpy.typing as npt
 from aiohttp import web
 
 from gbif_dl.errors import ConfigError
+from gbif_dl.gbif.downloads import DOWNLOAD_FORMATS
 from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback
 from gbif_dl.testing.archive import write_dwca
 from gbif_dl.testing.population import (
@@ -102,18 +103,8 @@ STATUSES = (
     "SUSPENDED",
     "FILE_ERASED",
 )
-FORMATS = (
-    "DWCA",
-    "SIMPLE_CSV",
-    "SIMPLE_AVRO",
-    "SIMPLE_WITH_VERBATIM_AVRO",
-    "SPECIES_LIST",
-    "MAP_OF_LIFE",
-    "BIONOMIA",
-    "SIMPLE_PARQUET",
-    "SQL_TSV_ZIP",
-    "FASTA_ARCHIVE",
-)
+#: The download formats GBIF produces (the client's list: one definition).
+FORMATS = tuple(sorted(DOWNLOAD_FORMATS))
 
 
 # --- predicates -------------------------------------------------------------------------------
