@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from gbif_dl.fetch.guard import allow_service
+from gbif_dl.fetch.guard import allow_service, forget_service
 from gbif_dl.io import LOCK_NAME
 from gbif_dl.manifest import JOURNAL_NAME, MANIFEST_NAME, read_manifest
 from gbif_dl.writers._atomic import is_temp_name
@@ -153,6 +153,7 @@ class ResetServer:
     def __exit__(self, *exc: object) -> None:
         self.closed = True
         self.thread.join(5)
+        forget_service("127.0.0.1", self.sock.getsockname()[1])
         self.sock.close()
 
     def _accept(self) -> None:

@@ -11,6 +11,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -22,8 +23,10 @@ from gbif_dl.fetch.guard import (
     AddressGuard,
     BlockedAddressError,
     allow_service,
+    forget_service,
     is_blocked_address,
 )
+from gbif_dl.testing.mediahost import MediaHosts
 
 
 class TableResolver(AbstractResolver):
@@ -173,12 +176,26 @@ def test_an_allowed_service_passes_and_only_on_its_port(
     guard = AddressGuard(allow_private=False)
     assert not guard.allows("127.0.0.1", port)
     allow_service("127.0.0.1", port)
-    assert guard.allows("127.0.0.1", port) and not guard.allows("127.0.0.1", port + 1)
-    guard.check_url(f"http://127.0.0.1:{port}/x.jpg")
-    body = asyncio.run(
-        _get(
-            f"http://media.test:{port}/x.jpg",
-            guard.resolver(TableResolver({"media.test": "127.0.0.1"})),
+    try:
+        assert guard.allows("127.0.0.1", port) and not guard.allows("127.0.0.1", port + 1)
+        guard.check_url(f"http://127.0.0.1:{port}/x.jpg")
+        body = asyncio.run(
+            _get(
+                f"http://media.test:{port}/x.jpg",
+                guard.resolver(TableResolver({"media.test": "127.0.0.1"})),
+            )
         )
-    )
-    assert body == b"image bytes" and seen == ["/x.jpg"]
+        assert body == b"image bytes" and seen == ["/x.jpg"]
+    finally:
+        forget_service("127.0.0.1", port)
+    assert not guard.allows("127.0.0.1", port)
+
+
+def test_a_stopped_test_server_leaves_no_permission_behind() -> None:
+    """The project's media hosts allow their ports while they serve and forget them when they
+    stop, so a later program on a reused port is refused as any other."""
+    guard = AddressGuard(allow_private=False)
+    with MediaHosts(n_hosts=2) as hosts:
+        ports = [(urlsplit(u).hostname or "", urlsplit(u).port or 0) for u in hosts.base_urls]
+        assert all(guard.allows(host, port) for host, port in ports)
+    assert not any(guard.allows(host, port) for host, port in ports)

@@ -43,6 +43,7 @@ __all__ = [
     "GuardedResolver",
     "allow_service",
     "allowed_services",
+    "forget_service",
     "is_blocked_address",
 ]
 
@@ -94,6 +95,19 @@ def allow_service(host: str, port: int) -> None:
     """
     with _services_lock:
         _services.add((str(ipaddress.ip_address(host)), int(port)))
+
+
+def forget_service(host: str, port: int) -> None:
+    """Undo :func:`allow_service` once the service has stopped (its port may be reused by
+    another program, which must not inherit the permission).
+
+    Example:
+        >>> allow_service("127.0.0.1", 65001); forget_service("127.0.0.1", 65001)
+        >>> AddressGuard(allow_private=False).allows("127.0.0.1", 65001)
+        False
+    """
+    with _services_lock:
+        _services.discard((str(ipaddress.ip_address(host)), int(port)))
 
 
 def allowed_services() -> frozenset[tuple[str, int]]:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from gbif_dl.fetch.guard import allow_service
+from gbif_dl.fetch.guard import allow_service, forget_service
 
 
 class BackgroundLoop:
@@ -109,3 +109,15 @@ async def serve_on_loopback(runner: web.AppRunner, host: str, port: int = 0) -> 
     allow_service(str(sock.getsockname()[0]), bound)
     await web.SockSite(runner, sock, backlog=1024).start()
     return bound
+
+
+async def stop_serving(runner: web.AppRunner) -> None:
+    """Stop what :func:`serve_on_loopback` served, and take its ports off the guard's list.
+
+    Example:
+        >>> async def demo(runner: web.AppRunner) -> None:  # doctest: +SKIP
+        ...     await stop_serving(runner)
+    """
+    for address in list(runner.addresses):
+        forget_service(str(address[0]), int(address[1]))
+    await runner.cleanup()

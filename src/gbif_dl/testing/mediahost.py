@@ -54,7 +54,7 @@ from typing import Any
 from aiohttp import web
 
 from gbif_dl.errors import ConfigError
-from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback
+from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback, stop_serving
 
 __all__ = ["HostFaults", "HostStats", "MediaHosts", "render_image"]
 
@@ -374,7 +374,7 @@ class MediaHosts:
 
     async def _stop_all(self) -> None:
         for runner in self._runners:
-            await runner.cleanup()
+            await stop_serving(runner)
         self._runners.clear()
 
     # observability ----------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 import aiohttp
 from aiohttp import web
 
-from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback
+from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback, stop_serving
 
 __all__ = ["HostNameProxy", "host_names"]
 
@@ -107,7 +107,7 @@ class HostNameProxy:
         if self._session is not None:
             await self._session.close()
         if self._runner is not None:
-            await self._runner.cleanup()
+            await stop_serving(self._runner)
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         target = self.targets.get((request.url.host or request.host or "").lower())

@@ -62,7 +62,7 @@ from aiohttp import web
 
 from gbif_dl.errors import ConfigError
 from gbif_dl.gbif.downloads import DOWNLOAD_FORMATS
-from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback
+from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback, stop_serving
 from gbif_dl.testing.archive import write_dwca
 from gbif_dl.testing.population import (
     InvalidSearchError,
@@ -428,7 +428,7 @@ class GbifSimulator:
 
     async def _stop_server(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
+            await stop_serving(self._runner)
 
     # --- observability and test hooks --------------------------------------------------------
 
