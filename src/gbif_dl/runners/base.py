@@ -9,15 +9,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from gbif_dl.fetch.engine import FetchConfig
 from gbif_dl.fetch.guard import allowed_services
 from gbif_dl.shards.run import ShardConfig, ShardResult
 
-__all__ = ["Runner", "share_fetch"]
+if TYPE_CHECKING:  # pragma: no cover
+    from gbif_dl.runners.report import ClusterProgress
+
+__all__ = ["PlannedRunner", "Runner", "run_plan", "share_fetch"]
 
 
 @runtime_checkable
@@ -34,6 +37,51 @@ class Runner(Protocol):
     ) -> list[ShardResult]:
         """Run every shard; return their results."""
         ...
+
+
+@runtime_checkable
+class PlannedRunner(Runner, Protocol):
+    """A :class:`Runner` that keeps per-host politeness with the plan's hosts and reports
+    progress (both runners of gbif-dl; see :mod:`gbif_dl.runners.gate`).
+    """
+
+    def plans_by_host(self, config: ShardConfig) -> bool:
+        """True when the job's shards should be cut by host (more shards at once than
+        ``per_host``)."""
+        ...
+
+    def run_planned(
+        self,
+        shard_ids: Sequence[int],
+        root: Path,
+        config: ShardConfig,
+        *,
+        hosts: Mapping[int, Collection[str]] | None = None,
+        progress: ClusterProgress | None = None,
+    ) -> list[ShardResult]:
+        """Run every shard, at most ``lanes`` at once on any host of ``hosts``; report."""
+        ...
+
+
+def run_plan(
+    runner: Runner,
+    shard_ids: Sequence[int],
+    root: Path,
+    config: ShardConfig,
+    *,
+    hosts: Mapping[int, Collection[str]] | None = None,
+    progress: ClusterProgress | None = None,
+) -> list[ShardResult]:
+    """Run the shards with ``runner``: with the hosts and progress when it takes them.
+
+    Example:
+        >>> from gbif_dl.runners.local import LocalRunner
+        >>> run_plan(LocalRunner(), [], Path("."), ShardConfig())
+        []
+    """
+    if isinstance(runner, PlannedRunner):
+        return runner.run_planned(shard_ids, root, config, hosts=hosts, progress=progress)
+    return list(runner.run_shards(shard_ids, root, config))
 
 
 def share_fetch(fetch: FetchConfig, parties: int) -> FetchConfig:

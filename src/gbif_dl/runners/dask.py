@@ -11,8 +11,17 @@ another worker, where ``run_shard`` resumes from the shard's journal and manifes
 is fetched twice or lost. The output root must be a folder every worker sees at the same path
 (a shared filesystem); the runner checks that before submitting anything.
 
-Politeness: the per-host and total caps are divided by the number of worker threads (the
-shards that can run at once), see :func:`gbif_dl.runners.share_fetch`.
+Politeness: the total cap is divided by the number of worker threads (the shards that can run
+at once). The per-host cap holds however many workers there are: a host gets
+``min(per_host, threads)`` lanes, each shard fetches with ``per_host // lanes`` per host, and the
+runner submits a shard only while every host it touches has a free lane (see
+:mod:`gbif_dl.runners.gate`; the plan cuts shards by host when the threads outnumber
+``per_host``). A cluster that grows while the job runs gets more shards of other hosts, never
+more requests on one host.
+
+Progress: every shard sends its running totals to the client through Dask's event log (a topic
+per job); the client logs images/s, failures and the shards running and queued per host (see
+:mod:`gbif_dl.runners.report`).
 
 Example:
     >>> runner = DaskRunner(workers=2)  # doctest: +SKIP
@@ -26,13 +35,15 @@ import logging
 import multiprocessing
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gbif_dl.errors import ConfigError, GbifDlError, OutputError, require
 from gbif_dl.runners.base import share_fetch
-from gbif_dl.shards.run import ShardConfig, ShardResult, run_shard
+from gbif_dl.runners.gate import HostGate, run_gated, share_hosts
+from gbif_dl.runners.report import Channel, ClusterProgress, report_shard
+from gbif_dl.shards.run import ShardConfig, ShardResult
 
 __all__ = ["TASK_RETRIES", "DaskRunner"]
 
@@ -40,6 +51,9 @@ logger = logging.getLogger(__name__)
 
 #: Retries of a shard task that raised (a worker that died is rescheduled by Dask on its own).
 TASK_RETRIES = 2
+
+#: Seconds the runner waits for a shard before it looks at the progress ticks again.
+POLL_S = 0.5
 
 
 def _worker_facts(root: str) -> dict[str, Any]:
@@ -124,62 +138,129 @@ class DaskRunner:
             )
         return nthreads
 
+    def plans_by_host(self, config: ShardConfig) -> bool:
+        """True when the shards should be cut by host: the cluster can run more shards at once
+        than ``per_host`` (a scheduler at ``address``, which may grow, always counts as such).
+
+        Example:
+            >>> from gbif_dl.fetch import FetchConfig
+            >>> DaskRunner(workers=8).plans_by_host(ShardConfig(fetch=FetchConfig(per_host=2)))
+            ... # doctest: +SKIP
+            True
+        """
+        if self.client is not None:
+            threads = sum(self.client.nthreads().values())
+        elif self.address is not None:
+            return True
+        else:
+            threads = self.workers or os.cpu_count() or 1
+        return bool(threads > config.fetch.per_host)
+
     def run_shards(
         self, shard_ids: Sequence[int], root: Path, config: ShardConfig
     ) -> list[ShardResult]:
         """Submit one task per shard, wait for all; return their results in shard order."""
-        from distributed import as_completed
+        return self.run_planned(shard_ids, root, config)
 
+    def run_planned(
+        self,
+        shard_ids: Sequence[int],
+        root: Path,
+        config: ShardConfig,
+        *,
+        hosts: Mapping[int, Collection[str]] | None = None,
+        progress: ClusterProgress | None = None,
+    ) -> list[ShardResult]:
+        """Run one task per shard, at most ``per_host`` at once on one of ``hosts`` (None:
+        the caps divided among the threads); report to ``progress``. Results in shard order.
+
+        Example:
+            >>> DaskRunner(workers=2).run_planned([], Path("."), ShardConfig())  # doctest: +SKIP
+            []
+        """
         if not shard_ids:
             return []
+        progress = progress if progress is not None else ClusterProgress(mode=False)
         client, owned = self._connect()
         try:
             nthreads = self._check_workers(client, root, config)
             slots = max(1, min(sum(nthreads.values()), len(shard_ids)))
-            fetch = share_fetch(config.fetch, slots)
+            fetch, lanes = share_hosts(config.fetch, slots)
+            if hosts is None:  # hosts unknown: every shard may touch every host
+                fetch, lanes = share_fetch(config.fetch, slots), slots
             if fetch.resize_workers is None and fetch.max_size is not None:
                 fetch = dataclasses.replace(fetch, resize_workers=max(1, min(nthreads.values())))
-            shared = dataclasses.replace(config, fetch=fetch)
             logger.info(
                 "running %d shards on %d Dask workers (%d threads): per_host=%d, concurrency=%d "
-                "per shard",
+                "per shard, at most %d shards per host",
                 len(shard_ids),
                 len(nthreads),
                 slots,
                 fetch.per_host,
                 fetch.concurrency,
+                lanes,
             )
-            token = uuid.uuid4().hex[:8]
-            futures = [
-                client.submit(
-                    run_shard,
-                    sid,
-                    str(root),
-                    shared,
-                    key=f"gbif-dl-shard-{sid:06d}-{token}",
-                    retries=TASK_RETRIES,
-                    pure=False,
-                )
-                for sid in shard_ids
-            ]
-            results: dict[int, ShardResult] = {}
-            try:
-                for future in as_completed(futures):
-                    result: ShardResult = future.result()
-                    results[result.shard_id] = result
-                    logger.info(
-                        "shard %d done (%d/%d)", result.shard_id, len(results), len(shard_ids)
-                    )
-            except GbifDlError:
-                client.cancel(futures)
-                raise
-            except Exception as exc:
-                client.cancel(futures)
-                raise GbifDlError(
-                    f"a shard failed on the Dask cluster ({type(exc).__name__}: {exc}); "
-                    "rerun the same command: done shards are skipped and the others resume"
-                ) from exc
-            return [results[sid] for sid in shard_ids]
+            gate = HostGate(hosts or {}, lanes)
+            progress.begin(len(shard_ids), gate)
+            shared = dataclasses.replace(config, fetch=fetch)
+            return self._submit_all(client, shard_ids, root, shared, gate, progress)
         finally:
             for resource in owned:
                 resource.close()
+
+    @staticmethod
+    def _submit_all(
+        client: Any,
+        shard_ids: Sequence[int],
+        root: Path,
+        config: ShardConfig,
+        gate: HostGate,
+        progress: ClusterProgress,
+    ) -> list[ShardResult]:
+        import distributed
+
+        token = uuid.uuid4().hex[:8]
+        channel = Channel("dask", f"gbif-dl-progress-{token}")
+        client.subscribe_topic(channel.topic, lambda event: progress.post(event[1]))
+
+        submitted: list[Any] = []
+
+        def submit(sid: int) -> Any:
+            future = client.submit(
+                report_shard, sid, str(root), config, channel,
+                key=f"gbif-dl-shard-{sid:06d}-{token}", retries=TASK_RETRIES, pure=False,
+            )  # fmt: skip
+            submitted.append(future)
+            return future
+
+        def wait(futures: set[Any]) -> set[Any]:
+            try:
+                done = distributed.wait(list(futures), POLL_S, "FIRST_COMPLETED").done
+            except TimeoutError:
+                done = set()
+            progress.poll()
+            return set(done)
+
+        def threads() -> int:
+            return max(1, sum(client.nthreads().values()))
+
+        def finished(result: ShardResult) -> None:
+            progress.finish(result)
+            logger.info("shard %d done (%d/%d)", result.shard_id, len(progress.done), len(shard_ids))
+
+        try:
+            return run_gated(
+                shard_ids, gate, slots=threads, submit=submit, wait=wait,
+                result=lambda future: future.result(), on_done=finished,
+            )  # fmt: skip
+        except GbifDlError:
+            client.cancel(submitted)
+            raise
+        except Exception as exc:
+            client.cancel(submitted)
+            raise GbifDlError(
+                f"a shard failed on the Dask cluster ({type(exc).__name__}: {exc}); "
+                "rerun the same command: done shards are skipped and the others resume"
+            ) from exc
+        finally:
+            client.unsubscribe_topic(channel.topic)

@@ -37,7 +37,8 @@ from gbif_dl.pipeline.inputs import Assign, as_sync_items
 from gbif_dl.pipeline.root import locked, prepare_root
 from gbif_dl.pipeline.stats import DownloadStats, check_fail_threshold
 from gbif_dl.pipeline.stream import log_stats
-from gbif_dl.runners.base import Runner
+from gbif_dl.runners.base import PlannedRunner, Runner, run_plan
+from gbif_dl.runners.report import ClusterProgress
 from gbif_dl.shards.files import read_marker
 from gbif_dl.shards.plan import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards
 from gbif_dl.shards.run import ShardConfig, merge_shards, remove_leftover_temp_files
@@ -86,15 +87,24 @@ def make_runner(
 
 
 def _run_planned(
-    plan: ShardPlan, root: Path, runner: Runner, config: ShardConfig
+    plan: ShardPlan,
+    root: Path,
+    runner: Runner,
+    config: ShardConfig,
+    progress: ClusterProgress | None = None,
 ) -> list[DownloadStats]:
     """Run the shards of ``plan`` that are not done; merge. Returns every shard's stats."""
     done = set(plan.done)
     todo = [sid for sid in plan.shard_ids if sid not in done]
-    results: list[DownloadStats] = list(runner.run_shards(todo, root, config) if todo else [])
+    done_before = sum((read_marker(root, sid) or {}).get("records", 0) for sid in plan.done)
+    if progress is not None:
+        progress.total = plan.records + plan.duplicates
+        progress.add_skipped(done_before + plan.duplicates)
+    results: list[DownloadStats] = list(
+        run_plan(runner, todo, root, config, hosts=plan.hosts, progress=progress) if todo else []
+    )
     merge_shards(root, config.output, load=False)
     remove_leftover_temp_files(root)
-    done_before = sum((read_marker(root, sid) or {}).get("records", 0) for sid in plan.done)
     results.append(DownloadStats(skipped=done_before + plan.duplicates))
     return results
 
@@ -115,6 +125,7 @@ def run(
     verbose: bool = False,
     output: str = "imagefolder",
     retry_failed: bool = False,
+    progress: bool | None | ClusterProgress = False,
 ) -> DownloadStats:
     """Download ``records`` into ``root`` in shards run by ``runner``; resumable.
 
@@ -136,6 +147,9 @@ def run(
         fail_threshold: a shard stops (and the job fails) above this share of failed items.
         verbose: log every failed item at INFO level.
         output: the layout, ``"imagefolder"`` or ``"hf"`` (a shardable writer).
+        progress: the job's progress seen from here (images/s, failures, shards per host):
+            ``None`` = a line every few seconds in the log, ``False`` = none, or a
+            :class:`~gbif_dl.runners.report.ClusterProgress` to fill.
 
     Returns:
         :class:`~gbif_dl.pipeline.stats.DownloadStats` over all shards; repeated URLs count
@@ -160,10 +174,17 @@ def run(
     )
     source = as_sync_items(records)
     root_path = prepare_root(root)
+    report = progress if isinstance(progress, ClusterProgress) else ClusterProgress(mode=progress)
+    by_host = isinstance(chosen, PlannedRunner) and chosen.plans_by_host(config)
     with locked(root_path):
         remove_leftover_temp_files(root_path)
-        plan = plan_shards(source, root_path, size=shard_size, assign=assign, overwrite=overwrite)
-        results = _run_planned(plan, root_path, chosen, config)
+        plan = plan_shards(
+            source, root_path, size=shard_size, assign=assign, overwrite=overwrite, by_host=by_host
+        )
+        try:
+            results = _run_planned(plan, root_path, chosen, config, report)
+        finally:
+            report.close()
     stats = DownloadStats.combine(
         results,
         elapsed_s=time.monotonic() - started,
@@ -196,4 +217,5 @@ def run_download(items: Any, options: DownloadOptions) -> DownloadStats:
         verbose=options.verbose,
         output=options.output,
         retry_failed=options.retry_failed,
+        progress=options.progress,
     )

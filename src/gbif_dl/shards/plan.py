@@ -8,6 +8,14 @@ markers of the shards that finished and runs only the others. A shard whose reco
 loses its marker (and runs again, skipping what its manifest part says is stored); so does a
 done shard with failed items, so that a rerun retries them as a streaming rerun does.
 
+With ``by_host=True`` (the runners ask for it when more shards run at once than a host may see
+requests, see :mod:`gbif_dl.runners.gate`) the shards are cut by host
+(:func:`gbif_dl.records.host_key`): once a host has given ``size // 10`` records, its records go
+to shards of their own, so a runner can bound how many shards touch a host at once without
+dividing the per-host cap by the number of workers. The first records of every host, and hosts
+that never give that many, share mixed shards. Either way :attr:`ShardPlan.hosts` lists the hosts
+of every shard.
+
 Example:
     >>> import tempfile
     >>> from gbif_dl.shards.files import read_shard_records
@@ -18,6 +26,8 @@ Example:
     ((0, 1, 2), 5, 1)
     >>> [r["url"] for r in read_shard_records(root, 2)]
     ['http://h0.example/4.jpg']
+    >>> plan_shards(urls, root, size=2, by_host=True).hosts[1]
+    frozenset({'h1.example'})
 """
 
 from __future__ import annotations
@@ -35,16 +45,22 @@ from typing import IO, Any
 from gbif_dl.errors import ConfigError, OutputError
 from gbif_dl.fetch.result import Reason
 from gbif_dl.pipeline.inputs import INVALID_ITEM, Assign, normalize_item
-from gbif_dl.records import url_digest
+from gbif_dl.records import host_key, url_digest
 from gbif_dl.shards.files import marker_has_failures, shard_files
 from gbif_dl.writers._atomic import create_temp
 
-__all__ = ["DEFAULT_SHARD_SIZE", "ShardPlan", "plan_shards"]
+__all__ = ["DEFAULT_SHARD_SIZE", "MAX_OPEN_SHARDS", "ShardPlan", "host_threshold", "plan_shards"]
 
 logger = logging.getLogger(__name__)
 
 #: Records per shard unless told otherwise.
 DEFAULT_SHARD_SIZE = 10_000
+
+#: With ``by_host``: the most shard files open at once while planning (the least recently
+#: written one is closed, short, when another host needs a shard).
+MAX_OPEN_SHARDS = 64
+
+_MIXED = ""  # the group of the records that share mixed shards (no host key is empty)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +73,7 @@ class ShardPlan:
         records: records written to the shards (repeated URLs counted once).
         duplicates: records dropped because their URL came earlier in the input.
         done: shards that were already done (their marker exists) when planning finished.
+        hosts: the hosts (:func:`gbif_dl.records.host_key`) of each shard's records.
 
     Example:
         >>> ShardPlan(root="data", shard_ids=(0, 1), records=15_000).shard_ids
@@ -68,6 +85,17 @@ class ShardPlan:
     records: int
     duplicates: int = 0
     done: tuple[int, ...] = ()
+    hosts: Mapping[int, frozenset[str]] = dataclasses.field(default_factory=dict)
+
+
+def host_threshold(size: int) -> int:
+    """With ``by_host``, the records a host gives before it gets shards of its own.
+
+    Example:
+        >>> host_threshold(10_000), host_threshold(5)
+        (1000, 1)
+    """
+    return max(1, size // 10)
 
 
 class _ShardOut:
@@ -120,46 +148,76 @@ def _file_sha256(path: Path) -> str:
 
 
 class _Planner:
-    """Fills shard files in order; one open at a time."""
+    """Fills shard files; one open per group (every record in one group unless ``by_host``)."""
 
-    def __init__(self, root: Path, size: int, *, retry_failed: bool, overwrite: bool) -> None:
+    def __init__(
+        self, root: Path, size: int, *, retry_failed: bool, overwrite: bool, by_host: bool
+    ) -> None:
         self.root = root
         self.size = size
         self.retry_failed = retry_failed
         self.overwrite = overwrite
+        self.by_host = by_host
+        self.threshold = host_threshold(size)
         self.seen: set[int] = set()
+        self.per_host: dict[str, int] = {}
         self.ids: list[int] = []
         self.done: list[int] = []
+        self.hosts: dict[int, set[str]] = {}
         self.records = self.duplicates = 0
-        self.out: _ShardOut | None = None
+        self.open: dict[str, _ShardOut] = {}  # group -> its open shard, least recent first
 
     def add(self, item: Any, assign: Assign | None) -> None:
         record, problem, detail = normalize_item(item, assign)
+        host = None
         if problem is None:
             key = url_digest(record["url"])
             if key in self.seen:
                 self.duplicates += 1
                 return
             self.seen.add(key)
+            host = host_key(record["url"])
         elif problem is Reason.INVALID:  # the shard's run reports it as the streaming run does
             record[INVALID_ITEM] = detail
-        if self.out is None:
-            self.out = _ShardOut(self.root, len(self.ids))
-        self.out.add(record)
+        group = self._group(host)
+        out = self.open.pop(group, None)
+        if out is None:
+            out = self._open_shard()
+        self.open[group] = out  # most recent last
+        out.add(record)
+        if host is not None:
+            self.hosts[out.shard_id].add(host)
         self.records += 1
-        if self.out.count >= self.size:
-            self.close()
+        if out.count >= self.size:
+            self._close(group)
+
+    def _group(self, host: str | None) -> str:
+        if not self.by_host or host is None:
+            return _MIXED
+        seen = self.per_host[host] = self.per_host.get(host, 0) + 1
+        return host if seen >= self.threshold else _MIXED
+
+    def _open_shard(self) -> _ShardOut:
+        if len(self.open) >= MAX_OPEN_SHARDS:
+            self._close(next(iter(self.open)))  # the least recently written
+        shard_id = len(self.ids) + len(self.open)
+        self.hosts[shard_id] = set()
+        return _ShardOut(self.root, shard_id)
+
+    def _close(self, group: str) -> None:
+        out = self.open.pop(group)
+        self.ids.append(out.shard_id)
+        if out.finish(retry_failed=self.retry_failed, overwrite=self.overwrite):
+            self.done.append(out.shard_id)
 
     def close(self) -> None:
-        out, self.out = self.out, None
-        if out is not None:
-            self.ids.append(out.shard_id)
-            if out.finish(retry_failed=self.retry_failed, overwrite=self.overwrite):
-                self.done.append(out.shard_id)
+        for group in sorted(self.open, key=lambda g: self.open[g].shard_id):
+            self._close(group)
 
     def discard(self) -> None:
-        if self.out is not None:
-            self.out.discard()
+        for out in self.open.values():
+            out.discard()
+        self.open.clear()
 
 
 def plan_shards(
@@ -170,6 +228,7 @@ def plan_shards(
     assign: Assign | None = None,
     retry_failed: bool = True,
     overwrite: bool = False,
+    by_host: bool = False,
 ) -> ShardPlan:
     """Write ``items`` into shard files of ``size`` records at ``root``; return the plan.
 
@@ -182,6 +241,8 @@ def plan_shards(
         retry_failed: drop the done marker of shards that finished with failed items, so they
             run again and retry those items (what a rerun of a plain download does).
         overwrite: drop every done marker (everything is fetched again).
+        by_host: cut the shards by host (see the module's docs), for runners that run more
+            shards at once than the per-host cap.
 
     Returns:
         :class:`ShardPlan`. A URL seen earlier in the input is dropped (``duplicates``).
@@ -196,7 +257,9 @@ def plan_shards(
     root_path = Path(os.fspath(root))
     if not root_path.is_dir():
         raise OutputError(f"the output root {str(root_path)!r} does not exist; create it first")
-    planner = _Planner(root_path, size, retry_failed=retry_failed, overwrite=overwrite)
+    planner = _Planner(
+        root_path, size, retry_failed=retry_failed, overwrite=overwrite, by_host=by_host
+    )
     try:
         for item in items:
             planner.add(item, assign)
@@ -214,8 +277,9 @@ def plan_shards(
     )
     return ShardPlan(
         root=str(root_path),
-        shard_ids=tuple(planner.ids),
+        shard_ids=tuple(sorted(planner.ids)),
         records=planner.records,
         duplicates=planner.duplicates,
-        done=tuple(planner.done),
+        done=tuple(sorted(planner.done)),
+        hosts={sid: frozenset(hosts) for sid, hosts in planner.hosts.items()},
     )

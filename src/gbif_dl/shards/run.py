@@ -190,10 +190,16 @@ def _done_result(shard_id: int, marker: dict[str, Any], started: float) -> Shard
 
 
 def _run_records(
-    root: Path, shard_id: int, config: ShardConfig, records: list[dict[str, Any]]
+    root: Path,
+    shard_id: int,
+    config: ShardConfig,
+    records: list[dict[str, Any]],
+    progress: Progress | None = None,
 ) -> Run:
     """Fetch ``records`` (the shard's, splits assigned by the plan) with the one core."""
     files = shard_files(shard_id)
+    if progress is None:
+        progress = Progress(total=len(records), mode=False, desc=f"shard {shard_id}")
     run = Run(
         root,
         writer=make_writer(config.output, root, shard=True),
@@ -201,7 +207,7 @@ def _run_records(
         retry_failed=config.retry_failed,
         fail_threshold=config.fail_threshold,
         verbose=config.verbose,
-        progress=Progress(total=len(records), mode=False, desc=f"shard {shard_id}"),
+        progress=progress,
         files=RunFiles(manifest=files.manifest, journal=files.journal, attribution=False),
     )
     run_sync(run.execute(_records_of(records), config.fetch))
@@ -214,7 +220,10 @@ def _run_records(
 
 
 def run_shard(
-    shard_id: int, root: str | os.PathLike[str], config: ShardConfig = DEFAULT_SHARD_CONFIG
+    shard_id: int,
+    root: str | os.PathLike[str],
+    config: ShardConfig = DEFAULT_SHARD_CONFIG,
+    progress: Progress | None = None,
 ) -> ShardResult:
     """Fetch and store shard ``shard_id`` of the job planned in ``root``; idempotent.
 
@@ -222,6 +231,8 @@ def run_shard(
         shard_id: a shard of :func:`gbif_dl.shards.plan.plan_shards`.
         root: the output root (on a filesystem every worker sees at the same path).
         config: :class:`ShardConfig`.
+        progress: counts every finished item (the runners' reporting to the client); default
+            a silent :class:`~gbif_dl.progress.Progress`.
 
     Returns:
         :class:`ShardResult`.
@@ -244,7 +255,7 @@ def run_shard(
         if marker is not None:
             return _done_result(shard_id, marker, started)
         records = read_shard_records(root_path, shard_id)
-        counters = _run_records(root_path, shard_id, config, records).counters
+        counters = _run_records(root_path, shard_id, config, records, progress).counters
         result = ShardResult(
             shard_id=shard_id,
             pid=os.getpid(),
