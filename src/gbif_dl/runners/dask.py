@@ -246,7 +246,8 @@ class DaskRunner:
 
         def finished(result: ShardResult) -> None:
             progress.finish(result)
-            logger.info("shard %d done (%d/%d)", result.shard_id, len(progress.done), len(shard_ids))
+            done = len(progress.done)
+            logger.info("shard %d done (%d/%d)", result.shard_id, done, len(shard_ids))
 
         try:
             return run_gated(

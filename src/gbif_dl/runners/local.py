@@ -195,4 +195,3 @@ class LocalRunner:
                 raise
             finally:
                 ticks.close()
-

@@ -125,7 +125,7 @@ def run(
     verbose: bool = False,
     output: str = "imagefolder",
     retry_failed: bool = False,
-    progress: bool | None | ClusterProgress = False,
+    progress: bool | ClusterProgress | None = False,
 ) -> DownloadStats:
     """Download ``records`` into ``root`` in shards run by ``runner``; resumable.
 
