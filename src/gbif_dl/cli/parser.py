@@ -45,6 +45,9 @@ _EXAMPLES = {
   gbif-dl download --dwca 0022697-200613084148143 --label speciesKey -o from-archive
   gbif-dl download examples/query.toml --output webdataset --shard-size 5000
   gbif-dl download examples/query.toml --max-size 512 --runner local --workers 4
+  gbif-dl download examples/query.toml --runner dask --workers 8 --per-host 4 -o data
+  gbif-dl download examples/query.toml --runner dask --scheduler tcp://10.0.0.5:8786 \\
+      -o /shared/data
   gbif-dl download --urls urls.txt -o images""",
     "plan": """examples:
   gbif-dl plan examples/query.toml
@@ -210,12 +213,16 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         metavar="N",
-        help="local: processes; dask: workers of the local cluster started for the run",
+        help="local: processes; dask: workers of the local cluster started for the run (when "
+        "no --scheduler is given)",
     )
     group.add_argument(
+        "--scheduler",
         "--dask-address",
+        dest="dask_address",
         metavar="tcp://HOST:PORT",
-        help="scheduler of a running Dask cluster (with --runner dask)",
+        help="scheduler of a running Dask cluster (with --runner dask), e.g. the address a "
+        "dask-jobqueue SLURMCluster or `dask scheduler` prints",
     )
 
 
