@@ -4,12 +4,14 @@ On the login node of a SLURM cluster (``pip install 'gbif-dl[dask]' dask-jobqueu
 environment the compute nodes share, and ``root`` on a filesystem every node mounts)::
 
     python examples/slurm_jobqueue.py --root /scratch/$USER/bees --jobs 4 --cores 8 \\
-        --queue cpu --account my-project --taxon-key 1334757 --nb-samples 200000
+        --queue cpu --account my-project --species-key 1311477 --species-key 5352251 \\
+        --nb-samples 200000
 
 The same job on a LocalCluster of this machine (what the test suite runs, against the
 simulator: add ``--api-url http://127.0.0.1:PORT/v1`` after ``gbif-dl simulate --port PORT``)::
 
-    python examples/slurm_jobqueue.py --root bees --local 4 --taxon-key 1334757 --nb-samples 2000
+    python examples/slurm_jobqueue.py --root bees --local 4 --species-key 1311477 \\
+        --species-key 5352251 --nb-samples 2000
 
 Either way the shards run as Dask tasks (``runner="dask"``): the client logs a progress line
 every few seconds (images/s, failures, shards running and queued per host), a host never sees
@@ -18,7 +20,7 @@ runs again elsewhere and resumes, and running the same command again resumes the
 dask-jobqueue is imported only for a SLURM run.
 
 Example:
-    >>> parse_args(["--root", "bees", "--local", "2", "--taxon-key", "1"]).local
+    >>> parse_args(["--root", "bees", "--local", "2", "--species-key", "1"]).local
     2
 """
 
@@ -37,12 +39,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The example's options.
 
     Example:
-        >>> parse_args(["--root", "r", "--taxon-key", "1"]).jobs
+        >>> parse_args(["--root", "r", "--species-key", "1"]).jobs
         2
     """
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", required=True, help="output folder, on a filesystem every node sees")
-    p.add_argument("--taxon-key", type=int, action="append", required=True, help="GBIF taxonKey")
+    p.add_argument(
+        "--species-key",
+        type=int,
+        action="append",
+        required=True,
+        help="GBIF speciesKey (repeat: one class each)",
+    )
     p.add_argument("--nb-samples", type=int, default=1000, help="images to take (balanced)")
     p.add_argument("--per-host", type=int, default=4, help="requests in flight per image host")
     p.add_argument("--shard-size", type=int, default=10_000, help="records per shard")
@@ -63,8 +71,8 @@ def make_cluster(args: argparse.Namespace) -> Any:
     """A LocalCluster (``--local N``) or a dask-jobqueue SLURMCluster of ``--jobs`` jobs.
 
     Example:
-        >>> cluster = make_cluster(parse_args(["--root", "r", "--taxon-key", "1", "--local", "1"]))
-        ... # doctest: +SKIP
+        >>> args = parse_args(["--root", "r", "--species-key", "1", "--local", "1"])
+        >>> cluster = make_cluster(args)  # doctest: +SKIP
     """
     import dask
     from distributed import LocalCluster
@@ -89,14 +97,14 @@ def make_cluster(args: argparse.Namespace) -> Any:
 
 
 def build_dataset(client: Any, args: argparse.Namespace) -> Any:
-    """Sample the taxa, balanced by species, and download them into ``--root`` on ``client``'s
+    """Sample the species, balanced, and download them into ``--root`` on ``client``'s
     cluster; returns the download's stats.
 
     Example:
         >>> stats = build_dataset(client, args)  # doctest: +SKIP
     """
     records = gbif_dl.api.generate_urls(
-        {"taxonKey": args.taxon_key},
+        {"speciesKey": args.species_key},
         label="speciesKey",
         split_streams_by="speciesKey",
         nb_samples=args.nb_samples,
@@ -120,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rerun of the same command resumes).
 
     Example:
-        >>> main(["--root", "bees", "--taxon-key", "1334757", "--local", "2"])  # doctest: +SKIP
+        >>> main(["--root", "bees", "--species-key", "1334757", "--local", "2"])  # doctest: +SKIP
         0
     """
     from distributed import Client

@@ -5,7 +5,7 @@ Workers count every finished item of their shard (:class:`ShardTicker`, handed t
 through a :class:`Channel`: Dask's event log (``Worker.log_event``, one topic per job, which
 the client subscribes to), a queue shared with the local process pool, or a plain call in this
 process. The client folds them into :class:`ClusterProgress`, which logs one line every few
-seconds::
+seconds (on the ``gbif_dl.progress`` logger, whose lines the command line shows)::
 
     1,200/5,000 img (85.2/s, 24%, 45 s left): ok 1,180, failed 20, skipped 0, 41.3 MiB;
     shards 6 running, 10 queued, 4/20 done; hosts (running/queued shards) a.org 4/6, b.org 2/0
@@ -50,7 +50,8 @@ __all__ = [
     "set_pool_queue",
 ]
 
-logger = logging.getLogger(__name__)
+#: The progress displays' logger: the command line shows its INFO lines without -v.
+progress_logger = logging.getLogger("gbif_dl.progress")
 
 #: The counts a tick carries (besides ``shard`` and ``attempt``).
 COUNTS = ("success", "failed", "skipped", "bytes")
@@ -219,7 +220,7 @@ class ClusterProgress:
         now = time.monotonic()
         if self.mode is not False and now - self._logged >= self.log_every_s:
             self._logged = now
-            logger.info("%s", self.line())
+            progress_logger.info("download: %s", self.line())
 
     def finish(self, result: ShardResult) -> None:
         """A shard is done: its result replaces its ticks."""
@@ -272,4 +273,4 @@ class ClusterProgress:
         """Fold what is left and log the last line."""
         self.poll()
         if self.mode is not False:
-            logger.info("%s", self.line())
+            progress_logger.info("download: %s", self.line())
