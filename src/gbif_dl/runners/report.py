@@ -208,6 +208,13 @@ class ClusterProgress:
 
     def poll(self) -> None:
         """Fold the ticks that came in; log a line when one is due. Call it from one thread."""
+        self._fold()
+        now = time.monotonic()
+        if self.mode is not False and now - self._logged >= self.log_every_s:
+            self._logged = now
+            progress_logger.info("download: %s", self.line())
+
+    def _fold(self) -> None:
         while True:
             try:
                 tick = self.inbox.get_nowait()
@@ -217,10 +224,6 @@ class ClusterProgress:
             if sid in self.done or sid < 0:
                 continue  # a late tick of a finished shard: its result counts
             self.live[sid] = (str(tick.get("attempt", "")), _counts(tick))
-        now = time.monotonic()
-        if self.mode is not False and now - self._logged >= self.log_every_s:
-            self._logged = now
-            progress_logger.info("download: %s", self.line())
 
     def finish(self, result: ShardResult) -> None:
         """A shard is done: its result replaces its ticks."""
@@ -271,6 +274,6 @@ class ClusterProgress:
 
     def close(self) -> None:
         """Fold what is left and log the last line."""
-        self.poll()
+        self._fold()
         if self.mode is not False:
             progress_logger.info("download: %s", self.line())
