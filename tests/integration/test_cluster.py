@@ -215,6 +215,15 @@ def test_cli_download_on_a_running_scheduler(
     assert _manifest_urls(root) == sorted(r["url"] for r in records)
 
 
+def test_scheduler_flag_and_its_old_spelling() -> None:
+    """--scheduler and --dask-address set the same option."""
+    from gbif_dl.cli.parser import build_parser
+
+    for flag in ("--scheduler", "--dask-address"):
+        args = build_parser().parse_args(["download", "--runner", "dask", flag, "tcp://h:8786"])
+        assert args.dask_address == "tcp://h:8786"
+
+
 def _example() -> ModuleType:
     spec = importlib.util.spec_from_file_location("slurm_jobqueue_example", EXAMPLE)
     assert spec is not None and spec.loader is not None

@@ -7,12 +7,15 @@
                                 DaskRunner:  a Dask cluster (LocalCluster, SLURM, Kubernetes...)
 
 Every runner calls the same picklable :func:`gbif_dl.shards.run.run_shard`; a runner only
-decides where. Politeness is shared: a runner with ``W`` shards in flight gives each one
-``per_host // W`` requests per host and ``concurrency // W`` in total (at least 1 each, see
-:func:`share_fetch`), so the whole job stays within the caps of one machine.
+decides where. Politeness is shared: with ``W`` shards in flight each gets ``concurrency // W``
+requests in total, and a host has ``min(per_host, W)`` lanes: each shard fetches with
+``per_host // lanes`` per host and at most ``lanes`` shards touch a host at once, so the whole
+job stays within ``per_host`` on every host however many workers run it.
 
-- :mod:`~gbif_dl.runners.base`: the :class:`Runner` protocol and :func:`share_fetch`;
+- :mod:`~gbif_dl.runners.base`: the :class:`Runner` protocol, :func:`share_fetch`, :func:`run_plan`;
 - :mod:`~gbif_dl.runners.orchestrate`: :func:`run`, :func:`make_runner`;
+- :mod:`~gbif_dl.runners.gate`: the host lanes and the loop both runners share;
+- :mod:`~gbif_dl.runners.report`: the job's progress, from the shards to the client;
 - :mod:`~gbif_dl.runners.local`, :mod:`~gbif_dl.runners.dask`: the two runners.
 
 Example:
