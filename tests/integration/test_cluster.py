@@ -67,6 +67,8 @@ def test_dask_with_more_workers_than_per_host_keeps_per_host(tmp_path: Path) -> 
             n_workers=8,
             threads_per_worker=1,
             processes=False,
+            protocol="tcp",
+            host="127.0.0.1",
             dashboard_address=None,
         ) as cluster,
         distributed.Client(cluster) as client,

@@ -34,7 +34,6 @@ import os
 import queue
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from gbif_dl.progress import Progress, format_bytes, format_duration
@@ -147,9 +146,7 @@ def report_shard(
     Example:
         >>> report_shard(0, "data", ShardConfig(), Channel("none"))  # doctest: +SKIP
     """
-    return run_shard(
-        shard_id, Path(os.fspath(root)), config, progress=ShardTicker(shard_id, channel.send)
-    )
+    return run_shard(shard_id, root, config, progress=ShardTicker(shard_id, channel.send))
 
 
 def pool_queue() -> Any:
