@@ -113,17 +113,19 @@ def check_store_options(
         )
 
 
-def default_work_dir(url: str) -> Path:
-    """The local state folder of store root ``url`` (journal, manifest, shard being written):
-    ``$XDG_CACHE_HOME/gbif-dl/stores/<digest of the url>`` (``~/.cache`` by default).
+def default_work_dir(url: str, kind: str = "stores") -> Path:
+    """The local folder of store root ``url``: ``$XDG_CACHE_HOME/gbif-dl/<kind>/<digest of the
+    url>`` (``~/.cache`` by default). ``stores``: a download's state (journal, manifest, the
+    shard being written); ``copies``: a loader's local copy.
 
     Example:
-        >>> default_work_dir("s3://b/ds").parent.name
-        'stores'
+        >>> url = "s3://b/ds"
+        >>> default_work_dir(url).parent.name, default_work_dir(url, "copies").parent.name
+        ('stores', 'copies')
     """
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     digest = hashlib.sha1(url.encode("utf-8")).hexdigest()[:16]
-    return Path(base) / "gbif-dl" / "stores" / digest
+    return Path(base) / "gbif-dl" / kind / digest
 
 
 @dataclass(frozen=True)
