@@ -173,7 +173,7 @@ def test_webdataset_to_s3_whole_objects_and_rerun(
     assert (stats["success"], stats["failed"]) == (50, 1)
     assert stats["root"] == root and stats["manifest"] == f"{root}/manifest.parquet"
     objects = _objects(_fs(storage_options), root)
-    assert ROOT_FILES <= set(objects)
+    assert set(objects) >= ROOT_FILES
     _no_temp_keys(objects)
     keys = _tar_keys(objects)
     assert sorted(keys) == sorted(r["basename"] for r in records)
@@ -283,3 +283,227 @@ def test_sigkill_mid_run_then_rerun_stores_every_image_exactly_once(
     assert {r["status"] for r in rows} == {"success"}
     for row in rows:
         assert row["path"].partition("/")[0] in after
+
+
+@pytest.fixture
+def hf_root(
+    hosts: MediaHosts, bucket: str, storage_options: dict[str, Any], tmp_path: Path
+) -> dict[str, Any]:
+    """40 records downloaded into an ``output="hf"`` store root."""
+    root = f"s3://{bucket}/hf"
+    records = _records(hosts, 40, start=500)
+    stats = download(
+        records,
+        root=root,
+        output="hf",
+        splits={"train": 0.75, "test": 0.25},
+        storage_options=storage_options,
+        work_dir=tmp_path / "work-hf",
+        allow_private=True,
+        progress=False,
+    )
+    assert (stats["success"], stats["failed"]) == (40, 0)
+    return {"root": root, "records": records}
+
+
+def test_hf_to_s3_one_whole_object_per_image_and_rerun(
+    hosts: MediaHosts, hf_root: dict[str, Any], storage_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """Each image is one whole object at its manifest path; metadata.jsonl per split, the root
+    files; a rerun from another machine requests nothing."""
+    from PIL import Image
+
+    root, records = hf_root["root"], hf_root["records"]
+    objects = _objects(_fs(storage_options), root)
+    assert set(objects) >= ROOT_FILES
+    _no_temp_keys(objects)
+    rows = _manifest(objects)
+    assert {r["status"] for r in rows} == {"success"} and len(rows) == 40
+    for row in rows:
+        with Image.open(io.BytesIO(objects[row["path"]])) as image:
+            image.load()
+    images = [n for n in objects if "/" in n and not n.endswith("/metadata.jsonl")]
+    assert sorted(images) == sorted(r["path"] for r in rows)
+    lines = {
+        split: objects[f"{split}/metadata.jsonl"].decode().splitlines()
+        for split in ("train", "test")
+    }
+    assert sum(len(v) for v in lines.values()) == 40
+
+    hosts.reset_stats()
+    again = download(
+        records,
+        root=root,
+        output="hf",
+        splits={"train": 0.75, "test": 0.25},
+        storage_options=storage_options,
+        work_dir=tmp_path / "elsewhere",
+        allow_private=True,
+        progress=False,
+    )
+    assert (again["success"], again["skipped"]) == (0, 40)
+    assert _requests(hosts) == 0
+
+
+def test_loaders_read_hf_store_root(
+    hf_root: dict[str, Any], storage_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """ImageRecords (no torch), GBIFImageDataset and loaders.hf.load read the store root with
+    the same class indices."""
+    from gbif_dl.loaders import read_classes
+    from gbif_dl.loaders.images import ImageRecords
+
+    root = hf_root["root"]
+    classes = read_classes(root, storage_options)
+    assert classes.labels == sorted(LABELS)
+    records = ImageRecords(root, split=None, storage_options=storage_options)
+    assert len(records) == 40
+    label_of = {r["url"]: r["label"] for r in hf_root["records"]}
+    for i in range(len(records)):
+        assert records.image(i).mode == "RGB"
+        assert records.targets[i] == classes.index(label_of[records.records[i]["url"]])
+    train = ImageRecords(root, split="train", storage_options=storage_options)
+    assert 0 < len(train) < 40
+
+    hf = pytest.importorskip("gbif_dl.loaders.hf")
+    loaded = hf.load(
+        root,
+        storage_options=storage_options,
+        copy_dir=tmp_path / "copy",
+        cache_dir=str(tmp_path / "hf-cache"),
+    )
+    assert sum(part.num_rows for part in loaded.values()) == 40
+    assert loaded["train"].features["label"].names == classes.labels
+
+    pytest.importorskip("torch")
+    from gbif_dl.loaders.torch import GBIFImageDataset
+
+    data = GBIFImageDataset(root, split="train", storage_options=storage_options)
+    image, target = data[0]
+    assert len(data) == len(train) and image.mode == "RGB" and target == train.targets[0]
+
+
+def test_webdataset_loader_and_report_read_the_store(
+    hosts: MediaHosts, bucket: str, storage_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """The webdataset loader streams the store's shards (every sample once, the classes of
+    classes.json); `gbif-dl report s3://...` reads the manifest from the store."""
+    from gbif_dl.cli import main
+
+    root = f"s3://{bucket}/wds"
+    records = _records(hosts, 30, start=900)
+    download(
+        records,
+        root=root,
+        output="webdataset",
+        shard_size=7,
+        storage_options=storage_options,
+        work_dir=tmp_path / "work",
+        allow_private=True,
+        progress=False,
+    )
+    wds_loader = pytest.importorskip("gbif_dl.loaders.webdataset")
+    classes = wds_loader.classes(root, storage_options)
+    shards = wds_loader.shard_paths(root, "train", storage_options)
+    assert len(shards) == 5 and all(url.startswith(f"{root}/train-") for url in shards)
+    seen = []
+    label_of = {r["url"]: r["label"] for r in records}
+    for image, target, record in wds_loader.load(
+        root, with_record=True, storage_options=storage_options
+    ):
+        assert image.mode == "RGB" and target == classes.index(label_of[record["url"]])
+        seen.append(record["url"])
+    assert sorted(seen) == sorted(label_of)
+    shuffled = wds_loader.load(root, shuffle=10, seed=1, storage_options=storage_options)
+    assert len(list(shuffled)) == 30
+
+    options = [f"--storage-option={key}={value}" for key, value in _flat(storage_options)]
+    assert main(["report", root, *options]) == 0
+    assert _fs(storage_options).exists(f"{root[5:]}/report.html")
+
+
+def _flat(options: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """``storage_options`` as dotted KEY=VALUE pairs for ``--storage-option``."""
+    out: list[tuple[str, str]] = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            out += _flat(value, f"{prefix}{key}.")
+        else:
+            out.append(
+                (f"{prefix}{key}", json.dumps(value) if not isinstance(value, str) else value)
+            )
+    return out
+
+
+def test_cli_download_to_s3(
+    hosts: MediaHosts, bucket: str, storage_options: dict[str, Any], tmp_path: Path
+) -> None:
+    """`gbif-dl download --root s3://... --storage-option ...` writes the dataset to the store."""
+    from gbif_dl.cli import main
+
+    urls = tmp_path / "urls.txt"
+    urls.write_text("\n".join(r["url"] for r in _records(hosts, 6, start=1200)) + "\n")
+    root = f"s3://{bucket}/cli"
+    options = [f"--storage-option={key}={value}" for key, value in _flat(storage_options)]
+    code = main(
+        [
+            "download",
+            "--urls",
+            str(urls),
+            "--root",
+            root,
+            "--output",
+            "webdataset",
+            "--allow-private",
+            "--work-dir",
+            str(tmp_path / "work"),
+            *options,
+        ]
+    )
+    assert code == 0
+    objects = _objects(_fs(storage_options), root)
+    assert set(objects) >= {"manifest.parquet", "train-000000.tar"}
+    assert sum(_tar_keys(objects).values()) == 6
+
+
+def test_missing_bucket_and_credentials_are_named(
+    storage_options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A missing bucket and missing credentials fail before any request, naming the fix."""
+    with pytest.raises(OutputError, match=r"bucket 'no-such-bucket' does not exist.*create it"):
+        download(
+            ["http://127.0.0.1:9/a.jpg"],
+            root="s3://no-such-bucket/ds",
+            output="webdataset",
+            storage_options=storage_options,
+            work_dir=tmp_path / "w1",
+            progress=False,
+        )
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    anonymous = {k: v for k, v in storage_options.items() if k not in ("key", "secret")}
+    with pytest.raises(OutputError, match=r"no credentials.*storage_options="):
+        download(
+            ["http://127.0.0.1:9/a.jpg"],
+            root="s3://any-bucket/ds",
+            output="webdataset",
+            storage_options=anonymous,
+            work_dir=tmp_path / "w2",
+            progress=False,
+        )
+    assert not (tmp_path / "w1").exists() and not (tmp_path / "w2").exists()
+
+
+def test_layouts_a_store_does_not_take_are_refused_before_io(tmp_path: Path) -> None:
+    """ImageFolder and runner= jobs are refused for a store root with a message naming what to
+    use; storage_options= with a local root is refused too."""
+    with pytest.raises(ConfigError, match=r"output='webdataset'.*output='hf'"):
+        download([], root="s3://bucket/ds", output="imagefolder", progress=False)
+    with pytest.raises(ConfigError, match=r"runner='local' cannot write to the object store"):
+        download([], root="s3://bucket/ds", output="hf", runner="local", progress=False)
+    with pytest.raises(ConfigError, match=r"storage_options= applies to an object-store root"):
+        download([], root=tmp_path / "x", storage_options={"anon": True}, progress=False)
+    assert not (tmp_path / "x").exists()

@@ -127,11 +127,10 @@ def load(
         ... # doctest: +SKIP
     """
     urls = shard_paths(root, split, storage_options)
+    decode = partial(_decode, transform=transform, with_record=with_record)
     data = DatasetRoot(root, storage_options)
     if data.is_store:
-        return _store_pipeline(data, urls, shuffle=shuffle, seed=seed).map(
-            partial(_decode, transform=transform, with_record=with_record)
-        )
+        return _store_pipeline(data, urls, shuffle=shuffle, seed=seed, decode=decode)
     pipeline = wds.WebDataset(
         urls,
         shardshuffle=len(urls) if shuffle else False,
@@ -140,13 +139,20 @@ def load(
     )
     if shuffle:
         pipeline = pipeline.shuffle(shuffle, seed=seed)
-    return pipeline.map(partial(_decode, transform=transform, with_record=with_record))
+    return pipeline.map(decode)
 
 
-def _store_pipeline(data: DatasetRoot, urls: list[str], *, shuffle: int, seed: int | None) -> Any:
-    """The samples of a store root's shards, each shard streamed through fsspec."""
+def _store_pipeline(
+    data: DatasetRoot,
+    urls: list[str],
+    *,
+    shuffle: int,
+    seed: int | None,
+    decode: Callable[[dict[str, Any]], Any],
+) -> Any:
+    """The decoded samples of a store root's shards, each shard streamed through fsspec."""
     names = [url.rpartition("/")[2] for url in urls]
-    stages: list[Any] = [wds.SimpleShardList(names, seed=seed if shuffle else None)]
+    stages: list[Any] = [wds.SimpleShardList(names)]
     if shuffle:
         stages.append(wds.shuffle(len(names), seed=seed))  # shard order
     stages += [
@@ -157,6 +163,7 @@ def _store_pipeline(data: DatasetRoot, urls: list[str], *, shuffle: int, seed: i
     ]
     if shuffle:
         stages.append(wds.shuffle(shuffle, seed=seed))
+    stages.append(wds.map(decode))
     return wds.DataPipeline(*stages)
 
 
