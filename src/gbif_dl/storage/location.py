@@ -169,8 +169,9 @@ def open_store(url: str, storage_options: Mapping[str, Any] | None = None) -> St
         import fsspec.core
     except ImportError as exc:
         raise MissingExtraError("s3", "fsspec") from exc
-    url = url.rstrip("/")
-    protocol = url.partition("://")[0].lower()
+    scheme, _, rest = url.partition("://")
+    url = f"{scheme}://{rest.rstrip('/')}"
+    protocol = scheme.lower()
     try:
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     except ImportError as exc:
