@@ -28,8 +28,8 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
@@ -43,7 +43,9 @@ __all__ = ["DEFAULT_SPLIT", "read_classes"]
 DEFAULT_SPLIT = "train"
 
 
-def read_classes(root: Path | str, storage_options: Mapping[str, Any] | None = None) -> ClassIndex:
+def read_classes(
+    root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> ClassIndex:
     """The class index every loader uses for ``root`` (see the module docstring); ``root`` may
     be a store root (``"s3://bucket/ds"``, with ``storage_options``).
 

@@ -96,7 +96,7 @@ def check_store_options(
         if storage_options:
             raise ConfigError(
                 f"storage_options= applies to an object-store root such as 's3://bucket/ds'; "
-                f"root={os.fspath(root)!r} is a local folder (drop storage_options=)"  # type: ignore[arg-type]
+                f"root={str(root)!r} is a local folder (drop storage_options=)"
             )
         return
     if output not in STORE_OUTPUTS:

@@ -185,4 +185,4 @@ class StoreMirror:
             raise
         except Exception as exc:
             raise store_error(self.store, exc, f"read {name} from") from exc
-        return handle  # type: ignore[no-any-return]
+        return handle
