@@ -217,7 +217,7 @@ def test_sigkill_mid_run_then_rerun_stores_every_image_exactly_once(
     rerun, on another machine, fetches only what the store lacks: each image is in the tars
     exactly once and the manifest lists every record."""
     root = f"s3://{bucket}/killed"
-    n = 120
+    n = 280  # at least 7 s at 2 x 1 request of 50 ms: the journal is uploaded (every 5 s) first
     with MediaHosts(n_hosts=2, faults=HostFaults(latency_s=0.05)) as media:
         records = _records(media, n)
         (tmp_path / "records.json").write_text(json.dumps(records))
@@ -242,8 +242,10 @@ def test_sigkill_mid_run_then_rerun_stores_every_image_exactly_once(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and child.poll() is None:
             fs.invalidate_cache()
-            tars = [k for k in fs.find(prefix) if k.endswith(".tar")] if fs.exists(prefix) else []
-            if len(tars) >= 4:
+            keys = fs.find(prefix) if fs.exists(prefix) else []
+            tars = [k for k in keys if k.endswith(".tar")]
+            parts = [k for k in keys if "/.gbif-dl-journal-" in k]
+            if len(tars) >= 4 and parts:  # rows in a journal part, and shards after it
                 break
             time.sleep(0.05)
         assert child.poll() is None, child.stderr.read().decode() if child.stderr else ""
