@@ -40,6 +40,12 @@ def report_store(
 
     Raises:
         OutputError: the root holds no manifest.
+
+    Example:
+        >>> report_store(DatasetRoot("memory://doc-no-manifest/ds"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gbif_dl.errors.OutputError: no manifest.parquet in memory://doc-no-manifest/ds; ...
     """
     assert data.mirror is not None, "report_store reads a store root"
     if not data.mirror.exists(MANIFEST_NAME):

@@ -85,6 +85,14 @@ def pull_state(mirror: StoreMirror, work: Path) -> None:
 
     The local journal is emptied first: what it holds beyond the store is either in the store's
     objects already (found again by the writer) or worth a new request.
+
+    Example:
+        >>> import tempfile
+        >>> from gbif_dl.storage.location import open_store
+        >>> work = Path(tempfile.mkdtemp())
+        >>> pull_state(StoreMirror(open_store("memory://doc-pull/ds")), work)
+        >>> sorted(p.name for p in work.iterdir())
+        ['.gbif-dl-journal.jsonl']
     """
     check_state_files(work, (*PULLED_FILES, JOURNAL_NAME))
     for name in PULLED_FILES:
@@ -107,7 +115,16 @@ def pull_state(mirror: StoreMirror, work: Path) -> None:
 
 def push_state(mirror: StoreMirror, work: Path, names: Iterable[str] = ()) -> list[str]:
     """Upload the manifest, then ``names`` (root files derived from it), then delete the journal
-    parts the manifest now holds; returns the names uploaded."""
+    parts the manifest now holds; returns the names uploaded.
+
+    Example:
+        >>> import tempfile
+        >>> from gbif_dl.storage.location import open_store
+        >>> work = Path(tempfile.mkdtemp())
+        >>> _ = (work / MANIFEST_NAME).write_bytes(b"...")
+        >>> push_state(StoreMirror(open_store("memory://doc-push/ds")), work, ["CITATION.txt"])
+        ['manifest.parquet']
+    """
     uploaded = []
     for name in (MANIFEST_NAME, *names):
         if (work / name).is_file():
