@@ -144,11 +144,14 @@ class StoreHFWriter(HFWriter):
         sidecar = f"{folder}/{stem}.json" if folder else f"{stem}.json"
         for rel in (sidecar, path):  # a dict label's sidecar first, as the local layout does
             local = self.root / rel
-            if local.is_file():
+            if not local.is_file():
+                continue
+            try:
                 self.mirror.put_file(local, rel)
-                self.objects.add(rel)
+            finally:  # uploaded or not, the local copy has done its job
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(local)
+            self.objects.add(rel)
         return path
 
     def is_stored(self, path: str) -> bool:
