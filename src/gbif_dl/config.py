@@ -112,6 +112,8 @@ class RunConfig:
     workers: int | None = None
     dask_address: str | None = None
     allow_private: bool | None = None
+    storage_options: Mapping[str, Any] | None = None
+    work_dir: str | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -285,6 +287,8 @@ class RunConfig:
             "workers": self.workers,
             "dask_address": self.dask_address,
             "allow_private": self.allow_private,
+            "storage_options": dict(self.storage_options) if self.storage_options else None,
+            "work_dir": self.work_dir,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -351,6 +355,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "workers": (int,),
     "dask_address": (str,),
     "allow_private": (bool,),
+    "storage_options": (dict,),
+    "work_dir": (str,),
 }
 
 

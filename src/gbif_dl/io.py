@@ -76,6 +76,8 @@ async def download_async(
     shard_size: int | None = None,
     shard_bytes: int | None = None,
     retry_failed: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download` (streaming, no ``runner=``), for code that already
@@ -116,6 +118,8 @@ def download(
     dask_address: str | None = None,
     dask_client: Any = None,
     retry_failed: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -129,10 +133,12 @@ def download(
             (an item's own ``subset`` wins); retries of transient failures; rewrite items already
             done; ``f(bytes) -> bool`` (False: reason ``invalid``); a proxy URL.
         splits, split_by, seed, retry_failed, fail_threshold, verbose, progress,
-            output, shard_size, shard_bytes, runner, workers, dask_address, dask_client: the
-            fields of :class:`gbif_dl.options.DownloadOptions`, documented there (``splits``
-            grouped by occurrence, ``output`` one of :data:`OUTPUTS`, ``runner`` ``"local"`` or
-            ``"dask"`` for sharded jobs, see docs/distributed.md).
+            output, shard_size, shard_bytes, runner, workers, dask_address, dask_client,
+            storage_options, work_dir: the fields of :class:`gbif_dl.options.DownloadOptions`,
+            documented there (``splits`` grouped by occurrence, ``output`` one of
+            :data:`OUTPUTS`, ``runner`` ``"local"`` or ``"dask"`` for sharded jobs, see
+            docs/distributed.md; ``root="s3://bucket/ds"`` with ``storage_options=`` writes
+            ``output="webdataset"`` or ``"hf"`` straight to an object store).
         concurrency, per_host, max_size, decode_check, max_bytes, allow_private: the fields of
             :class:`gbif_dl.fetch.engine.FetchConfig`, documented there (``allow_private`` lets
             media URLs reach private and loopback addresses, as ``GBIF_DL_ALLOW_PRIVATE=1`` does).

@@ -28,6 +28,7 @@ from gbif_dl.errors import ConfigError
 from gbif_dl.pipeline.stats import check_fail_threshold
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
 from gbif_dl.sampling.splits import Splitter
+from gbif_dl.storage.location import check_store_options, local_root
 from gbif_dl.writers.registry import check_writer_options, writer_class
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -271,6 +272,11 @@ class DownloadOptions:
         workers, dask_address, dask_client: where a ``runner=`` job runs: processes of the local
             runner or of the Dask LocalCluster started when neither ``dask_address``
             (``"tcp://host:8786"``) nor ``dask_client`` (a ``distributed.Client``) is given.
+        storage_options: for a ``root`` that is an fsspec URL (``"s3://bucket/ds"``): passed to
+            fsspec as pandas and Dask do (``{"key": ..., "secret": ..., "client_kwargs":
+            {"endpoint_url": ...}}``); such a root takes ``output="webdataset"`` or ``"hf"``.
+        work_dir: the local folder keeping a store root's run state (default: a folder per
+            root under ``~/.cache/gbif-dl/stores``).
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.
@@ -301,9 +307,19 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     workers: int | None = None
     dask_address: str | None = None
     dask_client: Any = None
+    storage_options: Mapping[str, Any] | None = None
+    work_dir: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         from gbif_dl.fetch.engine import FetchConfig
+
+        object.__setattr__(self, "root", local_root(self.root))  # file://path: a local folder
+        check_store_options(
+            self.root,
+            output=self.output,
+            runner=self.runner,
+            storage_options=self.storage_options,
+        )
 
         if not isinstance(self.fetch, FetchConfig):
             raise ConfigError(f"fetch must be a FetchConfig; got {type(self.fetch).__name__}")

@@ -24,10 +24,17 @@ from typing import TYPE_CHECKING, Any
 
 from gbif_dl.cli.exits import EXIT_FAILURES, EXIT_OK
 from gbif_dl.cli.logs import logger
-from gbif_dl.cli.settings import records_of, require_source, run_config, sampling_options
+from gbif_dl.cli.settings import (
+    parse_storage_options,
+    records_of,
+    require_source,
+    run_config,
+    sampling_options,
+)
 from gbif_dl.config import RunConfig
 from gbif_dl.errors import ConfigError
 from gbif_dl.progress import Meter, counted, expected_total, format_bytes, format_duration
+from gbif_dl.storage.location import is_store_root
 
 if TYPE_CHECKING:  # pragma: no cover
     from gbif_dl.estimate import SearchPlan
@@ -174,6 +181,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     if args.thumbnails < 0:
         raise ConfigError("--thumbnails must be 0 or more")
+    if is_store_root(args.root):  # s3://...: read from the store
+        return _report_store(args)
     if not Path(args.root).exists():
         raise ConfigError(
             f"{args.root} does not exist; give the folder a `gbif-dl download` wrote (it holds "
@@ -184,6 +193,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.no_html:
         path = report.write_html(summary, args.html)
         print(f"\nHTML report: {path}")
+    return EXIT_OK
+
+
+def _report_store(args: argparse.Namespace) -> int:
+    from gbif_dl.storage.read import DatasetRoot
+    from gbif_dl.storage.report import report_store
+
+    options = parse_storage_options(getattr(args, "storage_option", None))
+    text, page = report_store(
+        DatasetRoot(args.root, options), html=not args.no_html, html_path=args.html
+    )
+    print(text)
+    if page is not None:
+        print(f"\nHTML report: {page}")
     return EXIT_OK
 
 

@@ -203,6 +203,13 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--shard-bytes", type=int, metavar="BYTES", help="webdataset: close a shard at this size"
     )
+    _add_storage_option(group)
+    group.add_argument(
+        "--work-dir",
+        metavar="DIR",
+        help="object-store --root: local folder for the run's state (default: one per root "
+        "under ~/.cache/gbif-dl/stores)",
+    )
     group = parser.add_argument_group("runner (shards in several processes or on a Dask cluster)")
     group.add_argument(
         "--runner",
@@ -331,6 +338,16 @@ def _add_dwca_commands(commands: Any) -> None:
     q.set_defaults(handler=cmd_dwca_fetch)
 
 
+def _add_storage_option(group: Any) -> None:
+    group.add_argument(
+        "--storage-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="object-store --root (s3://bucket/ds): an fsspec storage option, repeatable, e.g. "
+        "key=..., secret=..., client_kwargs.endpoint_url=http://localhost:9000",
+    )
+
+
 def _add_tool_commands(commands: Any) -> None:
     """``report``, ``demo`` and ``simulate``."""
     p = _sub(
@@ -341,6 +358,7 @@ def _add_tool_commands(commands: Any) -> None:
         "--html", metavar="FILE", help="where to write the page (default ROOT/report.html)"
     )
     p.add_argument("--no-html", action="store_true", help="terminal report only")
+    _add_storage_option(p)
     p.add_argument(
         "--thumbnails",
         type=int,

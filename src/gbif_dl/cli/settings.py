@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from gbif_dl.options import SamplingOptions
 __all__ = [
     "parse_queries",
     "parse_splits",
+    "parse_storage_options",
     "records_of",
     "require_source",
     "run_config",
@@ -53,6 +55,7 @@ _DIRECT_FLAGS = (
     "workers",
     "dask_address",
     "allow_private",
+    "work_dir",
 )
 
 
@@ -84,6 +87,38 @@ def parse_queries(items: Sequence[str] | None) -> dict[str, Any] | None:
             )
         query.setdefault(name.strip(), []).append(_parse_value(value))
     return {k: v[0] if len(v) == 1 else v for k, v in query.items()}
+
+
+def parse_storage_options(items: Sequence[str] | None) -> dict[str, Any] | None:
+    """``["key=AKIA...", "client_kwargs.endpoint_url=http://h:9000"]`` -> a nested dict; values
+    are JSON when they parse as JSON (``anon=true``, ``max_concurrency=8``), text otherwise.
+
+    Example:
+        >>> parse_storage_options(["anon=true", "client_kwargs.region_name=eu-west-1"])
+        {'anon': True, 'client_kwargs': {'region_name': 'eu-west-1'}}
+    """
+    if not items:
+        return None
+    options: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        path = [part.strip() for part in name.split(".")]
+        if not sep or not all(path):
+            raise ConfigError(
+                "--storage-option expects KEY=VALUE, such as key=AKIA... or "
+                f"client_kwargs.endpoint_url=http://localhost:9000; got {item!r}"
+            )
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text
+        target = options
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"--storage-option {item!r}: {part!r} is already a value")
+        target[path[-1]] = value
+    return options
 
 
 def parse_splits(text: str | None) -> dict[str, float] | None:
@@ -156,6 +191,9 @@ def run_config(args: argparse.Namespace) -> RunConfig:
         one_media_per_occurrence=False if getattr(args, "all_media", None) else None,
         splits=parse_splits(getattr(args, "splits", None)),
     )
+    storage = parse_storage_options(getattr(args, "storage_option", None))
+    if storage:  # the flags complete (and win over) the file's storage_options
+        overrides["storage_options"] = {**(base.storage_options or {}), **storage}
     config = base.merged(overrides)
     return _media_type_from_query(config, getattr(args, "mediatype", None) is not None)
 

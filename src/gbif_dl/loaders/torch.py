@@ -1,8 +1,10 @@
 """A map-style ``torch`` Dataset over a downloaded ImageFolder or Hugging Face root.
 
 :class:`GBIFImageDataset` reads ``manifest.parquet`` (rows with status ``success``) and the class
-index (:func:`gbif_dl.loaders.read_classes`), opens each image with Pillow as RGB and returns
-``(image, class_index)``, or ``(transform(image), class_index)``. A record without a label has
+index (:func:`gbif_dl.loaders.read_classes`) of a folder or a store root (``"s3://bucket/ds"``
+with ``storage_options=``), opens each image with Pillow as RGB and returns
+``(image, class_index)``, or ``(transform(image), class_index)``; the reading is
+:class:`gbif_dl.loaders.images.ImageRecords`, which needs no torch. A record without a label has
 class index ``-1``. Needs the ``torch`` extra (``pip install 'gbif-dl[torch]'``); torchvision is
 not needed. For WebDataset shards use :func:`gbif_dl.loaders.webdataset.load`.
 
@@ -17,24 +19,19 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pyarrow.compute as pc
-
-from gbif_dl.errors import ConfigError, OutputError, require
-from gbif_dl.loaders import DEFAULT_SPLIT, read_classes
-from gbif_dl.manifest.table import MANIFEST_NAME, SUCCESS, read_manifest
+from gbif_dl.errors import require
+from gbif_dl.loaders import DEFAULT_SPLIT
+from gbif_dl.loaders.images import ImageRecords
 
 require("torch", extra="torch")
 
-from PIL import Image  # noqa: E402 - after the extra check
-from torch.utils.data import Dataset  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402 - after the extra check
 
 __all__ = ["GBIFImageDataset"]
-
-_SHARD_MEMBER = ".tar/"
 
 
 class GBIFImageDataset(Dataset):
@@ -42,9 +39,10 @@ class GBIFImageDataset(Dataset):
 
     Args:
         root: the output root of :func:`gbif_dl.io.download` (``output="imagefolder"`` or
-            ``"hf"``).
+            ``"hf"``): a folder, or a store root such as ``"s3://bucket/ds"``.
         split: the split to read (records without a split count as ``"train"``); None = all.
         transform: applied to each RGB ``PIL.Image``.
+        storage_options: passed to fsspec for a store root (credentials, ``endpoint_url``...).
 
     Attributes:
         classes: class labels; position = class index (same for every split and loader).
@@ -68,60 +66,27 @@ class GBIFImageDataset(Dataset):
         root: str | os.PathLike[str],
         split: str | None = DEFAULT_SPLIT,
         transform: Callable[[Any], Any] | None = None,
+        *,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.root = Path(os.fspath(root))
+        self.root = root if isinstance(root, str) and "://" in root else Path(os.fspath(root))
         self.split = split
         self.transform = transform
-        manifest = read_manifest(self.root)
-        if manifest is None:
-            raise OutputError(
-                f"no {MANIFEST_NAME} in {str(self.root)!r}; pass the root= of a finished "
-                "gbif_dl.io.download run"
-            )
-        done = manifest.filter(
-            pc.and_(pc.equal(manifest["status"], SUCCESS), pc.is_valid(manifest["path"]))
-        )
-        rows = [_plain(row) for row in done.to_pylist()]
-        if any(_SHARD_MEMBER in row["path"] for row in rows):
-            raise ConfigError(
-                f"{str(self.root)!r} holds WebDataset shards; read it with "
-                "gbif_dl.loaders.webdataset.load(root) instead"
-            )
-        splits = sorted({row["subset"] or DEFAULT_SPLIT for row in rows})
-        if split is not None:
-            rows = [row for row in rows if (row["subset"] or DEFAULT_SPLIT) == split]
-            if not rows:
-                raise ConfigError(
-                    f"no images in split {split!r} of {str(self.root)!r}; its splits are "
-                    f"{splits}; pass one of them, or split=None for all images"
-                )
-        class_index = read_classes(self.root)
-        self.classes: list[str] = list(class_index.labels)
-        self.class_to_idx: dict[str, int] = {label: i for i, label in enumerate(self.classes)}
-        self.records: list[dict[str, Any]] = rows
-        self.targets: list[int] = [class_index.get(row["label"]) for row in rows]
-        self._prefix = os.path.normpath(os.path.abspath(self.root)) + os.sep
+        self.images = ImageRecords(root, split, storage_options)
+        self.classes: list[str] = self.images.classes
+        self.class_to_idx: dict[str, int] = self.images.class_to_idx
+        self.records: list[dict[str, Any]] = self.images.records
+        self.targets: list[int] = self.images.targets
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.images)
 
     def path(self, index: int) -> Path:
-        """The image file of item ``index`` (always inside the root)."""
-        rel = self.records[index]["path"]
-        full = os.path.normpath(os.path.join(self._prefix, rel))
-        if os.path.isabs(rel) or not full.startswith(self._prefix):
-            raise OutputError(f"manifest path {rel!r} points outside {str(self.root)!r}")
-        return Path(full)
+        """The image file of item ``index`` (always inside the root; local roots only)."""
+        return self.images.path(index)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        with Image.open(self.path(index)) as image:
-            rgb = image.convert("RGB")
+        rgb = self.images.image(index)
         if self.transform is not None:
             return self.transform(rgb), self.targets[index]
         return rgb, self.targets[index]
-
-
-def _plain(row: dict[str, Any]) -> dict[str, Any]:
-    """A manifest row without the pyarrow timestamp (keeps records picklable and small)."""
-    row.pop("updated", None)
-    return row

@@ -4,7 +4,9 @@
 the image decoded by Pillow as RGB, exactly as :class:`gbif_dl.loaders.torch.GBIFImageDataset`
 returns them; the class index is the ``.cls`` member, which agrees with ``classes.json``. The
 pipeline is an ``IterableDataset``: hand it to ``torch.utils.data.DataLoader`` (shards are
-split between workers). Needs the ``webdataset`` extra (``pip install 'gbif-dl[webdataset]'``).
+split between workers). A store root (``"s3://bucket/ds"`` with ``storage_options=``) is read
+the same way, each shard streamed through fsspec. Needs the ``webdataset`` extra
+(``pip install 'gbif-dl[webdataset]'``).
 
 Example:
     >>> from gbif_dl.loaders.webdataset import load  # doctest: +SKIP
@@ -17,15 +19,14 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from gbif_dl.errors import ConfigError, require
 from gbif_dl.loaders import DEFAULT_SPLIT, read_classes
+from gbif_dl.storage.read import DatasetRoot
 from gbif_dl.writers.classes import ClassIndex
-from gbif_dl.writers.webdataset import list_shards
 
 wds: Any = require("webdataset", extra="webdataset")
 
@@ -37,8 +38,13 @@ __all__ = ["IMAGE_KEYS", "classes", "decode_sample", "load", "shard_paths"]
 IMAGE_KEYS = ("jpg", "png", "gif", "webp", "tif", "bmp", "jpeg")
 
 
-def shard_paths(root: str | os.PathLike[str], split: str | None = DEFAULT_SPLIT) -> list[str]:
-    """The finished shards of ``split`` (None = all splits), in order.
+def shard_paths(
+    root: str | os.PathLike[str],
+    split: str | None = DEFAULT_SPLIT,
+    storage_options: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The finished shards of ``split`` (None = all splits), in order: file paths, or URLs
+    (``s3://bucket/ds/train-000000.tar``) for a store root.
 
     Raises:
         ConfigError: there is no such shard.
@@ -50,20 +56,23 @@ def shard_paths(root: str | os.PathLike[str], split: str | None = DEFAULT_SPLIT)
         ...
         gbif_dl.errors.ConfigError: no WebDataset shards of split 'train' in ...
     """
-    paths = [str(path) for path in list_shards(Path(os.fspath(root)), split)]
+    data = DatasetRoot(root, storage_options)
+    paths = [data.url_of(name) for name in data.shard_names(split)]
     if not paths:
-        found = sorted({path.name.rpartition("-")[0] for path in list_shards(Path(root))})
+        found = sorted({name.rpartition("-")[0] for name in data.shard_names()})
         what = f"of split {split!r} " if split is not None else ""
         raise ConfigError(
-            f"no WebDataset shards {what}in {os.fspath(root)!r} (splits found: {found}); "
+            f"no WebDataset shards {what}in {data.display!r} (splits found: {found}); "
             "download with output='webdataset', or pass split= one of the splits found"
         )
     return paths
 
 
-def classes(root: str | os.PathLike[str]) -> ClassIndex:
+def classes(
+    root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> ClassIndex:
     """The class index of ``root`` (``classes.json``), shared with the other loaders."""
-    return read_classes(Path(os.fspath(root)))
+    return read_classes(root, storage_options)
 
 
 def decode_sample(sample: dict[str, Any], *, with_record: bool = False) -> tuple[Any, ...]:
@@ -98,6 +107,7 @@ def load(
     shuffle: int = 0,
     with_record: bool = False,
     seed: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Any:
     """A ``webdataset.WebDataset`` pipeline of ``(image, class_index)`` over ``root``'s shards.
 
@@ -108,13 +118,19 @@ def load(
         shuffle: shuffle shards and samples within a buffer of this many samples (0 = in order).
         with_record: also yield each sample's record (its ``.json``: label, gbifID, licence...).
         seed: seed of the shuffling.
+        storage_options: for a store root (``"s3://bucket/ds"``): passed to fsspec, which
+            then streams each shard (credentials, ``endpoint_url``...).
 
     Example:
         >>> pipeline = load("data", split="val", shuffle=1000)  # doctest: +SKIP
         >>> loader = torch.utils.data.DataLoader(pipeline, batch_size=64, num_workers=2)
         ... # doctest: +SKIP
     """
-    urls = shard_paths(root, split)
+    urls = shard_paths(root, split, storage_options)
+    decode = partial(_decode, transform=transform, with_record=with_record)
+    data = DatasetRoot(root, storage_options)
+    if data.is_store:
+        return _store_pipeline(data, urls, shuffle=shuffle, seed=seed, decode=decode)
     pipeline = wds.WebDataset(
         urls,
         shardshuffle=len(urls) if shuffle else False,
@@ -123,7 +139,39 @@ def load(
     )
     if shuffle:
         pipeline = pipeline.shuffle(shuffle, seed=seed)
-    return pipeline.map(partial(_decode, transform=transform, with_record=with_record))
+    return pipeline.map(decode)
+
+
+def _store_pipeline(
+    data: DatasetRoot,
+    urls: list[str],
+    *,
+    shuffle: int,
+    seed: int | None,
+    decode: Callable[[dict[str, Any]], Any],
+) -> Any:
+    """The decoded samples of a store root's shards, each shard streamed through fsspec."""
+    names = [url.rpartition("/")[2] for url in urls]
+    stages: list[Any] = [wds.SimpleShardList(names)]
+    if shuffle:
+        stages.append(wds.shuffle(len(names), seed=seed))  # shard order
+    stages += [
+        wds.split_by_worker,
+        partial(_open_shards, data=data),
+        wds.tariterators.tar_file_expander,
+        wds.tariterators.group_by_keys,
+    ]
+    if shuffle:
+        stages.append(wds.shuffle(shuffle, seed=seed))
+    stages.append(wds.map(decode))
+    return wds.DataPipeline(*stages)
+
+
+def _open_shards(shards: Iterable[dict[str, Any]], *, data: DatasetRoot) -> Iterator[Any]:
+    """``{"url": ..., "stream": ...}`` for each shard name (streamed from the store)."""
+    for shard in shards:
+        with data.open(shard["url"]) as stream:
+            yield {**shard, "url": data.url_of(shard["url"]), "stream": stream}
 
 
 def _decode(

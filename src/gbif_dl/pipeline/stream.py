@@ -30,6 +30,8 @@ from gbif_dl.pipeline.root import locked, prepare_root
 from gbif_dl.pipeline.run import Run
 from gbif_dl.pipeline.stats import DownloadStats
 from gbif_dl.progress import Progress
+from gbif_dl.storage.location import is_store_root
+from gbif_dl.storage.run import download_to_store
 from gbif_dl.writers.registry import make_writer
 
 __all__ = ["download_stream", "log_stats"]
@@ -67,6 +69,8 @@ async def download_stream(items: Any, options: DownloadOptions) -> DownloadStats
     Example:
         >>> stats = run_sync(download_stream(urls, DownloadOptions(root="data")))  # doctest: +SKIP
     """
+    if is_store_root(options.root):  # s3://... : the same run over a local work folder
+        return await download_to_store(items, options)
     started = time.monotonic()
     source, total = as_async_items(items)
     root = prepare_root(options.root)

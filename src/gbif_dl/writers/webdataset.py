@@ -72,6 +72,7 @@ __all__ = [
     "RECORD_FIELDS",
     "WebDatasetWriter",
     "list_shards",
+    "parse_shard_name",
     "read_sample_record",
     "record_split",
     "sample_key",
@@ -158,6 +159,17 @@ def list_shards(root: Path | str, split: str | None = None) -> list[Path]:
     return [path for _, _, path in sorted(found)]
 
 
+def parse_shard_name(name: str) -> tuple[str, int] | None:
+    """``(split, number)`` of a finished shard's file name, or None for another name.
+
+    Example:
+        >>> parse_shard_name("val-000003.tar"), parse_shard_name(".val-000003.tar.keys")
+        (('val', 3), None)
+    """
+    match = _SHARD_NAME.match(name)
+    return (match["split"], int(match["number"])) if match else None
+
+
 def _member(name: str, data: bytes, mtime: int) -> bytes:
     """One tar member: header(s) + data + padding to the block size."""
     info = tarfile.TarInfo(name)
@@ -237,12 +249,13 @@ class WebDatasetWriter(Writer):
         self._remove_temp_shards()
         self._finished: set[str] = set()
         self._next: dict[str, int] = {}
-        for path in list_shards(self.root):
-            match = _SHARD_NAME.match(path.name)
-            assert match is not None
-            self._finished.add(path.name)
-            number = int(match["number"]) + 1
-            self._next[match["split"]] = max(self._next.get(match["split"], 0), number)
+        for name in self._finished_names():
+            parsed = parse_shard_name(name)
+            if parsed is None:
+                continue
+            self._finished.add(name)
+            split, number = parsed
+            self._next[split] = max(self._next.get(split, 0), number + 1)
 
     defers_commit = True
 
@@ -275,6 +288,25 @@ class WebDatasetWriter(Writer):
             logger.info(
                 "removed %d unfinished shards of an interrupted run in %s", removed, self.root
             )
+
+    # where finished shards go (a store root overrides these) ----------------------------------
+
+    def _finished_names(self) -> list[str]:
+        """The names of the finished shards already under the root."""
+        return [path.name for path in list_shards(self.root)]
+
+    def _save_classes(self) -> None:
+        """Write ``classes.json`` (before a shard that uses its indices is published)."""
+        self._classes.save(self.root)
+
+    def _publish(self, tmp: Path, name: str, samples: list[str]) -> None:
+        """Put the complete shard ``tmp`` in place under ``name`` (``samples``: its sample
+        paths); raise OSError on failure (the shard is then dropped)."""
+        os.replace(tmp, self.root / name)
+
+    def _open_shard(self, name: str) -> IO[bytes]:
+        """A binary reader of the finished shard ``name``."""
+        return open(self.root / name, "rb")
 
     # writing -----------------------------------------------------------------------------------
 
@@ -366,7 +398,7 @@ class WebDatasetWriter(Writer):
             if self._classes.add((s.label for s in shard.samples), shard.names):
                 self._classes_dirty = True
             if self._classes_dirty or len(self._classes.names) != names_before:
-                self._classes.save(self.root)  # before the shard that uses the indices
+                self._save_classes()  # before the shard that uses the indices
                 self._classes_dirty = False
             shard.handle.flush()
             fd = shard.handle.fileno()
@@ -379,7 +411,7 @@ class WebDatasetWriter(Writer):
             if self.fsync:
                 os.fsync(fd)
             shard.handle.close()
-            os.replace(shard.tmp, self.root / shard.name)
+            self._publish(shard.tmp, shard.name, [sample.path for sample in shard.samples])
         except OSError:
             self._drop(split)
             raise
@@ -438,16 +470,23 @@ class WebDatasetWriter(Writer):
         stored: dict[str, str] = {}
         for name in sorted(self._finished):
             try:
-                with tarfile.open(self.root / name) as tar:
-                    for member in tar:
-                        key, _, ext = member.name.partition(".")
-                        if ext in _IMAGE_EXTS and member.isfile():
-                            stored[key] = f"{name}/{member.name}"
+                for member in self._image_members(name):
+                    stored[member.partition(".")[0]] = f"{name}/{member}"
             except (OSError, tarfile.TarError) as exc:
                 logger.warning(
                     "cannot read the shard %s (%s); its samples are not reused", name, exc
                 )
         return stored
+
+    def _image_members(self, name: str) -> list[str]:
+        """The image member names of the finished shard ``name`` (tar headers only)."""
+        found = []
+        with self._open_shard(name) as handle, tarfile.open(fileobj=handle) as tar:
+            for member in tar:
+                ext = member.name.partition(".")[2]
+                if ext in _IMAGE_EXTS and member.isfile():
+                    found.append(member.name)
+        return found
 
     def read_stored(self, path: str) -> bytes:
         """The bytes of the stored sample at ``path`` (``"<shard>/<member>"``).
@@ -459,7 +498,7 @@ class WebDatasetWriter(Writer):
         if shard not in self._finished or not _SHARD_NAME.match(shard):
             raise FileNotFoundError(f"no finished shard {shard!r} in {self.root}")
         try:
-            with tarfile.open(self.root / shard) as tar:
+            with self._open_shard(shard) as raw, tarfile.open(fileobj=raw) as tar:
                 handle = tar.extractfile(member)
                 if handle is None:
                     raise FileNotFoundError(f"{member!r} is not a file in {shard}")
