@@ -112,6 +112,7 @@ class RunConfig:
     workers: int | None = None
     dask_address: str | None = None
     allow_private: bool | None = None
+    renditions: bool | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -285,6 +286,7 @@ class RunConfig:
             "workers": self.workers,
             "dask_address": self.dask_address,
             "allow_private": self.allow_private,
+            "renditions": self.renditions,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -351,6 +353,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "workers": (int,),
     "dask_address": (str,),
     "allow_private": (bool,),
+    "renditions": (bool,),
 }
 
 

@@ -76,6 +76,7 @@ async def download_async(
     shard_size: int | None = None,
     shard_bytes: int | None = None,
     retry_failed: bool = False,
+    renditions: bool = True,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download` (streaming, no ``runner=``), for code that already
@@ -116,6 +117,7 @@ def download(
     dask_address: str | None = None,
     dask_client: Any = None,
     retry_failed: bool = False,
+    renditions: bool = True,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -133,9 +135,11 @@ def download(
             fields of :class:`gbif_dl.options.DownloadOptions`, documented there (``splits``
             grouped by occurrence, ``output`` one of :data:`OUTPUTS`, ``runner`` ``"local"`` or
             ``"dask"`` for sharded jobs, see docs/distributed.md).
-        concurrency, per_host, max_size, decode_check, max_bytes, allow_private: the fields of
-            :class:`gbif_dl.fetch.engine.FetchConfig`, documented there (``allow_private`` lets
-            media URLs reach private and loopback addresses, as ``GBIF_DL_ALLOW_PRIVATE=1`` does).
+        concurrency, per_host, max_size, decode_check, max_bytes, allow_private, renditions: the
+            fields of :class:`gbif_dl.fetch.engine.FetchConfig`, documented there
+            (``allow_private`` lets media URLs reach private and loopback addresses, as
+            ``GBIF_DL_ALLOW_PRIVATE=1`` does; ``renditions=False`` always fetches the record's
+            own URL, even with ``max_size``).
         **compat: ``tcp_connections`` (now ``concurrency``), ``nb_workers`` and ``batch_size``
             of gbif-dl 0.1 are accepted with a DeprecationWarning.
 

@@ -22,6 +22,9 @@ How it schedules (the reason this module exists):
   reported (after decode check / resize and ``on_result``), so at most ``concurrency`` bodies are
   in memory and a slow CPU or disk slows the downloads instead of piling up bytes.
 * Resizing runs in a process pool, decode checks in a thread, so downloads keep flowing.
+* With ``max_size``, a known host's smaller rendition is fetched first
+  (:mod:`gbif_dl.fetch.renditions`); a failed or too small one puts the record's own URL back
+  at the head of its host's queue, so the item ends in the same run either way.
 
 Defaults, measured with :class:`gbif_dl.testing.mediahost.MediaHosts` on a 2-core machine
 (client and servers in one process, so absolute numbers are a floor; images/s)::
@@ -74,6 +77,7 @@ from gbif_dl.errors import ConfigError
 from gbif_dl.fetch import images
 from gbif_dl.fetch.guard import AddressGuard
 from gbif_dl.fetch.http import Attempt, fetch_once
+from gbif_dl.fetch.renditions import rendition_for, too_small
 from gbif_dl.fetch.result import FetchResult, FetchSummary, Reason
 from gbif_dl.fetch.retry import DEFAULT_RETRY, RetryPolicy
 from gbif_dl.records import host_key, is_http_url
@@ -140,6 +144,9 @@ class FetchConfig:
         memory_budget: bytes of spilled bodies loaded in memory at once (to validate, resize
             and hand to ``on_result``); default ``max(256 MiB, max_bytes)``, never below
             ``max_bytes``. In memory at most: this plus ``concurrency * spill_bytes``.
+        renditions: with ``max_size``, ask known image hosts (iNaturalist, Flickr) for their
+            smallest rendition still ``max_size`` on its longest side, and fall back to the
+            record's URL in the same run when it fails (see :mod:`gbif_dl.fetch.renditions`).
 
     Example:
         >>> FetchConfig(concurrency=32, per_host=4, max_size=512).per_host
@@ -168,6 +175,7 @@ class FetchConfig:
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     spill_bytes: int = 4 * 2**20
     memory_budget: int | None = None
+    renditions: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -256,6 +264,8 @@ class _Item:
     started: float = 0.0
     timer: asyncio.TimerHandle | None = None
     deferred: bool = False  # was put back at the end of the run once (a too long Retry-After)
+    original: str | None = None  # the record's URL while ``url`` is a rendition of it
+    spent: int = 0  # attempts spent on a rendition that failed
 
 
 class FetchEngine:
@@ -441,7 +451,13 @@ class _Run:
             await self._report(result)
             return
         host = self._host(url)
-        host.queue.append(_Item(record, url, host))
+        rendition = None
+        if self.config.renditions and self.config.max_size is not None:
+            rendition = rendition_for(url, self.config.max_size)
+        if rendition is None:
+            host.queue.append(_Item(record, url, host))
+        else:  # the same host: only the path changes
+            host.queue.append(_Item(record, rendition.url, host, original=url))
         self._make_ready(host)
         self._dispatch()
 
@@ -542,6 +558,8 @@ class _Run:
             async with self.budget.hold(attempt.size if attempt.spool is not None else 0):
                 if attempt.spool is not None:
                     await asyncio.to_thread(attempt.load)
+                if item.original is not None and self._fall_back(item, attempt):
+                    return
                 result = await self._result(item, attempt)
                 await self._report(result)
         except asyncio.CancelledError:
@@ -557,7 +575,7 @@ class _Run:
     async def _attempt(self, item: _Item) -> Attempt:
         host = item.host
         start = time.monotonic()
-        if item.attempts == 0:
+        if item.attempts == 0 and item.spent == 0:
             item.started = start
         item.attempts += 1
         try:
@@ -606,9 +624,10 @@ class _Run:
     async def _result(self, item: _Item, attempt: Attempt) -> FetchResult:
         common: dict[str, Any] = {
             "http_status": attempt.status,
-            "attempts": item.attempts,
+            "attempts": item.attempts + item.spent,
             "host": item.host.key,
             "final_url": attempt.final_url,
+            "fetched_url": item.url,
         }
         if not attempt.ok and attempt.retryable and self.config.retry.too_long(attempt.retry_after):
             return self._failed(item, Reason.RETRY_AFTER, self._wait_detail(item, attempt), common)
@@ -647,6 +666,24 @@ class _Run:
             elapsed_s=time.monotonic() - item.started,
             **common,
         )
+
+    def _fall_back(self, item: _Item, attempt: Attempt) -> bool:
+        """When the rendition ``item`` fetched failed or is too small, queue the record's own
+        URL instead (with fresh retries; the rendition's failure is no result). True if so."""
+        assert item.original is not None and self.config.max_size is not None
+        if attempt.ok and attempt.body is not None:
+            problem = too_small(attempt.body, self.config.max_size)
+        else:
+            problem = f"{attempt.reason.value if attempt.reason else 'failed'} {attempt.detail}"
+        if problem is None:
+            return False
+        logger.debug("rendition %s unusable (%s): fetching %s", item.url, problem, item.original)
+        item.url, item.original = item.original, None
+        item.spent += item.attempts
+        item.attempts = 0
+        item.deferred = False
+        self._requeue(item)
+        return True
 
     def _wait_detail(self, item: _Item, attempt: Attempt) -> str:
         """Why an item whose host asked for too long a wait failed (``Reason.RETRY_AFTER``)."""
