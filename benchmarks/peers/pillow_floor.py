@@ -25,7 +25,8 @@ def shrink(path: str, max_size: int, quality: int) -> int:
 
     with Image.open(path) as image:
         image.draft("RGB", (max_size, max_size))
-        image = image.convert("RGB")
+        if image.mode != "RGB":  # (convert to the same mode would copy for nothing)
+            image = image.convert("RGB")
         width, height = image.size
         scale = max_size / max(width, height)
         if scale < 1:

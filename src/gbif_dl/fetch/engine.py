@@ -21,7 +21,9 @@ How it schedules (the reason this module exists):
 * A host slot is held for the HTTP exchange only; a global slot is held until the record is
   reported (after decode check / resize and ``on_result``), so at most ``concurrency`` bodies are
   in memory and a slow CPU or disk slows the downloads instead of piling up bytes.
-* Resizing runs in a process pool, decode checks in a thread, so downloads keep flowing.
+* Resizing runs in a process pool, one process per core (threads where processes cannot be
+  used: :class:`~gbif_dl.fetch.workers.ResizePool`), decode checks in a thread, so downloads
+  keep flowing.
 * With ``max_size``, a known host's smaller rendition is fetched first
   (:mod:`gbif_dl.fetch.renditions`); a failed or too small one puts the record's own URL back
   at the head of its host's queue, so the item ends in the same run either way.
@@ -58,11 +60,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import inspect
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -80,6 +80,7 @@ from gbif_dl.fetch.http import Attempt, fetch_once
 from gbif_dl.fetch.renditions import rendition_for, too_small
 from gbif_dl.fetch.result import FetchResult, FetchSummary, Reason
 from gbif_dl.fetch.retry import DEFAULT_RETRY, RetryPolicy
+from gbif_dl.fetch.workers import ResizePool
 from gbif_dl.records import host_key, is_http_url
 
 __all__ = [
@@ -123,7 +124,8 @@ class FetchConfig:
             (multiprocessing's default start method: where that is spawn/forkserver, i.e.
             macOS, Windows, Linux from Python 3.14, scripts need ``if __name__ == "__main__":``).
         jpeg_quality: JPEG quality of re-encoded images.
-        resize_workers: processes of the resize pool (default: the number of CPUs).
+        resize_workers: processes of the resize pool (default: the CPUs this process may use;
+            threads where processes cannot be used, see :mod:`gbif_dl.fetch.workers`).
         proxy: an http(s) proxy URL for every request.
         user_agent: the ``User-Agent`` header.
         is_valid_file: gbif-dl 0.1 compatible check, called with the body; False -> ``INVALID``.
@@ -348,7 +350,7 @@ class _Run:
         self.input_done = False
         self.failure: BaseException | None = None
         self.summary = FetchSummary()
-        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.pool = ResizePool(config.resize_workers)  # started on first use
         self.timeout = aiohttp.ClientTimeout(
             total=config.total_timeout_s,
             sock_connect=config.connect_timeout_s,
@@ -394,8 +396,7 @@ class _Run:
             await self.session.close()
             if self.config.resolver is None:  # ours to close (the caller's is the caller's)
                 await resolver.close()
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.close()
         self.summary.elapsed_s = time.monotonic() - started
         return self.summary
 
@@ -719,13 +720,7 @@ class _Run:
 
     async def _off_loop_resize(self, body: bytes) -> images.ResizedImage | tuple[Reason, str]:
         assert self.config.max_size is not None
-        if self.pool is None:
-            workers = self.config.resize_workers or os.cpu_count() or 1
-            self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
-        loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(
-            self.pool,
-            images.prepare,
+        outcome = await self.pool.prepare(
             body,
             self.config.max_size,
             self.config.jpeg_quality,

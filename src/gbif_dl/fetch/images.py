@@ -267,7 +267,8 @@ def resize_image(
             # let the JPEG decoder scale by 1/2, 1/4 or 1/8 while decoding (much faster)
             opened.draft("RGB", (max_size, max_size))
         image = _reduced(opened, max_size)
-        image = ImageOps.exif_transpose(image)
+        if not upright:  # (exif_transpose would copy an upright image for nothing)
+            image = ImageOps.exif_transpose(image)
         image = _to_rgb(image)
         width, height = image.size
         longest = max(width, height)
