@@ -77,7 +77,7 @@ from gbif_dl.errors import ConfigError
 from gbif_dl.fetch import images
 from gbif_dl.fetch.guard import AddressGuard
 from gbif_dl.fetch.http import Attempt, fetch_once
-from gbif_dl.fetch.renditions import rendition_for, too_small
+from gbif_dl.fetch.renditions import rendition_for, unusable
 from gbif_dl.fetch.result import FetchResult, FetchSummary, Reason
 from gbif_dl.fetch.retry import DEFAULT_RETRY, RetryPolicy
 from gbif_dl.fetch.workers import ResizePool
@@ -452,13 +452,10 @@ class _Run:
             await self._report(result)
             return
         host = self._host(url)
-        rendition = None
-        if self.config.renditions and self.config.max_size is not None:
-            rendition = rendition_for(url, self.config.max_size)
-        if rendition is None:
-            host.queue.append(_Item(record, url, host))
-        else:  # the same host: only the path changes
-            host.queue.append(_Item(record, rendition.url, host, original=url))
+        max_size = self.config.max_size if self.config.renditions else None
+        rendition = rendition_for(url, max_size) if max_size is not None else None
+        first = rendition.url if rendition else url  # a rendition: the same host, another path
+        host.queue.append(_Item(record, first, host, original=url if rendition else None))
         self._make_ready(host)
         self._dispatch()
 
@@ -672,17 +669,12 @@ class _Run:
         """When the rendition ``item`` fetched failed or is too small, queue the record's own
         URL instead (with fresh retries; the rendition's failure is no result). True if so."""
         assert item.original is not None and self.config.max_size is not None
-        if attempt.ok and attempt.body is not None:
-            problem = too_small(attempt.body, self.config.max_size)
-        else:
-            problem = f"{attempt.reason.value if attempt.reason else 'failed'} {attempt.detail}"
+        problem = unusable(attempt.body, attempt.reason, attempt.detail, self.config.max_size)
         if problem is None:
             return False
         logger.debug("rendition %s unusable (%s): fetching %s", item.url, problem, item.original)
-        item.url, item.original = item.original, None
-        item.spent += item.attempts
-        item.attempts = 0
-        item.deferred = False
+        item.url, item.original, item.spent = item.original, None, item.spent + item.attempts
+        item.attempts, item.deferred = 0, False
         self._requeue(item)
         return True
 

@@ -28,8 +28,16 @@ from typing import NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from gbif_dl.fetch.images import image_size
+from gbif_dl.fetch.result import Reason
 
-__all__ = ["FLICKR_SIZES", "INATURALIST_SIZES", "Rendition", "rendition_for", "too_small"]
+__all__ = [
+    "FLICKR_SIZES",
+    "INATURALIST_SIZES",
+    "Rendition",
+    "rendition_for",
+    "too_small",
+    "unusable",
+]
 
 
 class Rendition(NamedTuple):
@@ -146,3 +154,16 @@ def too_small(body: bytes, max_size: int) -> str | None:
     if size is None or max(size) >= max_size:
         return None
     return f"rendition is {size[0]} x {size[1]}, smaller than max_size {max_size}"
+
+
+def unusable(body: bytes | None, reason: Reason | None, detail: str, max_size: int) -> str | None:
+    """Why the outcome of a rendition's fetch cannot be the item's result (it failed for
+    ``reason``, or its ``body`` is :func:`too_small`), or None when it can.
+
+    Example:
+        >>> unusable(None, Reason.HTTP_STATUS, "HTTP 404", 512)
+        'http_status HTTP 404'
+    """
+    if body is None:
+        return f"{reason.value if reason else 'failed'} {detail}".strip()
+    return too_small(body, max_size)
