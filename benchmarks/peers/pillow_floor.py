@@ -4,7 +4,7 @@ Spec: ``pool`` (a folder of ``NNN.jpg``), ``n`` (images: index ``i`` reads ``poo
 the file nginx serves for the i-th URL), ``processes``, ``max_size``, ``quality``. Each of
 ``processes`` processes reads its share of the files from disk and does what a resize needs and
 nothing else: a draft-mode JPEG decode (the decoder scales by 1/2, 1/4 or 1/8 on its own, as
-large as still covers ``max_size``), a LANCZOS resize to ``max_size`` on the longest side, a
+far as still covers the output size), a LANCZOS resize to ``max_size`` on the longest side, a
 JPEG encode at ``quality``. The rate of gbif-dl resizing while it downloads is compared to it.
 Standard library and Pillow only (runs with the harness's python).
 """
@@ -24,13 +24,13 @@ def shrink(path: str, max_size: int, quality: int) -> int:
     from PIL import Image
 
     with Image.open(path) as image:
-        image.draft("RGB", (max_size, max_size))
-        if image.mode != "RGB":  # (convert to the same mode would copy for nothing)
-            image = image.convert("RGB")
         width, height = image.size
         scale = max_size / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image.draft("RGB", size)  # the decoder scales down as far as still covers ``size``
+        if image.mode != "RGB":  # (convert to the same mode would copy for nothing)
+            image = image.convert("RGB")
         if scale < 1:
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = image.resize(size, Image.Resampling.LANCZOS)
         out = io.BytesIO()
         image.save(out, "JPEG", quality=quality)
