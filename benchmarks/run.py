@@ -3,7 +3,7 @@
     python benchmarks/run.py [CASE ...] [--quick] [--repeats N]
 
 Cases: search, dwca, download (= download-a .. download-e), any single download-X, read, dask,
-soak. With no case, all run (the full soak alone takes about half an hour).
+soak, resize, renditions. With no case, all run (the full soak alone takes about half an hour).
 Peers (gbif-dl 0.1.1, img2dataset) get their own virtual environments under
 ``benchmarks/.venvs/`` on first use; nginx is started and stopped by the download cases.
 Each case writes ``benchmarks/results/<case>.json``; the markdown table printed at the end goes
@@ -28,7 +28,8 @@ from harness.nginx import find_nginx
 
 DOWNLOAD = ["download-a", "download-b", "download-c", "download-d", "download-e"]
 SCRIPTS = ["read", "dask", "soak"]
-CASES = ["search", "dwca", *DOWNLOAD, *SCRIPTS]
+RESIZE = ["resize", "renditions"]
+CASES = ["search", "dwca", *DOWNLOAD, *SCRIPTS, *RESIZE]
 
 
 def case_runner(name: str):
@@ -37,6 +38,8 @@ def case_runner(name: str):
         return getattr(module, "run_" + name.split("-", 1)[1])
     if name in SCRIPTS:
         return getattr(importlib.import_module("harness.cases.scripts"), "run_" + name)
+    if name in RESIZE:
+        return getattr(importlib.import_module("harness.cases.resize"), "run_" + name)
     return importlib.import_module(f"harness.cases.{name}").run
 
 

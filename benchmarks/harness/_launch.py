@@ -1,4 +1,5 @@
-"""Tiny launcher: fork+exec a command, wait for it, write its peak RSS (KiB) to a file.
+"""Tiny launcher: fork+exec a command, wait for it, write its peak RSS (KiB) to a file (and
+its CPU seconds to the same name + ``.cpu``).
 
 Started as ``python -I -S _launch.py RUSAGE_FILE -- CMD ...``. Measuring through this small
 process matters: Linux carries a process's RSS high-water mark across ``exec``, so a runner
@@ -24,6 +25,8 @@ def main() -> int:
     _, status, rusage = os.wait4(pid, 0)
     with open(out, "w") as f:
         f.write(str(rusage.ru_maxrss))
+    with open(out + ".cpu", "w") as f:  # user + system CPU seconds, reaped descendants included
+        f.write(repr(rusage.ru_utime + rusage.ru_stime))
     return os.waitstatus_to_exitcode(status) & 0xFF
 
 

@@ -29,6 +29,7 @@ class Run:
     returncode: int | None = None
     timed_out: bool = False
     log: str = ""
+    cpu_s: float | None = None  # user + system CPU of the runner and its reaped children
 
     @property
     def ok(self) -> bool:
@@ -52,6 +53,7 @@ class Run:
             "timed_out": self.timed_out,
             "wall_s": round(self.wall_s, 3),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "cpu_s": None if self.cpu_s is None else round(self.cpu_s, 3),
             "result": self.result,
             "log_tail": self.log[-800:] if not self.ok else "",
         }
@@ -137,6 +139,9 @@ def run_tool(
     _kill_group(proc.pid)  # leftovers (worker processes) of a finished runner
     if rss_path.exists():
         run.peak_rss_mb = int(rss_path.read_text() or 0) / 1024
+    cpu_path = rss_path.with_name(rss_path.name + ".cpu")
+    if cpu_path.exists():
+        run.cpu_s = float(cpu_path.read_text() or 0)
     if out_path.exists() and not run.timed_out:
         run.result = json.loads(out_path.read_text())
     run.log = log_path.read_text(errors="replace")[-4000:]

@@ -2,7 +2,10 @@
 
 Spec: ``url_list`` (a .txt file, one URL a line), ``output_folder``, ``processes``, ``threads``,
 ``shard_size``, ``timeout``. Files output, no resize, no re-encode: img2dataset's fastest
-settings for this job. Successes are read from its per-shard ``*_stats.json``.
+settings for this job; or, with ``image_size`` (the resize case), ``resize_mode``
+``keep_ratio_largest`` (the longest side becomes ``image_size``, as gbif-dl's ``max_size``), only
+if bigger, re-encoded at ``encode_quality``. Successes are read from its per-shard
+``*_stats.json``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ def main() -> None:
     from img2dataset import download
 
     folder = Path(spec["output_folder"])
+    size = spec.get("image_size")
+    resize = {"resize_mode": "no", "skip_reencode": True}
+    if size is not None:
+        resize = {
+            "resize_mode": "keep_ratio_largest",
+            "image_size": int(size),
+            "resize_only_if_bigger": True,
+            "encode_quality": int(spec.get("encode_quality", 90)),
+            "skip_reencode": False,
+        }
     with rc.Timer() as t:
         download(
             url_list=spec["url_list"],
@@ -27,8 +40,7 @@ def main() -> None:
             processes_count=int(spec["processes"]),
             thread_count=int(spec["threads"]),
             number_sample_per_shard=int(spec["shard_size"]),
-            resize_mode="no",
-            skip_reencode=True,
+            **resize,
             timeout=int(spec.get("timeout", 10)),
             retries=int(spec.get("retries", 0)),
             enable_wandb=False,

@@ -114,6 +114,7 @@ class RunConfig:
     allow_private: bool | None = None
     storage_options: Mapping[str, Any] | None = None
     work_dir: str | None = None
+    renditions: bool | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -289,6 +290,7 @@ class RunConfig:
             "allow_private": self.allow_private,
             "storage_options": dict(self.storage_options) if self.storage_options else None,
             "work_dir": self.work_dir,
+            "renditions": self.renditions,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -357,6 +359,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "allow_private": (bool,),
     "storage_options": (dict,),
     "work_dir": (str,),
+    "renditions": (bool,),
 }
 
 

@@ -78,6 +78,7 @@ async def download_async(
     retry_failed: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
+    renditions: bool = True,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download` (streaming, no ``runner=``), for code that already
@@ -120,6 +121,7 @@ def download(
     retry_failed: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
+    renditions: bool = True,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -139,9 +141,11 @@ def download(
             :data:`OUTPUTS`, ``runner`` ``"local"`` or ``"dask"`` for sharded jobs, see
             docs/distributed.md; ``root="s3://bucket/ds"`` with ``storage_options=`` writes
             ``output="webdataset"`` or ``"hf"`` straight to an object store).
-        concurrency, per_host, max_size, decode_check, max_bytes, allow_private: the fields of
-            :class:`gbif_dl.fetch.engine.FetchConfig`, documented there (``allow_private`` lets
-            media URLs reach private and loopback addresses, as ``GBIF_DL_ALLOW_PRIVATE=1`` does).
+        concurrency, per_host, max_size, decode_check, max_bytes, allow_private, renditions: the
+            fields of :class:`gbif_dl.fetch.engine.FetchConfig`, documented there
+            (``allow_private`` lets media URLs reach private and loopback addresses, as
+            ``GBIF_DL_ALLOW_PRIVATE=1`` does; ``renditions=False`` always fetches the record's
+            own URL, even with ``max_size``).
         **compat: ``tcp_connections`` (now ``concurrency``), ``nb_workers`` and ``batch_size``
             of gbif-dl 0.1 are accepted with a DeprecationWarning.
 

@@ -182,6 +182,7 @@ FETCH_KEYWORDS = (
     "proxy",
     "is_valid_file",
     "allow_private",
+    "renditions",
 )
 _DEPRECATED = ("tcp_connections", "nb_workers", "batch_size")
 

@@ -113,6 +113,25 @@ def test_large_jpeg_uses_draft_and_hits_exact_size() -> None:
     assert Image.open(io.BytesIO(out.body)).size == (256, 192)
 
 
+@pytest.mark.parametrize(
+    ("size", "orientation", "expected"),
+    [((2400, 1600), 1, (512, 341)), ((1600, 2400), 1, (341, 512)), ((2400, 1600), 6, (341, 512)),
+     ((2100, 1050), 1, (512, 256)), ((3000, 1000), 8, (171, 512))],
+)  # fmt: skip
+def test_draft_to_the_output_size_keeps_sizes_and_orientation(
+    size: tuple[int, int], orientation: int, expected: tuple[int, int]
+) -> None:
+    """JPEGs decoded at the scale that still covers the output size (1/4 for a 3:2 photo of
+    2,400 px at 512, where a 512 square would need 1/2): exact sizes, rotation applied."""
+    out = resize_image(exif_jpeg(*size, orientation=orientation), 512)
+    assert (out.width, out.height) == expected
+    image = Image.open(io.BytesIO(out.body))
+    assert image.size == expected and image.getexif().get(0x0112, 1) == 1
+    width, height = expected  # where the left (red) half went: rotated 90° cw by 6, ccw by 8
+    red_at = {1: (2, height // 2), 6: (width // 2, 2), 8: (width // 2, height - 3)}[orientation]
+    assert image.getpixel(red_at)[0] > 200
+
+
 def test_resize_raises_on_garbage() -> None:
     """Undecodable bytes raise (the engine turns that into RESIZE_ERROR)."""
     with pytest.raises(Exception):  # noqa: B017 - Pillow's exception type varies by format

@@ -155,8 +155,16 @@ class Tools:
         return go
 
     def img2dataset(
-        self, spec: dict[str, Any], processes: int, threads: int, timeout_s: float
+        self,
+        spec: dict[str, Any],
+        processes: int,
+        threads: int,
+        timeout_s: float,
+        **options: Any,
     ) -> Callable[[], Run]:
+        """img2dataset on the spec's URLs; ``options`` go into its runner's spec as they are
+        (``image_size``, ``encode_quality``: see ``peers/img2dataset_download.py``)."""
+
         def go() -> Run:
             root = self.scratch / "out-i2d"
             if root.exists():
@@ -181,6 +189,7 @@ class Tools:
                     "threads": threads,
                     "shard_size": shard,
                     "timeout": 10,
+                    **options,
                 },
                 scratch=self.scratch,
                 timeout_s=timeout_s,

@@ -182,6 +182,14 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         "refused by default, also allowed by GBIF_DL_ALLOW_PRIVATE=1)",
     )
     group.add_argument(
+        "--no-renditions",
+        dest="renditions",
+        action="store_false",
+        default=None,
+        help="with --max-size, always fetch the record's own URL (by default known hosts, "
+        "iNaturalist and Flickr, are asked for a smaller size first)",
+    )
+    group.add_argument(
         "--fail-threshold",
         type=float,
         metavar="FRACTION",

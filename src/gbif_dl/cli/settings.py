@@ -56,6 +56,7 @@ _DIRECT_FLAGS = (
     "dask_address",
     "allow_private",
     "work_dir",
+    "renditions",
 )
 
 

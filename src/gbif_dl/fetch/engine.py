@@ -21,7 +21,12 @@ How it schedules (the reason this module exists):
 * A host slot is held for the HTTP exchange only; a global slot is held until the record is
   reported (after decode check / resize and ``on_result``), so at most ``concurrency`` bodies are
   in memory and a slow CPU or disk slows the downloads instead of piling up bytes.
-* Resizing runs in a process pool, decode checks in a thread, so downloads keep flowing.
+* Resizing runs in a process pool, one process per core (threads where processes cannot be
+  used: :class:`~gbif_dl.fetch.workers.ResizePool`), decode checks in a thread, so downloads
+  keep flowing.
+* With ``max_size``, a known host's smaller rendition is fetched first
+  (:mod:`gbif_dl.fetch.renditions`); a failed or too small one puts the record's own URL back
+  at the head of its host's queue, so the item ends in the same run either way.
 
 Defaults, measured with :class:`gbif_dl.testing.mediahost.MediaHosts` on a 2-core machine
 (client and servers in one process, so absolute numbers are a floor; images/s)::
@@ -55,11 +60,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import inspect
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
@@ -74,8 +77,10 @@ from gbif_dl.errors import ConfigError
 from gbif_dl.fetch import images
 from gbif_dl.fetch.guard import AddressGuard
 from gbif_dl.fetch.http import Attempt, fetch_once
+from gbif_dl.fetch.renditions import rendition_for, unusable
 from gbif_dl.fetch.result import FetchResult, FetchSummary, Reason
 from gbif_dl.fetch.retry import DEFAULT_RETRY, RetryPolicy
+from gbif_dl.fetch.workers import ResizePool
 from gbif_dl.records import host_key, is_http_url
 
 __all__ = [
@@ -119,7 +124,8 @@ class FetchConfig:
             (multiprocessing's default start method: where that is spawn/forkserver, i.e.
             macOS, Windows, Linux from Python 3.14, scripts need ``if __name__ == "__main__":``).
         jpeg_quality: JPEG quality of re-encoded images.
-        resize_workers: processes of the resize pool (default: the number of CPUs).
+        resize_workers: processes of the resize pool (default: the CPUs this process may use;
+            threads where processes cannot be used, see :mod:`gbif_dl.fetch.workers`).
         proxy: an http(s) proxy URL for every request.
         user_agent: the ``User-Agent`` header.
         is_valid_file: gbif-dl 0.1 compatible check, called with the body; False -> ``INVALID``.
@@ -140,6 +146,9 @@ class FetchConfig:
         memory_budget: bytes of spilled bodies loaded in memory at once (to validate, resize
             and hand to ``on_result``); default ``max(256 MiB, max_bytes)``, never below
             ``max_bytes``. In memory at most: this plus ``concurrency * spill_bytes``.
+        renditions: with ``max_size``, ask known image hosts (iNaturalist, Flickr) for their
+            smallest rendition still ``max_size`` on its longest side, and fall back to the
+            record's URL in the same run when it fails (see :mod:`gbif_dl.fetch.renditions`).
 
     Example:
         >>> FetchConfig(concurrency=32, per_host=4, max_size=512).per_host
@@ -168,6 +177,7 @@ class FetchConfig:
     max_pixels: int = images.DEFAULT_MAX_PIXELS
     spill_bytes: int = 4 * 2**20
     memory_budget: int | None = None
+    renditions: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -256,6 +266,8 @@ class _Item:
     started: float = 0.0
     timer: asyncio.TimerHandle | None = None
     deferred: bool = False  # was put back at the end of the run once (a too long Retry-After)
+    original: str | None = None  # the record's URL while ``url`` is a rendition of it
+    spent: int = 0  # attempts spent on a rendition that failed
 
 
 class FetchEngine:
@@ -338,7 +350,7 @@ class _Run:
         self.input_done = False
         self.failure: BaseException | None = None
         self.summary = FetchSummary()
-        self.pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.pool = ResizePool(config.resize_workers)  # started on first use
         self.timeout = aiohttp.ClientTimeout(
             total=config.total_timeout_s,
             sock_connect=config.connect_timeout_s,
@@ -384,8 +396,7 @@ class _Run:
             await self.session.close()
             if self.config.resolver is None:  # ours to close (the caller's is the caller's)
                 await resolver.close()
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.close()
         self.summary.elapsed_s = time.monotonic() - started
         return self.summary
 
@@ -441,7 +452,10 @@ class _Run:
             await self._report(result)
             return
         host = self._host(url)
-        host.queue.append(_Item(record, url, host))
+        max_size = self.config.max_size if self.config.renditions else None
+        rendition = rendition_for(url, max_size) if max_size is not None else None
+        first = rendition.url if rendition else url  # a rendition: the same host, another path
+        host.queue.append(_Item(record, first, host, original=url if rendition else None))
         self._make_ready(host)
         self._dispatch()
 
@@ -542,6 +556,8 @@ class _Run:
             async with self.budget.hold(attempt.size if attempt.spool is not None else 0):
                 if attempt.spool is not None:
                     await asyncio.to_thread(attempt.load)
+                if item.original is not None and self._fall_back(item, attempt):
+                    return
                 result = await self._result(item, attempt)
                 await self._report(result)
         except asyncio.CancelledError:
@@ -557,7 +573,7 @@ class _Run:
     async def _attempt(self, item: _Item) -> Attempt:
         host = item.host
         start = time.monotonic()
-        if item.attempts == 0:
+        if item.attempts == 0 and item.spent == 0:
             item.started = start
         item.attempts += 1
         try:
@@ -606,9 +622,10 @@ class _Run:
     async def _result(self, item: _Item, attempt: Attempt) -> FetchResult:
         common: dict[str, Any] = {
             "http_status": attempt.status,
-            "attempts": item.attempts,
+            "attempts": item.attempts + item.spent,
             "host": item.host.key,
             "final_url": attempt.final_url,
+            "fetched_url": item.url,
         }
         if not attempt.ok and attempt.retryable and self.config.retry.too_long(attempt.retry_after):
             return self._failed(item, Reason.RETRY_AFTER, self._wait_detail(item, attempt), common)
@@ -648,6 +665,19 @@ class _Run:
             **common,
         )
 
+    def _fall_back(self, item: _Item, attempt: Attempt) -> bool:
+        """When the rendition ``item`` fetched failed or is too small, queue the record's own
+        URL instead (with fresh retries; the rendition's failure is no result). True if so."""
+        assert item.original is not None and self.config.max_size is not None
+        problem = unusable(attempt.body, attempt.reason, attempt.detail, self.config.max_size)
+        if problem is None:
+            return False
+        logger.debug("rendition %s unusable (%s): fetching %s", item.url, problem, item.original)
+        item.url, item.original, item.spent = item.original, None, item.spent + item.attempts
+        item.attempts, item.deferred = 0, False
+        self._requeue(item)
+        return True
+
     def _wait_detail(self, item: _Item, attempt: Attempt) -> str:
         """Why an item whose host asked for too long a wait failed (``Reason.RETRY_AFTER``)."""
         again = ", also when asked again at the end of the run" if item.deferred else ""
@@ -682,13 +712,7 @@ class _Run:
 
     async def _off_loop_resize(self, body: bytes) -> images.ResizedImage | tuple[Reason, str]:
         assert self.config.max_size is not None
-        if self.pool is None:
-            workers = self.config.resize_workers or os.cpu_count() or 1
-            self.pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
-        loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(
-            self.pool,
-            images.prepare,
+        outcome = await self.pool.prepare(
             body,
             self.config.max_size,
             self.config.jpeg_quality,

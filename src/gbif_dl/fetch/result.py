@@ -120,6 +120,8 @@ class FetchResult:
         elapsed_s: seconds from the first request to the result, waits included.
         host: ``host:port`` the record was fetched from.
         final_url: the URL after redirects.
+        fetched_url: the URL requested: the record's, or a smaller rendition of it
+            (:mod:`gbif_dl.fetch.renditions`).
 
     Example:
         >>> FetchResult(record={"url": "https://x.org/a.jpg"}, ok=True, ext=".jpg").ext
@@ -140,6 +142,7 @@ class FetchResult:
     elapsed_s: float = 0.0
     host: str = ""
     final_url: str | None = None
+    fetched_url: str | None = None
 
     @classmethod
     def failed(

@@ -97,6 +97,7 @@ SCHEMA = pa.schema(
         ("host", pa.string()),  # "host:port" of the url ("host" alone for the default port)
         ("elapsed_s", pa.float64()),  # seconds from the first request to the result
         ("updated", pa.timestamp("ms", tz="UTC")),
+        ("fetched_url", pa.string()),  # the URL requested: url, or a rendition of it
     ]
 )
 
@@ -174,13 +175,16 @@ def manifest_row(
     attempts: int = 0,
     host: str | None = None,
     elapsed_s: float | None = None,
+    fetched_url: str | None = None,
 ) -> dict[str, Any]:
     """One manifest row (a JSON-serialisable dict) for ``record``.
 
     ``host`` defaults to the ``host:port`` of the record's url (:func:`url_host`);
     ``elapsed_s`` (seconds from the first request to the result) is None when no request was
-    made. The url is stored without credentials (:func:`gbif_dl.records.public_url`; the same
-    form keys the resume index), and they are removed from ``detail`` too.
+    made. ``fetched_url`` is the URL requested, when it was: the url itself, or a smaller
+    rendition of it (:mod:`gbif_dl.fetch.renditions`). The urls are stored without
+    credentials (:func:`gbif_dl.records.public_url`; the same form keys the resume index), and
+    they are removed from ``detail`` too.
 
     Example:
         >>> row = manifest_row({"url": "http://h:81/a.jpg", "gbifID": 12}, status=FAILED,
@@ -218,6 +222,7 @@ def manifest_row(
         host=_utf8(host[:_MAX_TEXT]) if host else url_host(url),
         elapsed_s=float(elapsed_s) if elapsed_s is not None else None,
         updated=time.time(),
+        fetched_url=_utf8(public_url(fetched_url))[:_MAX_TEXT] if fetched_url else None,
     )
     return row
 

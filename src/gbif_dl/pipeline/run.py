@@ -90,11 +90,13 @@ def file_facts(body: bytes) -> dict[str, Any]:
 
 
 def _timing(result: FetchResult) -> dict[str, Any]:
-    """The manifest columns that say how a fetch went: attempts, host and elapsed seconds."""
+    """The manifest columns that say how a fetch went: attempts, host, elapsed seconds and
+    the URL fetched."""
     return {
         "attempts": result.attempts,
         "host": result.host or None,
         "elapsed_s": result.elapsed_s if result.attempts else None,
+        "fetched_url": result.fetched_url if result.attempts else None,
     }
 
 

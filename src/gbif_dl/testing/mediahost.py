@@ -336,7 +336,7 @@ class MediaHosts:
         self._server = BackgroundLoop("gbif-dl-mediahosts")
         self._runners: list[web.AppRunner] = []
         self._base_urls: list[str] = []
-        self._static: dict[str, tuple[bytes, str]] = {}
+        self._static: dict[str, tuple[bytes, str, int]] = {}
         self._total_lock = threading.Lock()
         self._total_in_flight = 0
         self._total_max_in_flight = 0
@@ -395,8 +395,11 @@ class MediaHosts:
         with self._total_lock:
             return self._total_max_in_flight
 
-    def serve(self, path: str, body: bytes, content_type: str = "image/jpeg") -> None:
-        """Serve exactly ``body`` at ``path`` on every host (e.g. a JPEG with an EXIF tag).
+    def serve(
+        self, path: str, body: bytes, content_type: str = "image/jpeg", status: int = 200
+    ) -> None:
+        """Serve exactly ``body`` at ``path`` on every host (e.g. a JPEG with an EXIF tag),
+        with ``status`` (a 404 for a path that must not exist).
 
         Latency applies; other faults do not.
 
@@ -406,7 +409,7 @@ class MediaHosts:
         """
         if not path.startswith("/"):
             raise ConfigError(f"serve() needs a path starting with '/', got {path!r}.")
-        self._static[path] = (bytes(body), content_type)
+        self._static[path] = (bytes(body), content_type, status)
 
     def stats(self) -> dict[str, HostStats]:
         """A snapshot of every host's :class:`HostStats`, keyed ``"127.0.0.2:PORT"``."""
@@ -498,7 +501,8 @@ class MediaHosts:
         faults = state.faults
         static = self._static.get(request.path)
         if static is not None:
-            return web.Response(body=static[0], content_type=static[1]), len(static[0])
+            body, content_type, code = static
+            return web.Response(body=body, content_type=content_type, status=code), len(body)
         parts = request.path.strip("/").split("/")
         head = parts[0]
         if head == "html":
