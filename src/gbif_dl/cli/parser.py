@@ -218,6 +218,10 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         help="object-store --root: local folder for the run's state (default: one per root "
         "under ~/.cache/gbif-dl/stores)",
     )
+    _add_runner(parser)
+
+
+def _add_runner(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("runner (shards in several processes or on a Dask cluster)")
     group.add_argument(
         "--runner",
