@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gbif_dl.errors import ConfigError
 from gbif_dl.pipeline.stats import check_fail_threshold
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
+from gbif_dl.sampling.spares import DEFAULT_SPARES, check_spares
 from gbif_dl.sampling.splits import Splitter
 from gbif_dl.writers.registry import check_writer_options, writer_class
 
@@ -80,6 +81,10 @@ class SamplingOptions:
         licenses: an allow-list of licences (``["CC0_1_0", "CC_BY_4_0"]``) or ``None``.
         keep_unknown_licenses: with ``licenses``, also keep unrecognised licences.
         dedupe: yield each URL once.
+        spares: with a quota (``nb_samples`` or ``nb_samples_per_stream``), each stream also
+            yields this share of its quota (at least 2) as *spares*, after every primary item,
+            in the sampler's seeded order: the downloader fetches one only when an item of its
+            stream failed, so streams end with exactly their quota (0: no spares).
 
     Raises:
         ConfigError: a value of the wrong type or range, naming the keyword.
@@ -105,8 +110,10 @@ or a number >= 0, got -2
     licenses: tuple[str, ...] | None = None
     keep_unknown_licenses: bool = False
     dedupe: bool = True
+    spares: float = DEFAULT_SPARES
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "spares", check_spares(self.spares))
         if self.label is not None and not isinstance(self.label, str):
             raise ConfigError(
                 f"label must be a record field name such as 'speciesKey', got {self.label!r}"

@@ -46,6 +46,7 @@ __all__ = [
     "SCHEMA",
     "STATUSES",
     "SUCCESS",
+    "TRIMMED",
     "TableSource",
     "conform",
     "iter_manifest",
@@ -63,8 +64,10 @@ MANIFEST_NAME = "manifest.parquet"
 
 SUCCESS = "success"
 FAILED = "failed"
+#: A stored file removed to keep a balanced request equal (``short_streams="trim"``).
+TRIMMED = "trimmed"
 #: Every ``status`` the manifest writes.
-STATUSES = (SUCCESS, FAILED)
+STATUSES = (SUCCESS, FAILED, TRIMMED)
 
 #: Columns of ``manifest.parquet``. GBIF spellings (``gbifID``, ``rightsHolder``) as in records.
 SCHEMA = pa.schema(
@@ -97,6 +100,9 @@ SCHEMA = pa.schema(
         ("host", pa.string()),  # "host:port" of the url ("host" alone for the default port)
         ("elapsed_s", pa.float64()),  # seconds from the first request to the result
         ("updated", pa.timestamp("ms", tz="UTC")),
+        ("stream", pa.string()),  # the sampling stream of a quota'd item (gbif_dl.sampling.spares)
+        ("quota", pa.int64()),  # that stream's target count of stored items
+        ("spare", pa.bool_()),  # drawn as a spare (fetched only when its stream needed it)
     ]
 )
 
@@ -219,6 +225,13 @@ def manifest_row(
         elapsed_s=float(elapsed_s) if elapsed_s is not None else None,
         updated=time.time(),
     )
+    if record.get("stream") is not None:  # a quota'd item (gbif_dl.sampling.spares)
+        quota = record.get("quota")
+        row.update(
+            stream=_text(record["stream"]),
+            quota=int(quota) if isinstance(quota, int) else None,
+            spare=bool(record.get("spare")),
+        )
     return row
 
 
