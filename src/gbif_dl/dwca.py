@@ -27,8 +27,8 @@ from typing import Any
 
 from gbif_dl.errors import ConfigError
 from gbif_dl.options import SamplingOptions
-from gbif_dl.sampling.spares import DEFAULT_SPARES
 from gbif_dl.records import MediaRecord
+from gbif_dl.sampling.spares import DEFAULT_SPARES
 from gbif_dl.sources.archive import ArchiveSource, ArchiveStats, create_download, resolve_archive
 from gbif_dl.sources.archive.resolve import (
     TOO_MANY_DOWNLOADS_WAIT_S,

@@ -76,6 +76,7 @@ async def download_async(
     shard_size: int | None = None,
     shard_bytes: int | None = None,
     retry_failed: bool = False,
+    short_streams: str | None = None,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download` (streaming, no ``runner=``), for code that already
@@ -116,6 +117,7 @@ def download(
     dask_address: str | None = None,
     dask_client: Any = None,
     retry_failed: bool = False,
+    short_streams: str | None = None,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -129,10 +131,13 @@ def download(
             (an item's own ``subset`` wins); retries of transient failures; rewrite items already
             done; ``f(bytes) -> bool`` (False: reason ``invalid``); a proxy URL.
         splits, split_by, seed, retry_failed, fail_threshold, verbose, progress,
-            output, shard_size, shard_bytes, runner, workers, dask_address, dask_client: the
+            output, shard_size, shard_bytes, runner, workers, dask_address, dask_client,
+            short_streams: the
             fields of :class:`gbif_dl.options.DownloadOptions`, documented there (``splits``
             grouped by occurrence, ``output`` one of :data:`OUTPUTS`, ``runner`` ``"local"`` or
-            ``"dask"`` for sharded jobs, see docs/distributed.md).
+            ``"dask"`` for sharded jobs, see docs/distributed.md; ``short_streams`` what a
+            stream that ran dry does to the others, for items from a sampling generator, whose
+            spares keep every stream at its quota when downloads fail).
         concurrency, per_host, max_size, decode_check, max_bytes, allow_private: the fields of
             :class:`gbif_dl.fetch.engine.FetchConfig`, documented there (``allow_private`` lets
             media URLs reach private and loopback addresses, as ``GBIF_DL_ALLOW_PRIVATE=1`` does).

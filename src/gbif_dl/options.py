@@ -278,6 +278,12 @@ class DownloadOptions:
         workers, dask_address, dask_client: where a ``runner=`` job runs: processes of the local
             runner or of the Dask LocalCluster started when neither ``dask_address``
             (``"tcp://host:8786"``) nor ``dask_client`` (a ``distributed.Client``) is given.
+        short_streams: for quota'd items (:mod:`gbif_dl.sampling.spares`), what happens when
+            a stream runs dry (fewer usable candidates than its quota): ``"trim"`` cuts the
+            other streams to its count (their surplus files removed, rows ``trimmed``),
+            ``"keep"`` keeps them; None (default): ``"trim"`` for items of an
+            ``nb_samples=-1`` request, ``"keep"`` otherwise. ``output="webdataset"`` cannot
+            remove files from a written tar: ``"trim"`` is refused, the default keeps.
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.
@@ -308,9 +314,21 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     workers: int | None = None
     dask_address: str | None = None
     dask_client: Any = None
+    short_streams: str | None = None
 
     def __post_init__(self) -> None:
         from gbif_dl.fetch.engine import FetchConfig
+        from gbif_dl.pipeline.quotas import check_short_streams
+
+        if (
+            check_short_streams(self.short_streams) == "trim"
+            and not writer_class(self.output).removable
+        ):
+            raise ConfigError(
+                f"short_streams='trim' removes stored files, which output={self.output!r} "
+                "cannot do (a written tar stays as it is); use short_streams='keep' or "
+                "output='imagefolder'"
+            )
 
         if not isinstance(self.fetch, FetchConfig):
             raise ConfigError(f"fetch must be a FetchConfig; got {type(self.fetch).__name__}")

@@ -245,6 +245,7 @@ class WebDatasetWriter(Writer):
             self._next[match["split"]] = max(self._next.get(match["split"], 0), number)
 
     defers_commit = True
+    removable = False  # a member of a written tar cannot be removed (no trim)
 
     @staticmethod
     def check_options(  # type: ignore[override]  # takes only its own options
