@@ -104,7 +104,8 @@ def stream_sources(
         path = root / manifest
 
         def read_manifest(path: Path = path) -> Iterator[pa.Table]:
-            return iter_manifest(path, STREAM_COLUMNS) if path.exists() else iter(())
+            columns = ("updated", *STREAM_COLUMNS)
+            return iter_manifest(path, columns) if path.exists() else iter(())
 
         sources.append(read_manifest)
         if journal is not None:

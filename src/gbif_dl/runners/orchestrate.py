@@ -41,6 +41,7 @@ from gbif_dl.runners.base import Runner
 from gbif_dl.shards.files import read_marker
 from gbif_dl.shards.plan import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards
 from gbif_dl.shards.run import ShardConfig, merge_shards, remove_leftover_temp_files
+from gbif_dl.shards.spares import SpareRounds
 from gbif_dl.writers.registry import check_shardable
 
 __all__ = ["RUNNERS", "make_runner", "run", "run_download"]
@@ -115,6 +116,7 @@ def run(
     verbose: bool = False,
     output: str = "imagefolder",
     retry_failed: bool = False,
+    short_streams: str | None = None,
 ) -> DownloadStats:
     """Download ``records`` into ``root`` in shards run by ``runner``; resumable.
 
@@ -136,6 +138,9 @@ def run(
         fail_threshold: a shard stops (and the job fails) above this share of failed items.
         verbose: log every failed item at INFO level.
         output: the layout, ``"imagefolder"`` or ``"hf"`` (a shardable writer).
+        short_streams: for quota'd items, what a stream that ran dry does to the others
+            (:class:`~gbif_dl.options.DownloadOptions`; spares run as extra shards,
+            :mod:`gbif_dl.shards.spares`).
 
     Returns:
         :class:`~gbif_dl.pipeline.stats.DownloadStats` over all shards; repeated URLs count
@@ -162,10 +167,21 @@ def run(
     root_path = prepare_root(root)
     with locked(root_path):
         remove_leftover_temp_files(root_path)
-        plan = plan_shards(source, root_path, size=shard_size, assign=assign, overwrite=overwrite)
+        rounds = SpareRounds(root_path, short_streams=short_streams, output=output)
+        items = rounds.divert(source, assign)
+        plan = plan_shards(items, root_path, size=shard_size, assign=assign, overwrite=overwrite)
         results = _run_planned(plan, root_path, chosen, config)
+        spare_results, streams = rounds.run(
+            lambda spares: _run_planned(spares, root_path, chosen, config),
+            len(plan.shard_ids),
+            shard_size,
+        )
+        results += spare_results
+        if any(stream["trimmed"] for stream in streams.values()):
+            merge_shards(root_path, output, load=False)  # the trimmed rows
     stats = DownloadStats.combine(
         results,
+        streams=streams,
         elapsed_s=time.monotonic() - started,
         manifest=str(root_path / MANIFEST_NAME),
         root=str(root_path),
@@ -196,4 +212,5 @@ def run_download(items: Any, options: DownloadOptions) -> DownloadStats:
         verbose=options.verbose,
         output=options.output,
         retry_failed=options.retry_failed,
+        short_streams=options.short_streams,
     )

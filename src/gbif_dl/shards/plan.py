@@ -122,8 +122,11 @@ def _file_sha256(path: Path) -> str:
 class _Planner:
     """Fills shard files in order; one open at a time."""
 
-    def __init__(self, root: Path, size: int, *, retry_failed: bool, overwrite: bool) -> None:
+    def __init__(
+        self, root: Path, size: int, *, retry_failed: bool, overwrite: bool, first_id: int = 0
+    ) -> None:
         self.root = root
+        self.first_id = first_id
         self.size = size
         self.retry_failed = retry_failed
         self.overwrite = overwrite
@@ -144,7 +147,7 @@ class _Planner:
         elif problem is Reason.INVALID:  # the shard's run reports it as the streaming run does
             record[INVALID_ITEM] = detail
         if self.out is None:
-            self.out = _ShardOut(self.root, len(self.ids))
+            self.out = _ShardOut(self.root, self.first_id + len(self.ids))
         self.out.add(record)
         self.records += 1
         if self.out.count >= self.size:
@@ -170,6 +173,7 @@ def plan_shards(
     assign: Assign | None = None,
     retry_failed: bool = True,
     overwrite: bool = False,
+    first_id: int = 0,
 ) -> ShardPlan:
     """Write ``items`` into shard files of ``size`` records at ``root``; return the plan.
 
@@ -182,6 +186,8 @@ def plan_shards(
         retry_failed: drop the done marker of shards that finished with failed items, so they
             run again and retry those items (what a rerun of a plain download does).
         overwrite: drop every done marker (everything is fetched again).
+        first_id: the id of the first shard (the spare rounds of a job number theirs after
+            the job's shards, :mod:`gbif_dl.shards.spares`).
 
     Returns:
         :class:`ShardPlan`. A URL seen earlier in the input is dropped (``duplicates``).
@@ -196,7 +202,9 @@ def plan_shards(
     root_path = Path(os.fspath(root))
     if not root_path.is_dir():
         raise OutputError(f"the output root {str(root_path)!r} does not exist; create it first")
-    planner = _Planner(root_path, size, retry_failed=retry_failed, overwrite=overwrite)
+    planner = _Planner(
+        root_path, size, retry_failed=retry_failed, overwrite=overwrite, first_id=first_id
+    )
     try:
         for item in items:
             planner.add(item, assign)
