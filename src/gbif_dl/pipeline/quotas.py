@@ -107,11 +107,13 @@ def stream_sources(
             columns = ("updated", *STREAM_COLUMNS)
             return iter_manifest(path, columns) if path.exists() else iter(())
 
+        def read_journal(name: str | None = journal) -> Iterator[pa.Table]:
+            assert name is not None
+            return journal_blocks(root, name, ("updated", *STREAM_COLUMNS))
+
         sources.append(read_manifest)
         if journal is not None:
-            sources.append(
-                lambda journal=journal: journal_blocks(root, journal, ("updated", *STREAM_COLUMNS))
-            )
+            sources.append(read_journal)
     return sources
 
 
@@ -132,16 +134,26 @@ def stream_rows(sources: Iterable[TableSource], *, by_updated: bool = False) -> 
 
 @dataclass
 class StreamCounts:
-    """Per stream: the quota (the latest an item said), what is stored, what was trimmed.
+    """Per stream: the quota (the latest an item said), the primaries seen, what is stored,
+    what was trimmed.
+
+    A stream's target is its quota, but never more than the primaries it was given: spares
+    replace primaries that failed, they do not fill a stream the input cut short (a slice of a
+    sampled list downloads that slice).
 
     Example:
         >>> counts = StreamCounts()
-        >>> counts.note({"stream": "s", "quota": 2}); counts.stored["s"] += 1
+        >>> _ = counts.note({"stream": "s", "quota": 2}); counts.stored["s"] += 1
+        >>> _ = counts.note({"stream": "s", "quota": 2, "spare": True})
+        >>> counts.room("s", in_flight=0, trim=True)
+        0
+        >>> _ = counts.note({"stream": "s", "quota": 2})
         >>> counts.room("s", in_flight=0, trim=True)
         1
     """
 
     quota: dict[str, int] = field(default_factory=dict)
+    primaries: Counter[str] = field(default_factory=Counter)
     stored: Counter[str] = field(default_factory=Counter)
     trimmed: Counter[str] = field(default_factory=Counter)
     balanced: bool = False
@@ -175,13 +187,19 @@ class StreamCounts:
             self.quota.setdefault(stream, 0)
         if item.get("balanced"):
             self.balanced = True
+        if not item.get("spare"):
+            self.primaries[stream] += 1
         return stream
+
+    def targets(self) -> dict[str, int]:
+        """Per stream: how many stored items it should end with (quota, or fewer primaries)."""
+        return {s: min(q, self.primaries[s]) for s, q in self.quota.items()}
 
     def room(self, stream: str, *, in_flight: int, trim: bool) -> int:
         """How many more items ``stream`` may take (trimmed items count as taken when
         trimming: a rerun does not fetch again what a trim removed)."""
         taken = self.stored[stream] + in_flight + (self.trimmed[stream] if trim else 0)
-        return self.quota.get(stream, 0) - taken
+        return min(self.quota.get(stream, 0), self.primaries[stream]) - taken
 
 
 class QuotaGate:

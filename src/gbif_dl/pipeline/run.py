@@ -490,6 +490,7 @@ class Run:
             stream_sources(self.root, [(self.files.manifest, self.files.journal)]),
             self.writer,
             trim=self.quotas.trim,
+            targets=self.quotas.counts.targets(),
             journal_name=self.files.journal,
         )
 

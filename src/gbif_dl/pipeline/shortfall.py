@@ -77,7 +77,9 @@ class StreamOutcome:
         return values
 
 
-def _outcomes(sources: Iterable[TableSource], *, by_updated: bool) -> dict[str, StreamOutcome]:
+def _outcomes(
+    sources: Iterable[TableSource], targets: Mapping[str, int] | None, *, by_updated: bool
+) -> dict[str, StreamOutcome]:
     outcomes: dict[str, StreamOutcome] = {}
     for table in stream_rows(sources, by_updated=by_updated):
         for row in table.to_pylist():
@@ -92,7 +94,9 @@ def _outcomes(sources: Iterable[TableSource], *, by_updated: bool) -> dict[str, 
                 outcome.trimmed += 1
             elif status == FAILED:
                 outcome.failed += 1
-    for outcome in outcomes.values():
+    for name, outcome in outcomes.items():
+        if targets is not None and name in targets:
+            outcome.requested = targets[name]
         outcome.ran_dry = outcome.delivered + outcome.trimmed < outcome.requested
     return outcomes
 
@@ -136,11 +140,14 @@ def settle_streams(
     writer: Writer,
     *,
     trim: bool,
+    targets: Mapping[str, int] | None = None,
     journal_name: str = JOURNAL_NAME,
     by_updated: bool = False,
 ) -> dict[str, dict[str, Any]]:
     """Per stream of the rows of ``sources``: requested, delivered, spares used, failed, ran
-    dry, trimmed; with ``trim``, cut the others to a stream that ran dry (trimmed rows go to
+    dry, trimmed. ``targets`` are the counts each stream should end with (default: the quota
+    its rows say; a run given fewer primaries than the quota aims at those); with ``trim``,
+    cut the others to a stream that ran dry (trimmed rows go to
     ``journal_name``, for the caller's merge).
 
     Example:
@@ -148,7 +155,7 @@ def settle_streams(
         {}
     """
     sources = list(sources)
-    outcomes = _outcomes(sources, by_updated=by_updated)
+    outcomes = _outcomes(sources, targets, by_updated=by_updated)
     dry = [name for name, outcome in outcomes.items() if outcome.ran_dry]
     for name in dry:
         outcome = outcomes[name]

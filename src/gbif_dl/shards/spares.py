@@ -215,5 +215,6 @@ class SpareRounds:
             stream_sources(self.root, [(MANIFEST_NAME, None)]),
             writer,
             trim=self.trim,
+            targets=self.counts.targets(),
         )
         return results, outcomes

@@ -348,9 +348,9 @@ class ThreePasses:
             self._tag(iter(records), info.spare_stream[positions], spare=True)
             for record, place in zip(records, info.spare_order[positions].tolist(), strict=True):
                 ordered[place] = record
-        for record in ordered:
-            if record is not None:
-                yield record
+        for spare in ordered:
+            if spare is not None:
+                yield spare
 
     def _media_batches(
         self, archive: zipfile.ZipFile, rows: np.ndarray

@@ -576,7 +576,7 @@ class _Mux:
         if self.sampled:
             quota = self.balancer.quotas[i]
             name = self.readers[i].stream.name
-            tag(item, name, quota, spare=spare, balanced=self.balancer.balanced_max)  # type: ignore[arg-type]
+            tag(item, name, quota, spare=spare, balanced=self.balancer.balanced_max)
         return item
 
     async def primaries(self) -> AsyncIterator[MediaRecord]:
