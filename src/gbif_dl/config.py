@@ -44,6 +44,7 @@ from typing import Any
 from gbif_dl.errors import ConfigError
 from gbif_dl.options import RUNNER_NAMES, DownloadOptions, SamplingOptions
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
+from gbif_dl.sampling.spares import DEFAULT_SPARES
 from gbif_dl.writers.registry import output_names
 
 __all__ = [
@@ -97,6 +98,7 @@ class RunConfig:
     seed: int | None = None
     licenses: list[str] | None = None
     dedupe: bool = True
+    spares: float = DEFAULT_SPARES
     # download (the keyword arguments of gbif_dl.io.download)
     root: str = "data"
     output: str = "imagefolder"
@@ -112,6 +114,7 @@ class RunConfig:
     workers: int | None = None
     dask_address: str | None = None
     allow_private: bool | None = None
+    short_streams: str | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -265,6 +268,7 @@ class RunConfig:
             "seed": self.seed,
             "licenses": self.licenses,
             "dedupe": self.dedupe,
+            "spares": self.spares,
         }
         return kwargs
 
@@ -285,6 +289,7 @@ class RunConfig:
             "workers": self.workers,
             "dask_address": self.dask_address,
             "allow_private": self.allow_private,
+            "short_streams": self.short_streams,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -351,6 +356,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "workers": (int,),
     "dask_address": (str,),
     "allow_private": (bool,),
+    "spares": (float, int),
+    "short_streams": (str,),
 }
 
 

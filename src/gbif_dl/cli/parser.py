@@ -151,6 +151,13 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="all media of an occurrence, not only the first",
     )
+    group.add_argument(
+        "--spares",
+        type=float,
+        metavar="FRACTION",
+        help="with a quota, spare records per stream as a share of its quota (default 0.25, "
+        "at least 2; 0: none): fetched only to replace failed images, so streams end exact",
+    )
 
 
 def _add_download(parser: argparse.ArgumentParser) -> None:
@@ -190,6 +197,12 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="request again the images that failed for good in an earlier run into --root "
         "(404, not an image, ...); by default a rerun retries only transient failures",
+    )
+    group.add_argument(
+        "--short-streams",
+        choices=("trim", "keep"),
+        help="when a stream runs dry below its quota: trim the other streams to it or keep "
+        "them (default: trim for --nb-samples -1, else keep)",
     )
     group.add_argument(
         "--shard-size",

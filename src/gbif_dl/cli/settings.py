@@ -53,6 +53,8 @@ _DIRECT_FLAGS = (
     "workers",
     "dask_address",
     "allow_private",
+    "spares",
+    "short_streams",
 )
 
 

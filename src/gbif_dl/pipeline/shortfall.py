@@ -30,17 +30,18 @@ from typing import Any
 from gbif_dl.manifest import (
     FAILED,
     JOURNAL_NAME,
+    MANIFEST_NAME,
     SUCCESS,
     TRIMMED,
     Journal,
     manifest_row,
 )
 from gbif_dl.manifest.table import TableSource
-from gbif_dl.pipeline.quotas import stream_rows
+from gbif_dl.pipeline.quotas import stream_rows, stream_sources
 from gbif_dl.records import url_digest
 from gbif_dl.writers.base import Writer
 
-__all__ = ["StreamOutcome", "remove_unused", "settle_streams"]
+__all__ = ["StreamOutcome", "remove_unused", "settle_streams", "stream_outcomes"]
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,20 @@ def _outcomes(
             outcome.requested = targets[name]
         outcome.ran_dry = outcome.delivered + outcome.trimmed < outcome.requested
     return outcomes
+
+
+def stream_outcomes(root: Path) -> dict[str, dict[str, Any]]:
+    """Per stream of ``root/manifest.parquet`` (quota'd rows only): requested, delivered,
+    spares used, failed, ran dry, trimmed; what the report shows. Reads the quota columns.
+
+    Example:
+        >>> import tempfile
+        >>> stream_outcomes(Path(tempfile.mkdtemp()))
+        {}
+    """
+    sources = stream_sources(Path(root), [(MANIFEST_NAME, None)])
+    outcomes = _outcomes(sources, None, by_updated=False)
+    return {name: outcomes[name].as_dict() for name in sorted(outcomes)}
 
 
 def _trim(
