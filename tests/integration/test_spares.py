@@ -302,3 +302,66 @@ def test_balanced_request_gives_equal_classes(tmp_path: Path) -> None:
     counts = _images_per_class(tmp_path)
     assert len(counts) == 3 and len(set(counts.values())) == 1
     assert {s["delivered"] for s in stats.streams.values()} == set(counts.values())
+
+
+def test_a_slice_of_a_sampled_list_downloads_that_slice(hosts: MediaHosts, tmp_path: Path) -> None:
+    """Spares replace primaries that failed; they never fill a stream the input cut short."""
+    items = _stream(hosts.base_urls[0], "a", 10, 10, 0, 4, balanced=False)
+    part = items[7:]  # 3 primaries and the 4 spares
+    stats = download(part, root=tmp_path, progress=False)
+    assert stats.success == 3 and stats.streams["label=a"]["requested"] == 3
+    assert not stats.streams["label=a"]["ran_dry"]
+
+
+# --- report, plan and command line -------------------------------------------------------------
+
+
+def test_report_shows_requested_vs_delivered(hosts: MediaHosts, tmp_path: Path) -> None:
+    from gbif_dl.report import format_text, render_html, summarize
+
+    download(_two_streams(hosts.base_urls[0]), root=tmp_path, short_streams="keep")
+    summary = summarize(tmp_path, thumbnails=0)
+    assert summary.streams["label=b"]["ran_dry"] and summary.streams["label=a"]["spares_used"] == 2
+    text = format_text(summary)
+    assert "Quotas (1 of 2 streams complete):" in text
+    line = next(line for line in text.splitlines() if line.strip().startswith("label=b"))
+    assert line.split() == ["label=b", "10", "7", "0", "3", "yes", "0"]
+    page = render_html(summary)
+    assert "Quotas (1 of 2 streams complete)" in page and "spares used" in page
+
+
+def test_plan_estimates_spares_from_the_failures_seen(
+    simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gbif_dl.cli import EXIT_OK, main
+    from gbif_dl.estimate import SearchPlan, StreamPlan, observed_failure_share, spares_needed
+
+    root = tmp_path / "data"
+    assert observed_failure_share(root) is None
+    with MediaHosts(n_hosts=1) as media:
+        download(_two_streams(media.base_urls[0]), root=root, short_streams="keep")
+    share = observed_failure_share(root)
+    assert share == pytest.approx(5 / 22)  # 2 + 3 of 22 fetched answered 404
+    plan = SearchPlan([StreamPlan("a", 900, 100), StreamPlan("b", 9, 9)], {}, 1, "StillImage")
+    assert spares_needed(plan, share) == {"a": 23, "b": 3}
+    args = ["plan", "--api-url", simu.api_url, "--split-streams-by", "speciesKey", "-o", str(root)]
+    args += [f"--query=speciesKey={k}" for k in _keys(simu)] + ["--nb-samples", "300"]
+    assert main(args) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Spares: with the 22.7% permanent failures seen in" in out
+    assert "~69 spares needed (most per stream: 23); 75 are drawn" in out
+
+
+def test_cli_download_reports_quotas(
+    simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gbif_dl.cli import EXIT_OK, main
+
+    root = tmp_path / "data"
+    args = ["download", "--api-url", simu.api_url, "--split-streams-by", "speciesKey"]
+    args += ["--label", "speciesKey", "-o", str(root), "--allow-private", "--seed", "2024"]
+    args += [f"--query=speciesKey={k}" for k in _keys(simu)] + ["--nb-samples", "60"]
+    assert main([*args, "--spares", "0.5", "--fail-threshold", "0.5"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Quotas (3 of 3 streams complete)" in out
+    assert _images_per_class(root) == {str(k): 20 for k in _keys(simu)}

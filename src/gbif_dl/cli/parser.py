@@ -283,6 +283,11 @@ def _add_dataset_commands(commands: Any) -> None:
     p = _sub(commands, "plan", "dry run: streams, counts, quotas and estimates; downloads nothing")
     _add_source(p)
     _add_sampling(p)
+    p.add_argument(
+        "-o",
+        "--root",
+        help="a dataset folder (default: data) whose manifest's failures estimate the spares",
+    )
     p.set_defaults(handler=cmd_plan)
 
 
