@@ -18,6 +18,7 @@ runs the spare rounds as extra shards (:mod:`gbif_dl.runners.orchestrate`).
 Example:
     >>> gate = QuotaGate()
     >>> item = {"url": "http://h/a.jpg", "stream": "s", "quota": 1}
+    >>> gate.see(item)
     >>> gate.hold(item), gate.hold({**item, "url": "http://h/b.jpg"})
     (False, True)
     >>> gate.release("http://h/a.jpg", stored=True); gate.counts.stored["s"]
@@ -244,14 +245,25 @@ class QuotaGate:
             self.counts.trimmed.update(loaded.trimmed)
             self.loaded = True
 
+    def see(self, record: dict[str, Any]) -> None:
+        """Note a quota'd item of the input (its quota; a primary counts toward its stream's
+        target), whatever then happens to it; a candidate fed again by :meth:`feed` is not
+        counted twice."""
+        if record.get("stream") is None:
+            return
+        self.active = True
+        if not self.draining:
+            self.counts.note(record)
+
     def hold(self, record: dict[str, Any], *, stored: bool = False) -> bool:
         """True when ``record`` waits (set aside); False when it goes ahead (it is then in
         flight until :meth:`release`). ``stored``: the root has it already (it goes ahead and
         is not counted again)."""
         if record.get("stream") is None:
             return False
-        self.active = True
-        stream = self.counts.note(record)
+        stream = str(record["stream"])
+        if stream not in self.counts.quota:  # not seen (a caller that skipped see())
+            self.see(record)
         if stored:
             return False
         if record.get("spare") and not self.draining:

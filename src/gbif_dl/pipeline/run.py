@@ -199,6 +199,8 @@ class Run:
                 break
             record, problem, detail = normalize_item(item, self.assign)
             url = public_url(record["url"])  # the form the manifest stores (no credentials)
+            if self.quotas is not None:
+                self.quotas.see(record)  # a primary counts toward its stream's target
             if problem is not None:
                 row = manifest_row(record, status=FAILED, reason=problem.value, detail=detail)
                 self._finish(row, "failed", reason=problem.value)
