@@ -286,7 +286,26 @@ def test_items_without_stream_keys_are_unchanged(hosts: MediaHosts, tmp_path: Pa
     assert {r["stream"] for r in _rows(tmp_path)} == {None}
 
 
-def test_balanced_request_gives_equal_classes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", [None, "local"])
+def test_archive_call_stores_exactly_the_quota(simu: Simulation, tmp_path: Path, runner) -> None:
+    """The same with an archive of the simulated occurrences (5% of its URLs answer 404)."""
+    from gbif_dl.testing import write_dwca
+
+    archive = tmp_path / "dl.zip"
+    write_dwca(simu.population, range(simu.population.size), archive)
+    items = gbif_dl.dwca.generate_urls(
+        archive, label="speciesKey", split_streams_by="speciesKey", nb_samples=150, seed=2024
+    )
+    root = tmp_path / "data"
+    kw = {} if runner is None else {"runner": runner, "shard_size": 50}
+    stats = download(items, root=root, splits=SPLITS, **kw)
+    species = [int(k) for k in {r["label"] for r in _rows(root)}]
+    assert len(species) == 3 and stats.failed > 0
+    _assert_exact(root, 50, species)
+
+
+@pytest.mark.parametrize("runner", [None, "local"])
+def test_balanced_request_gives_equal_classes(tmp_path: Path, runner: str | None) -> None:
     """nb_samples=-1 with 5% 404s: the smallest stream has no spares; every class ends equal."""
     faults = HostFaults(not_found_rate=0.05)
     with Simulation(seed=3, size=240, n_hosts=1, n_species=3, host_faults=faults) as simu:
@@ -298,7 +317,8 @@ def test_balanced_request_gives_equal_classes(tmp_path: Path) -> None:
             seed=5,
             api_url=simu.api_url,
         )
-        stats = download(items, root=tmp_path, splits=SPLITS)
+        kw = {} if runner is None else {"runner": runner, "shard_size": 30}
+        stats = download(items, root=tmp_path, splits=SPLITS, **kw)
     counts = _images_per_class(tmp_path)
     assert len(counts) == 3 and len(set(counts.values())) == 1
     assert {s["delivered"] for s in stats.streams.values()} == set(counts.values())
