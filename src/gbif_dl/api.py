@@ -21,6 +21,7 @@ from gbif_dl.gbif.params import validate_query
 from gbif_dl.options import SamplingOptions
 from gbif_dl.records import MediaRecord
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
+from gbif_dl.sampling.spares import DEFAULT_SPARES
 from gbif_dl.sources.search import agenerate_urls, media_types_of, search_records
 
 __all__ = ["agenerate_urls", "gbif_count", "generate_urls"]
@@ -78,6 +79,7 @@ def generate_urls(
     dedupe: bool = True,
     api_url: str | None = None,
     concurrency: int | None = None,
+    spares: float = DEFAULT_SPARES,
 ) -> Iterator[MediaRecord]:
     """Media records (``url``, ``basename``, ``label``, ``subset``, licence...) for a query.
 
@@ -95,7 +97,10 @@ def generate_urls(
     New: ``seed`` (same query and seed, same items in the same order; ``None`` = seed 0),
     ``licenses`` (allow-list of licences, e.g. ``["CC0_1_0", "CC_BY_4_0"]``) with
     ``keep_unknown_licenses``, ``dedupe`` (drop repeated URLs, on by default), ``api_url``,
-    ``concurrency`` (GBIF API requests in flight).
+    ``concurrency`` (GBIF API requests in flight), ``spares`` (with a quota, each stream also
+    yields this share of its quota, at least 2, as spare items after all the sampled ones;
+    ``gbif_dl.io.download`` fetches a spare only when an item of its stream failed, so every
+    stream ends with exactly its quota; 0: none; see :mod:`gbif_dl.sampling.spares`).
 
     Yields lazily: pages are fetched while you iterate.
 

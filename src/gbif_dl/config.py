@@ -44,6 +44,7 @@ from typing import Any
 from gbif_dl.errors import ConfigError
 from gbif_dl.options import RUNNER_NAMES, DownloadOptions, SamplingOptions
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
+from gbif_dl.sampling.spares import DEFAULT_SPARES
 from gbif_dl.writers.registry import output_names
 
 __all__ = [
@@ -97,6 +98,7 @@ class RunConfig:
     seed: int | None = None
     licenses: list[str] | None = None
     dedupe: bool = True
+    spares: float = DEFAULT_SPARES
     # download (the keyword arguments of gbif_dl.io.download)
     root: str = "data"
     output: str = "imagefolder"
@@ -115,6 +117,7 @@ class RunConfig:
     storage_options: Mapping[str, Any] | None = None
     work_dir: str | None = None
     renditions: bool | None = None
+    short_streams: str | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -268,6 +271,7 @@ class RunConfig:
             "seed": self.seed,
             "licenses": self.licenses,
             "dedupe": self.dedupe,
+            "spares": self.spares,
         }
         return kwargs
 
@@ -291,6 +295,7 @@ class RunConfig:
             "storage_options": dict(self.storage_options) if self.storage_options else None,
             "work_dir": self.work_dir,
             "renditions": self.renditions,
+            "short_streams": self.short_streams,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -360,6 +365,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "storage_options": (dict,),
     "work_dir": (str,),
     "renditions": (bool,),
+    "spares": (float, int),
+    "short_streams": (str,),
 }
 
 

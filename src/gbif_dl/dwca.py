@@ -28,6 +28,7 @@ from typing import Any
 from gbif_dl.errors import ConfigError
 from gbif_dl.options import SamplingOptions
 from gbif_dl.records import MediaRecord
+from gbif_dl.sampling.spares import DEFAULT_SPARES
 from gbif_dl.sources.archive import ArchiveSource, ArchiveStats, create_download, resolve_archive
 from gbif_dl.sources.archive.resolve import (
     TOO_MANY_DOWNLOADS_WAIT_S,
@@ -59,6 +60,7 @@ def generate_urls(
     dedupe: bool = True,
     api_url: str | None = None,
     stats: ArchiveStats | None = None,
+    spares: float = DEFAULT_SPARES,
 ) -> Iterator[MediaRecord]:
     """Media records (``url``, ``basename``, ``label``, licence, GBIF ids...) of an archive.
 
@@ -79,6 +81,8 @@ def generate_urls(
         dedupe: yield each URL once.
         api_url: GBIF API base URL (default ``$GBIF_API_URL`` or the public API).
         stats: an :class:`ArchiveStats` to fill with counters (rows, skipped by reason).
+        spares: with a quota, the share of each stream's quota yielded as spares after the
+            sampled items (:mod:`gbif_dl.sampling.spares`; 0: none).
 
     Raises:
         ConfigError: bad identifier, or ``label``/split column not in the archive (the message

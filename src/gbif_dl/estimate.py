@@ -22,8 +22,10 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from gbif_dl.options import SamplingOptions
@@ -38,7 +40,9 @@ __all__ = [
     "StreamPlan",
     "aplan_search",
     "estimate_cost",
+    "observed_failure_share",
     "plan_search",
+    "spares_needed",
 ]
 
 #: Rough numbers behind :func:`estimate_cost` (the command line prints them with the estimate).
@@ -198,3 +202,47 @@ def estimate_cost(
         seconds=seconds,
         lower_bound=not one_media_per_occurrence,
     )
+
+
+def observed_failure_share(root: str | os.PathLike[str]) -> float | None:
+    """The share of permanent failures (404, not an image, ...) among the items fetched into
+    ``root`` (its ``manifest.parquet``), or None when there is no manifest or nothing fetched.
+
+    Example:
+        >>> import tempfile
+        >>> observed_failure_share(tempfile.mkdtemp()) is None
+        True
+    """
+    from gbif_dl.fetch.result import Reason, is_permanent
+    from gbif_dl.manifest import FAILED, MANIFEST_NAME, SUCCESS, iter_manifest
+
+    path = Path(os.fspath(root)) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    fetched = permanent = 0
+    for table in iter_manifest(path, ("status", "reason", "http_status")):
+        for status, reason, http in zip(
+            *(table[name].to_pylist() for name in ("status", "reason", "http_status")),
+            strict=True,
+        ):
+            if status == SUCCESS:
+                fetched += 1
+            elif status == FAILED:
+                fetched += 1
+                try:
+                    permanent += is_permanent(Reason(reason), http)
+                except ValueError:  # a reason this version does not know
+                    continue
+    return permanent / fetched if fetched else None
+
+
+def spares_needed(plan: SearchPlan, failure_share: float) -> dict[str, int]:
+    """Per stream of ``plan``: the spares a download will likely use, ``ceil(share * quota)``
+    for the permanent failure share seen so far (:func:`observed_failure_share`).
+
+    Example:
+        >>> plan = SearchPlan([StreamPlan("a", 500, 100), StreamPlan("b", 50, 0)], {}, 1, "x")
+        >>> spares_needed(plan, 0.05)
+        {'a': 5, 'b': 0}
+    """
+    return {s.stream: math.ceil(failure_share * s.quota - 1e-9) for s in plan.streams}

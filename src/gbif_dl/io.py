@@ -79,6 +79,7 @@ async def download_async(
     storage_options: Mapping[str, Any] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
     renditions: bool = True,
+    short_streams: str | None = None,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download` (streaming, no ``runner=``), for code that already
@@ -122,6 +123,7 @@ def download(
     storage_options: Mapping[str, Any] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
     renditions: bool = True,
+    short_streams: str | None = None,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -136,11 +138,14 @@ def download(
             done; ``f(bytes) -> bool`` (False: reason ``invalid``); a proxy URL.
         splits, split_by, seed, retry_failed, fail_threshold, verbose, progress,
             output, shard_size, shard_bytes, runner, workers, dask_address, dask_client,
-            storage_options, work_dir: the fields of :class:`gbif_dl.options.DownloadOptions`,
-            documented there (``splits`` grouped by occurrence, ``output`` one of
-            :data:`OUTPUTS`, ``runner`` ``"local"`` or ``"dask"`` for sharded jobs, see
-            docs/distributed.md; ``root="s3://bucket/ds"`` with ``storage_options=`` writes
-            ``output="webdataset"`` or ``"hf"`` straight to an object store).
+            storage_options, work_dir, short_streams: the fields of
+            :class:`gbif_dl.options.DownloadOptions`, documented there (``splits`` grouped by
+            occurrence, ``output`` one of :data:`OUTPUTS`, ``runner`` ``"local"`` or ``"dask"``
+            for sharded jobs, see docs/distributed.md; ``root="s3://bucket/ds"`` with
+            ``storage_options=`` writes ``output="webdataset"`` or ``"hf"`` straight to an object
+            store; ``short_streams`` what a stream that ran dry does to the others, for items
+            from a sampling generator, whose spares keep every stream at its quota when
+            downloads fail).
         concurrency, per_host, max_size, decode_check, max_bytes, allow_private, renditions: the
             fields of :class:`gbif_dl.fetch.engine.FetchConfig`, documented there
             (``allow_private`` lets media URLs reach private and loopback addresses, as

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gbif_dl.errors import ConfigError
 from gbif_dl.pipeline.stats import check_fail_threshold
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
+from gbif_dl.sampling.spares import DEFAULT_SPARES, check_spares
 from gbif_dl.sampling.splits import Splitter
 from gbif_dl.storage.location import check_store_options, local_root
 from gbif_dl.writers.registry import check_writer_options, writer_class
@@ -81,6 +82,10 @@ class SamplingOptions:
         licenses: an allow-list of licences (``["CC0_1_0", "CC_BY_4_0"]``) or ``None``.
         keep_unknown_licenses: with ``licenses``, also keep unrecognised licences.
         dedupe: yield each URL once.
+        spares: with a quota (``nb_samples`` or ``nb_samples_per_stream``), each stream also
+            yields this share of its quota (at least 2) as *spares*, after every primary item,
+            in the sampler's seeded order: the downloader fetches one only when an item of its
+            stream failed, so streams end with exactly their quota (0: no spares).
 
     Raises:
         ConfigError: a value of the wrong type or range, naming the keyword.
@@ -106,8 +111,10 @@ or a number >= 0, got -2
     licenses: tuple[str, ...] | None = None
     keep_unknown_licenses: bool = False
     dedupe: bool = True
+    spares: float = DEFAULT_SPARES
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "spares", check_spares(self.spares))
         if self.label is not None and not isinstance(self.label, str):
             raise ConfigError(
                 f"label must be a record field name such as 'speciesKey', got {self.label!r}"
@@ -278,6 +285,12 @@ class DownloadOptions:
             {"endpoint_url": ...}}``); such a root takes ``output="webdataset"`` or ``"hf"``.
         work_dir: the local folder keeping a store root's run state (default: a folder per
             root under ``~/.cache/gbif-dl/stores``).
+        short_streams: for quota'd items (:mod:`gbif_dl.sampling.spares`), what happens when
+            a stream runs dry (fewer usable candidates than its quota): ``"trim"`` cuts the
+            other streams to its count (their surplus files removed, rows ``trimmed``),
+            ``"keep"`` keeps them; None (default): ``"trim"`` for items of an
+            ``nb_samples=-1`` request, ``"keep"`` otherwise. ``output="webdataset"`` cannot
+            remove files from a written tar: ``"trim"`` is refused, the default keeps.
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.
@@ -310,9 +323,21 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     dask_client: Any = None
     storage_options: Mapping[str, Any] | None = None
     work_dir: str | os.PathLike[str] | None = None
+    short_streams: str | None = None
 
     def __post_init__(self) -> None:
         from gbif_dl.fetch.engine import FetchConfig
+        from gbif_dl.pipeline.quotas import check_short_streams
+
+        if (
+            check_short_streams(self.short_streams) == "trim"
+            and not writer_class(self.output).removable
+        ):
+            raise ConfigError(
+                f"short_streams='trim' removes stored files, which output={self.output!r} "
+                "cannot do (a written tar stays as it is); use short_streams='keep' or "
+                "output='imagefolder'"
+            )
 
         object.__setattr__(self, "root", local_root(self.root))  # file://path: a local folder
         check_store_options(

@@ -350,7 +350,9 @@ class Meter:
 
 
 def counted(items: Iterable[Any], meter: Meter) -> Iterator[Any]:
-    """Pass items through, counting them on ``meter`` (closed, with ``items``, at the end).
+    """Pass items through, counting them on ``meter`` (closed, with ``items``, at the end);
+    spare items (``spare: True``, :mod:`gbif_dl.sampling.spares`) pass uncounted: the meter
+    counts the sample.
 
     Example:
         >>> list(counted([1, 2], Meter("records", bar=False)))
@@ -358,7 +360,8 @@ def counted(items: Iterable[Any], meter: Meter) -> Iterator[Any]:
     """
     try:
         for item in items:
-            meter.update()
+            if not (isinstance(item, dict) and item.get("spare")):
+                meter.update()
             yield item
     finally:
         meter.close()

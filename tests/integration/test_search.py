@@ -60,6 +60,11 @@ def readme() -> Iterator[tuple[Population, GbifSimulator]]:
         yield pop, sim
 
 
+def _sample(items: Any) -> list[Any]:
+    """The sampled items: without the spares that follow them (issue 18)."""
+    return [item for item in items if not item.get("spare")]
+
+
 def _readme_query(pop: Population) -> dict[str, Any]:
     return {"speciesKey": [s["key"] for s in pop.species], "datasetKey": pop.dataset_keys}
 
@@ -69,7 +74,7 @@ def test_readme_balanced_example(readme: tuple[Population, GbifSimulator]) -> No
     the smallest number of usable items any stream has (so exactly min x 6 in total)."""
     pop, sim = readme
     sim.reset_stats()
-    items = list(
+    items = _sample(
         gbif_dl.api.generate_urls(
             queries=_readme_query(pop),
             label="speciesKey",
@@ -101,7 +106,7 @@ def test_readme_balanced_example(readme: tuple[Population, GbifSimulator]) -> No
 def test_readme_balanced_example_with_url_dedupe(readme: tuple[Population, GbifSimulator]) -> None:
     """With URL dedupe (the default) streams stay exactly balanced and no URL repeats."""
     pop, sim = readme
-    items = list(
+    items = _sample(
         gbif_dl.api.generate_urls(
             _readme_query(pop),
             label="speciesKey",
@@ -121,7 +126,7 @@ def test_readme_weighted_example() -> None:
     pop = Population(seed=12, size=20_000, n_species=3, species_weights=[0.9, 0.07, 0.03])
     keys = [s["key"] for s in pop.species]
     with GbifSimulator(pop) as sim:
-        items = list(
+        items = _sample(
             gbif_dl.api.generate_urls(
                 {"speciesKey": keys},
                 label="speciesKey",
@@ -149,7 +154,7 @@ def test_dry_stream_hands_its_quota_on() -> None:
     small = len(_usable(pop, {"speciesKey": keys[2]}))
     total = 3 * small + 600
     with GbifSimulator(pop) as sim:
-        items = list(
+        items = _sample(
             gbif_dl.api.generate_urls(
                 {"speciesKey": keys},
                 label="speciesKey",
@@ -184,9 +189,9 @@ def test_same_seed_same_items_in_same_order() -> None:
     """Same query and seed: identical output; another seed: another subsample."""
     pop = Population(seed=14, size=15_000, n_species=2)
     with GbifSimulator(pop, latency_s=0.002) as sim:
-        first = _run(sim, 5, nb_samples=400)
-        again = _run(sim, 5, nb_samples=400)
-        other = _run(sim, 6, nb_samples=400)
+        first = _run(sim, 5, nb_samples=400, spares=0)  # the sample (spares: test_spares.py)
+        again = _run(sim, 5, nb_samples=400, spares=0)
+        other = _run(sim, 6, nb_samples=400, spares=0)
     assert len(first) == 400
     assert first == again
     assert len(set(first) & set(other)) < 200
@@ -233,6 +238,7 @@ def test_small_quota_is_drawn_from_the_whole_stream() -> None:
                     label="speciesKey",
                     nb_samples=60,
                     seed=3,
+                    spares=0,  # the pages of the sample itself (spares read further)
                     api_url=sim.api_url,
                     stats=stats,
                 )

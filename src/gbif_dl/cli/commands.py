@@ -66,6 +66,7 @@ def _finish(stats: Any, config: RunConfig, root: str) -> int:
     attempted = ok + failed
     share = failed / attempted if attempted else 0.0
     print(f"{ok} images downloaded, {failed} failed, {skipped} skipped -> {root}")
+    _print_streams(getattr(stats, "streams", None) or {})
     print(f"summary: gbif-dl report {root}")
     if share > config.fail_threshold:
         logger.error(
@@ -78,6 +79,22 @@ def _finish(stats: Any, config: RunConfig, root: str) -> int:
         )
         return EXIT_FAILURES
     return EXIT_OK
+
+
+def _print_streams(streams: Mapping[str, Mapping[str, Any]]) -> None:
+    """Quotas: how many streams are complete, spares used, streams that ran dry."""
+    if not streams:
+        return
+    from gbif_dl.report.quotas import quota_title
+
+    used = sum(s["spares_used"] for s in streams.values())
+    print(f"{quota_title(streams)}, {used} spares used")
+    for name, s in streams.items():
+        if s["ran_dry"]:
+            print(
+                f"  {name} ran dry: {s['delivered']} of {s['requested']} "
+                f"({s['failed']} candidates failed, {s['trimmed']} trimmed)"
+            )
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -143,7 +160,25 @@ def _print_plan(plan: SearchPlan, config: RunConfig) -> None:
         f"  (assuming ~{format_bytes(cost.image_bytes)} per image and ~{ASSUMED_IMAGES_PER_S:.0f} "
         "images/s; real hosts vary a lot)"
     )
+    _print_spares(plan, config)
     print("Nothing was downloaded. Run the same arguments with `gbif-dl download` to fetch.")
+
+
+def _print_spares(plan: SearchPlan, config: RunConfig) -> None:
+    """The spares the request will likely need, from the failures seen at the output root."""
+    from gbif_dl.estimate import observed_failure_share, spares_needed
+    from gbif_dl.sampling.spares import spares_for
+
+    share = observed_failure_share(config.root) if config.nb_samples is not None else None
+    if share is None:
+        return
+    needed = spares_needed(plan, share)
+    drawn = sum(spares_for(s.quota, sampling_options(config).spares) for s in plan.streams)
+    print(
+        f"Spares: with the {100 * share:.1f}% permanent failures seen in {config.root}, "
+        f"~{sum(needed.values()):,} spares needed (most per stream: "
+        f"{max(needed.values(), default=0):,}); {drawn:,} are drawn"
+    )
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -154,6 +154,13 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="all media of an occurrence, not only the first",
     )
+    group.add_argument(
+        "--spares",
+        type=float,
+        metavar="FRACTION",
+        help="with a quota, spare records per stream as a share of its quota (default 0.25, "
+        "at least 2; 0: none): fetched only to replace failed images, so streams end exact",
+    )
 
 
 def _add_download(parser: argparse.ArgumentParser) -> None:
@@ -201,6 +208,12 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="request again the images that failed for good in an earlier run into --root "
         "(404, not an image, ...); by default a rerun retries only transient failures",
+    )
+    group.add_argument(
+        "--short-streams",
+        choices=("trim", "keep"),
+        help="when a stream runs dry below its quota: trim the other streams to it or keep "
+        "them (default: trim for --nb-samples -1, else keep)",
     )
     group.add_argument(
         "--shard-size",
@@ -296,6 +309,11 @@ def _add_dataset_commands(commands: Any) -> None:
     p = _sub(commands, "plan", "dry run: streams, counts, quotas and estimates; downloads nothing")
     _add_source(p)
     _add_sampling(p)
+    p.add_argument(
+        "-o",
+        "--root",
+        help="a dataset folder (default: data) whose manifest's failures estimate the spares",
+    )
     p.set_defaults(handler=cmd_plan)
 
 

@@ -57,6 +57,8 @@ _DIRECT_FLAGS = (
     "allow_private",
     "work_dir",
     "renditions",
+    "spares",
+    "short_streams",
 )
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "SCHEMA",
     "STATUSES",
     "SUCCESS",
+    "TRIMMED",
     "TableSource",
     "conform",
     "iter_manifest",
@@ -63,8 +64,10 @@ MANIFEST_NAME = "manifest.parquet"
 
 SUCCESS = "success"
 FAILED = "failed"
+#: A stored file removed to keep a balanced request equal (``short_streams="trim"``).
+TRIMMED = "trimmed"
 #: Every ``status`` the manifest writes.
-STATUSES = (SUCCESS, FAILED)
+STATUSES = (SUCCESS, FAILED, TRIMMED)
 
 #: Columns of ``manifest.parquet``. GBIF spellings (``gbifID``, ``rightsHolder``) as in records.
 SCHEMA = pa.schema(
@@ -98,6 +101,9 @@ SCHEMA = pa.schema(
         ("elapsed_s", pa.float64()),  # seconds from the first request to the result
         ("updated", pa.timestamp("ms", tz="UTC")),
         ("fetched_url", pa.string()),  # the URL requested: url, or a rendition of it
+        ("stream", pa.string()),  # the sampling stream of a quota'd item (gbif_dl.sampling.spares)
+        ("quota", pa.int64()),  # that stream's target count of stored items
+        ("spare", pa.bool_()),  # drawn as a spare (fetched only when its stream needed it)
     ]
 )
 
@@ -224,6 +230,13 @@ def manifest_row(
         updated=time.time(),
         fetched_url=_utf8(public_url(fetched_url))[:_MAX_TEXT] if fetched_url else None,
     )
+    if record.get("stream") is not None:  # a quota'd item (gbif_dl.sampling.spares)
+        quota = record.get("quota")
+        row.update(
+            stream=_text(record["stream"]),
+            quota=int(quota) if isinstance(quota, int) else None,
+            spare=bool(record.get("spare")),
+        )
     return row
 
 

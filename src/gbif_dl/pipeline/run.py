@@ -48,6 +48,8 @@ from gbif_dl.manifest import (
 )
 from gbif_dl.pipeline.inputs import Assign, normalize_item
 from gbif_dl.pipeline.journal import BatchedJournal
+from gbif_dl.pipeline.quotas import QuotaGate, stream_sources
+from gbif_dl.pipeline.shortfall import remove_unused, settle_streams
 from gbif_dl.pipeline.stats import Counters
 from gbif_dl.progress import Progress
 from gbif_dl.records import public_url
@@ -165,6 +167,7 @@ class Run:
         verbose: bool = False,
         progress: Progress | None = None,
         files: RunFiles = RunFiles(),
+        quotas: QuotaGate | None = None,
     ) -> None:
         self.root = root
         self.files = files
@@ -185,6 +188,9 @@ class Run:
         # their rows wait here until then, so the journal never claims a file a crash lost.
         self.held: dict[str, tuple[dict[str, Any], int]] = {}
         self.durable: set[str] = set()  # committed before their row was held (other threads)
+        self.quotas = quotas
+        #: per stream of quota'd items: requested, delivered, spares used, ran dry (at the end)
+        self.streams: dict[str, dict[str, Any]] = {}
 
     # records -----------------------------------------------------------------------------------
 
@@ -195,6 +201,8 @@ class Run:
                 break
             record, problem, detail = normalize_item(item, self.assign)
             url = public_url(record["url"])  # the form the manifest stores (no credentials)
+            if self.quotas is not None:
+                self.quotas.see(record)  # a primary counts toward its stream's target
             if problem is not None:
                 row = manifest_row(record, status=FAILED, reason=problem.value, detail=detail)
                 self._finish(row, "failed", reason=problem.value)
@@ -206,10 +214,21 @@ class Run:
             if previous is not None and previous[0] == GONE and not self._retries_gone:
                 self._known_failure(url)
                 continue
+            if self.quotas is not None and self._held(record, previous):
+                continue  # its stream is full for now: a candidate for the spare rounds
             if not self.overwrite and await self._settle_done(record, previous):
                 continue
             self.index[url] = (_PENDING, previous[1] if previous else None)
             yield record
+
+    def _held(self, record: dict[str, Any], previous: tuple[str, str | None] | None) -> bool:
+        """True when the quota gate sets ``record`` aside (:mod:`gbif_dl.pipeline.quotas`)."""
+        assert self.quotas is not None
+        if record.get("stream") is None:
+            return False
+        self.quotas.load(self.root, self.files.manifest, self.files.journal)
+        path = previous[1] if previous is not None and previous[0] == SUCCESS else None
+        return self.quotas.hold(record, stored=bool(path) and self.writer.is_stored(path or ""))
 
     @property
     def _retries_gone(self) -> bool:
@@ -290,6 +309,8 @@ class Run:
         url = public_url(record["url"])
         if result.reason is Reason.CANCELLED:
             self.index.pop(url, None)  # not finished: the next run tries it again
+            if self.quotas is not None:
+                self.quotas.release(url, stored=False)
             return
         if not result.ok:
             reason = result.reason or Reason.NETWORK
@@ -337,6 +358,8 @@ class Run:
             self._finish(row, "success", nbytes=nbytes)
         else:
             self.held[path] = (row, nbytes)
+            if self.quotas is not None:  # stored now; its row waits for the commit
+                self.quotas.release(row["url"], stored=True)
             self._commit()
 
     def _fail(
@@ -384,6 +407,8 @@ class Run:
         assert self.journal is not None
         self.journal.append(row)
         self.index[row["url"]] = _FINISHED
+        if self.quotas is not None:
+            self.quotas.release(row["url"], stored=row["status"] == SUCCESS)
         self.counters.count(outcome, reason=reason, nbytes=nbytes)
         if reason is not None:
             log = logger.info if self.verbose else logger.debug
@@ -431,13 +456,16 @@ class Run:
         self.journal = BatchedJournal(
             self.root, journal_name, on_error=self._journal_error, on_late_error=self._stop
         )
+        completed = False
         try:
             engine = FetchEngine(fetch)
+            source = self.quotas.feed(items) if self.quotas is not None else items
             self.engine_task = asyncio.ensure_future(
-                engine.run(self.records_to_fetch(items), self.on_result)
+                engine.run(self.records_to_fetch(source), self.on_result)
             )
             try:
                 await self.engine_task
+                completed = not self.stopping
             except asyncio.CancelledError:
                 if not self.stopping:
                     raise
@@ -448,10 +476,27 @@ class Run:
                 self.journal.close()
                 self.progress.close()
                 self.index = ResumeIndex()  # free it before the manifest is built
+            if completed and self.fatal is None:
+                self._settle_streams()
             self._merge()
         if self.journal.error is not None and self.fatal is None:
             raise self.journal.error
         return self.counters
+
+    def _settle_streams(self) -> None:
+        """Quota'd items: remove unneeded candidates' orphan files, note what each stream
+        delivered and trim (:mod:`gbif_dl.pipeline.shortfall`); trimmed rows go to the journal."""
+        if self.quotas is None or not self.quotas.active:
+            return
+        remove_unused(self.writer, self.quotas.leftovers())
+        self.streams = settle_streams(
+            self.root,
+            stream_sources(self.root, [(self.files.manifest, self.files.journal)]),
+            self.writer,
+            trim=self.quotas.trim,
+            targets=self.quotas.counts.targets(),
+            journal_name=self.files.journal,
+        )
 
     def _merge(self) -> None:
         """Fold the journal into the manifest; write the attribution and the writer's files."""

@@ -65,6 +65,10 @@ class DownloadStats(Mapping[str, Any]):
         manifest: path of ``manifest.parquet``.
         root: the output root.
         aborted: True when the run stopped early (``fail_threshold``).
+        not_retried: failures of an earlier run not requested again (part of ``failed``).
+        streams: for items that carry a quota (``nb_samples`` sampling, see
+            :mod:`gbif_dl.sampling.spares`), per stream: ``requested``, ``delivered``,
+            ``spares_used``, ``failed``, ``ran_dry``, ``trimmed``; empty otherwise.
 
     Example:
         >>> stats = DownloadStats(success=2, failed=1, skipped=0, reasons={"timeout": 1})
@@ -82,6 +86,7 @@ class DownloadStats(Mapping[str, Any]):
     root: str = ""
     aborted: bool = False
     not_retried: int = 0
+    streams: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         if key in STAT_KEYS:

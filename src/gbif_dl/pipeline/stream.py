@@ -26,6 +26,7 @@ from gbif_dl.errors import OutputError
 from gbif_dl.manifest import MANIFEST_NAME
 from gbif_dl.options import DownloadOptions
 from gbif_dl.pipeline.inputs import as_async_items
+from gbif_dl.pipeline.quotas import QuotaGate
 from gbif_dl.pipeline.root import locked, prepare_root
 from gbif_dl.pipeline.run import Run
 from gbif_dl.pipeline.stats import DownloadStats
@@ -84,12 +85,14 @@ async def download_stream(items: Any, options: DownloadOptions) -> DownloadStats
             fail_threshold=options.fail_threshold,
             verbose=options.verbose,
             progress=Progress(total=total, mode=options.progress),
+            quotas=QuotaGate(short_streams=options.short_streams),
         )
         counters = await run.execute(source, options.fetch)
     stats = counters.stats(
         elapsed_s=time.monotonic() - started,
         manifest=str(root / MANIFEST_NAME),
         root=str(root),
+        streams=run.streams,
     )
     log_stats(stats)
     if run.fatal is not None:

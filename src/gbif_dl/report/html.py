@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from gbif_dl.errors import OutputError
 from gbif_dl.progress import format_bytes
+from gbif_dl.report.quotas import QUOTA_HEADERS, quota_rows, quota_title
 from gbif_dl.report.summary import NO_SPLIT
 from gbif_dl.report.text import format_cell, host_rows, hosts_title, share_rows
 
@@ -158,6 +159,14 @@ def _html_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _quota_section(summary: DatasetSummary) -> str:
+    """Requested vs delivered per stream, spares used, ran dry (quota'd datasets only)."""
+    if not summary.streams:
+        return ""
+    table = _html_table(QUOTA_HEADERS, quota_rows(summary.streams))
+    return f"<h2>{_e(quota_title(summary.streams))}</h2>{table}"
+
+
 def render_html(summary: DatasetSummary, *, title: str | None = None) -> str:
     """The report as one self-contained HTML document (inline CSS, SVG and images).
 
@@ -216,6 +225,7 @@ def render_html(summary: DatasetSummary, *, title: str | None = None) -> str:
 <p class="sub">{_e(s.n_rows)} records in the manifest of {_e(s.root.name or s.root)}</p>
 <div class="cards">{cards_html}</div>
 <h2>Images per class</h2><div class="panel">{_class_chart(s)}</div>
+{_quota_section(s)}
 <div class="two">
 <div><h2>Splits</h2>{splits_html}</div>
 <div><h2>Licences</h2><div class="panel">{_license_chart(s)}</div></div>

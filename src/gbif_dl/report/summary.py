@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from gbif_dl.errors import OutputError
 from gbif_dl.manifest.table import FAILED, MANIFEST_NAME, SUCCESS, iter_manifest, url_host
+from gbif_dl.pipeline.shortfall import stream_outcomes
 from gbif_dl.records import license_code_of
 from gbif_dl.report.thumbnails import DEFAULT_THUMBNAILS, Thumbnail, ThumbnailSampler
 from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME
@@ -136,6 +137,8 @@ class DatasetSummary:
     thumbnails: list[Thumbnail] = field(default_factory=list)
     has_attribution: bool = False
     has_citation: bool = False
+    #: per stream of quota'd items (gbif_dl.pipeline.shortfall.stream_outcomes); {} otherwise
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def license_name(value: str | None) -> str:
@@ -354,4 +357,5 @@ def _summary(root: Path, tally: _Tally, sampler: ThumbnailSampler) -> DatasetSum
         thumbnails=sampler.thumbnails(license_name),
         has_attribution=(root / ATTRIBUTION_NAME).is_file(),
         has_citation=(root / CITATION_NAME).is_file(),
+        streams=stream_outcomes(root),
     )

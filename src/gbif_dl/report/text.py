@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gbif_dl.progress import format_bytes
+from gbif_dl.report.quotas import QUOTA_HEADERS, quota_rows, quota_title
 from gbif_dl.report.summary import NO_SPLIT
 
 if TYPE_CHECKING:
@@ -182,6 +183,9 @@ def format_text(summary: DatasetSummary, *, max_classes: int = 30, max_hosts: in
         out += format_table(["class", *split_names, "total", "failed"], rows)
         if len(s.classes) > max_classes:
             out.append(f"  ... and {len(s.classes) - max_classes} more classes")
+    if s.streams:
+        out += ["", f"{quota_title(s.streams)}:"]
+        out += format_table(QUOTA_HEADERS, quota_rows(s.streams))
     if s.splits:
         out += ["", "Splits:"]
         out += format_table(["split", "images", "share"], share_rows(s.splits, s.n_success))

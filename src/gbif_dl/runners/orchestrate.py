@@ -42,6 +42,7 @@ from gbif_dl.runners.report import ClusterProgress
 from gbif_dl.shards.files import read_marker
 from gbif_dl.shards.plan import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards
 from gbif_dl.shards.run import ShardConfig, merge_shards, remove_leftover_temp_files
+from gbif_dl.shards.spares import SpareRounds
 from gbif_dl.writers.registry import check_shardable
 
 __all__ = ["RUNNERS", "make_runner", "run", "run_download"]
@@ -126,6 +127,7 @@ def run(
     output: str = "imagefolder",
     retry_failed: bool = False,
     progress: bool | ClusterProgress | None = False,
+    short_streams: str | None = None,
 ) -> DownloadStats:
     """Download ``records`` into ``root`` in shards run by ``runner``; resumable.
 
@@ -150,6 +152,9 @@ def run(
         progress: the job's progress seen from here (images/s, failures, shards per host):
             ``None`` = a line every few seconds in the log, ``False`` = none, or a
             :class:`~gbif_dl.runners.report.ClusterProgress` to fill.
+        short_streams: for quota'd items, what a stream that ran dry does to the others
+            (:class:`~gbif_dl.options.DownloadOptions`; spares run as extra shards,
+            :mod:`gbif_dl.shards.spares`).
 
     Returns:
         :class:`~gbif_dl.pipeline.stats.DownloadStats` over all shards; repeated URLs count
@@ -178,15 +183,27 @@ def run(
     by_host = isinstance(chosen, PlannedRunner) and chosen.plans_by_host(config)
     with locked(root_path):
         remove_leftover_temp_files(root_path)
+        rounds = SpareRounds(root_path, short_streams=short_streams, output=output)
+        items = rounds.divert(source, assign)
         plan = plan_shards(
-            source, root_path, size=shard_size, assign=assign, overwrite=overwrite, by_host=by_host
+            items, root_path, size=shard_size, assign=assign, overwrite=overwrite, by_host=by_host
         )
         try:
             results = _run_planned(plan, root_path, chosen, config, report)
+            spare_results, streams = rounds.run(
+                lambda spares: _run_planned(spares, root_path, chosen, config, report),
+                len(plan.shard_ids),
+                shard_size,
+                by_host=by_host,
+            )
         finally:
             report.close()
+        results += spare_results
+        if any(stream["trimmed"] for stream in streams.values()):
+            merge_shards(root_path, output, load=False)  # the trimmed rows
     stats = DownloadStats.combine(
         results,
+        streams=streams,
         elapsed_s=time.monotonic() - started,
         manifest=str(root_path / MANIFEST_NAME),
         root=str(root_path),
@@ -218,4 +235,5 @@ def run_download(items: Any, options: DownloadOptions) -> DownloadStats:
         output=options.output,
         retry_failed=options.retry_failed,
         progress=options.progress,
+        short_streams=options.short_streams,
     )

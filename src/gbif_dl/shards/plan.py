@@ -151,9 +151,17 @@ class _Planner:
     """Fills shard files; one open per group (every record in one group unless ``by_host``)."""
 
     def __init__(
-        self, root: Path, size: int, *, retry_failed: bool, overwrite: bool, by_host: bool
+        self,
+        root: Path,
+        size: int,
+        *,
+        retry_failed: bool,
+        overwrite: bool,
+        by_host: bool,
+        first_id: int = 0,
     ) -> None:
         self.root = root
+        self.first_id = first_id
         self.size = size
         self.retry_failed = retry_failed
         self.overwrite = overwrite
@@ -200,7 +208,7 @@ class _Planner:
     def _open_shard(self) -> _ShardOut:
         if len(self.open) >= MAX_OPEN_SHARDS:
             self._close(next(iter(self.open)))  # the least recently written
-        shard_id = len(self.ids) + len(self.open)
+        shard_id = self.first_id + len(self.ids) + len(self.open)
         self.hosts[shard_id] = set()
         return _ShardOut(self.root, shard_id)
 
@@ -229,6 +237,7 @@ def plan_shards(
     retry_failed: bool = True,
     overwrite: bool = False,
     by_host: bool = False,
+    first_id: int = 0,
 ) -> ShardPlan:
     """Write ``items`` into shard files of ``size`` records at ``root``; return the plan.
 
@@ -243,6 +252,8 @@ def plan_shards(
         overwrite: drop every done marker (everything is fetched again).
         by_host: cut the shards by host (see the module's docs), for runners that run more
             shards at once than the per-host cap.
+        first_id: the id of the first shard (the spare rounds of a job number theirs after
+            the job's shards, :mod:`gbif_dl.shards.spares`).
 
     Returns:
         :class:`ShardPlan`. A URL seen earlier in the input is dropped (``duplicates``).
@@ -258,7 +269,12 @@ def plan_shards(
     if not root_path.is_dir():
         raise OutputError(f"the output root {str(root_path)!r} does not exist; create it first")
     planner = _Planner(
-        root_path, size, retry_failed=retry_failed, overwrite=overwrite, by_host=by_host
+        root_path,
+        size,
+        retry_failed=retry_failed,
+        overwrite=overwrite,
+        by_host=by_host,
+        first_id=first_id,
     )
     try:
         for item in items:

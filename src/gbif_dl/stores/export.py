@@ -33,7 +33,9 @@ def to_csv(
         filename: the CSV file (overwritten).
         fieldnames: the columns (0.1.1 passed them); default the 0.1.1 item's keys
             (``url, basename, label, subset, publisher, license, rightsHolder``). Other keys of
-            an item are left out; a missing one is an empty cell.
+            an item are left out; a missing one is an empty cell. Spare items
+            (``spare: True``, :mod:`gbif_dl.sampling.spares`) are left out too: a CSV has no
+            column to say that a URL is only a stand-in, so it lists the sample itself.
 
     Returns:
         The number of rows written.
@@ -50,6 +52,8 @@ def to_csv(
         )  # as 0.1.1 (csv's default); cells a spreadsheet would run as formulas are escaped
         writer.writerow(columns)
         for item in generator:
+            if item.get("spare"):
+                continue
             writer.writerow([item.get(name) for name in columns])
             rows += 1
     return rows

@@ -19,6 +19,8 @@ hook                  default
 ``read_stored``       the bytes of ``root/path``
 ``finalize``          nothing derived from the manifest
 ``check_options``     no options to check
+``removable``         True: ``remove_stored`` deletes a stored file (a quota trim)
+``remove_stored``     delete ``root/path``, never through a link
 ====================  ==========================================================================
 
 Example:
@@ -78,6 +80,7 @@ class Writer:
 
     defers_commit: ClassVar[bool] = False
     shardable: ClassVar[bool] = False
+    removable: ClassVar[bool] = True
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -144,6 +147,13 @@ class Writer:
     def read_stored(self, path: str) -> bytes:
         """The bytes of the stored file at ``path``."""
         return (self.root / path).read_bytes()
+
+    def remove_stored(self, path: str) -> None:
+        """Delete the stored file at ``path`` (``short_streams="trim"``), never through a link;
+        writers whose files cannot be removed one by one set ``removable`` False."""
+        from gbif_dl.writers.paths import remove_inside
+
+        remove_inside(self.root, path)
 
     def finalize(self, manifest: pa.Table | str | os.PathLike[str]) -> None:
         """Write the files derived from the whole manifest (a table or its parquet path) after a

@@ -258,6 +258,7 @@ class WebDatasetWriter(Writer):
             self._next[split] = max(self._next.get(split, 0), number + 1)
 
     defers_commit = True
+    removable = False  # a member of a written tar cannot be removed (no trim)
 
     @staticmethod
     def check_options(  # type: ignore[override]  # takes only its own options

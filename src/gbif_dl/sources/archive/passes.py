@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from gbif_dl._memory import release_memory
 from gbif_dl.records import MediaRecord
+from gbif_dl.sampling.spares import spares_for, stream_key, tag
 from gbif_dl.sources.archive.build import MEDIA_FIELDS, RecordBuilder
 from gbif_dl.sources.archive.columns import (
     Codes,
@@ -86,6 +87,23 @@ class Chosen:
         return Chosen(self.rows[keep], self.occurrences[keep], self.licenses[keep])
 
 
+@dataclass
+class _Streams:
+    """The streams of a sampled read: names, quotas, each primary's stream and the spares.
+
+    ``stream`` is aligned with the chosen rows (file order); ``spares`` are the spare rows
+    sorted by file row, ``spare_stream`` their streams and ``spare_order`` the place of each
+    in the yield order (round-robin across streams, seeded rank order within one)."""
+
+    names: list[str]
+    quota: np.ndarray
+    stream: np.ndarray
+    spares: Chosen
+    spare_stream: np.ndarray
+    spare_order: np.ndarray
+    balanced: bool
+
+
 class ThreePasses:
     """The three-pass reader of one archive (see the module docstring)."""
 
@@ -102,6 +120,7 @@ class ThreePasses:
         self.multimedia = multimedia
         self.rules = rules
         self.stats = stats
+        self.streams: _Streams | None = None  # set by select() when the options sample
 
     def records(
         self, archive: zipfile.ZipFile, wanted: Sequence[str], forced: RowBits | None = None
@@ -123,6 +142,7 @@ class ThreePasses:
             yield from self.emit_with_rows(archive, chosen, occ)
         else:
             yield from self.emit(archive, chosen, occ)
+            yield from self.emit_spares(archive, occ)
 
     def scan_media(self, archive: zipfile.ZipFile, licenses: Codes) -> _Media:
         """Pass 1: the multimedia rows that can become records, as compact numpy columns."""
@@ -212,6 +232,8 @@ class ThreePasses:
             done = None if done is None else done[kept]
         sampled = self._apply_quotas(rank, chosen.occurrences, occ)
         if sampled is not None:
+            if self.streams is not None:  # the spares are rows of the candidates too
+                self.streams.spares = chosen.subset(self.streams.spares.rows)
             chosen = chosen.subset(sampled)
             done = None if done is None else done[sampled]
         return chosen if done is None else chosen.subset(~done)
@@ -256,6 +278,7 @@ class ThreePasses:
         starts = np.searchsorted(sorted_stream, np.arange(len(combos)))
         position = np.arange(order.size) - starts[sorted_stream]
         chosen = np.sort(order[position < quota[sorted_stream]])
+        self._keep_spares(order, sorted_stream, position, quota, names, stream[chosen])
         if chosen.size < rank.size:
             self.stats.skipped["sampled_out"] += int(rank.size - chosen.size)
         if len(combos) > 1:
@@ -263,6 +286,71 @@ class ThreePasses:
                 "%d streams; quotas: %s", len(combos), dict(zip(names, quota.tolist(), strict=True))
             )
         return chosen
+
+    def _keep_spares(
+        self,
+        order: np.ndarray,
+        sorted_stream: np.ndarray,
+        position: np.ndarray,
+        quota: np.ndarray,
+        names: list[tuple[Any, ...]],
+        chosen_stream: np.ndarray,
+    ) -> None:
+        """Note the streams and pick the spares: per stream the next
+        :func:`~gbif_dl.sampling.spares.spares_for` candidates after its quota, by rank.
+        ``self.streams.spares.rows`` holds candidate positions until :meth:`select` maps them."""
+        options = self.rules.options
+        counts = np.array([spares_for(int(q), options.spares) for q in quota.tolist()], np.int64)
+        extra = position - quota[sorted_stream]
+        is_spare = (extra >= 0) & (extra < counts[sorted_stream])
+        spare_at, spare_stream, spare_extra = (
+            order[is_spare],
+            sorted_stream[is_spare],
+            extra[is_spare],
+        )
+        by_row = np.argsort(spare_at, kind="stable")
+        # yield order: round r of every stream (in stream order) before round r + 1
+        rank_of = np.empty(spare_at.size, dtype=np.int64)
+        rank_of[np.lexsort((spare_stream, spare_extra))] = np.arange(spare_at.size)
+        split = options.split_streams_by
+        self.streams = _Streams(
+            names=[stream_key(zip(split, map(str, name), strict=True)) for name in names],
+            quota=quota,
+            stream=chosen_stream,
+            spares=Chosen(spare_at[by_row], _EMPTY, _EMPTY),
+            spare_stream=spare_stream[by_row],
+            spare_order=rank_of[by_row],
+            balanced=options.nb_samples == -1,
+        )
+
+    def _tag(self, records: Iterator[MediaRecord], streams: np.ndarray, *, spare: bool) -> None:
+        """Add the quota keys (:mod:`gbif_dl.sampling.spares`) to ``records`` in place."""
+        info = self.streams
+        if info is None:
+            return
+        for record, i in zip(records, streams.tolist(), strict=True):
+            tag(record, info.names[i], int(info.quota[i]), spare=spare, balanced=info.balanced)
+
+    def emit_spares(self, archive: zipfile.ZipFile, occ: Occurrences) -> Iterator[MediaRecord]:
+        """The spares, after every primary: built in one more pass over the multimedia file
+        (their rows only), yielded round-robin across streams in seeded rank order."""
+        info = self.streams
+        if info is None or not info.spares.rows.size:
+            return
+        build = RecordBuilder(occ, license_info=self.rules.options.license_info, stats=None)
+        label = self.rules.options.label or ""
+        ordered: list[MediaRecord | None] = [None] * info.spares.rows.size
+        for positions, columns in self._media_batches(archive, info.spares.rows):
+            o = info.spares.occurrences[positions]
+            records = list(
+                build.records(columns, o, info.spares.licenses[positions], build.values(label, o))
+            )
+            self._tag(iter(records), info.spare_stream[positions], spare=True)
+            for record, place in zip(records, info.spare_order[positions].tolist(), strict=True):
+                ordered[place] = record
+        for spare in ordered:
+            if spare is not None:
+                yield spare
 
     def _media_batches(
         self, archive: zipfile.ZipFile, rows: np.ndarray
@@ -293,7 +381,13 @@ class ThreePasses:
         for positions, columns in self._media_batches(archive, chosen.rows):
             o = chosen.occurrences[positions]
             labels = build.values(label, o)
-            yield from build.records(columns, o, chosen.licenses[positions], labels)
+            records = build.records(columns, o, chosen.licenses[positions], labels)
+            if self.streams is None:
+                yield from records
+                continue
+            batch = list(records)
+            self._tag(iter(batch), self.streams.stream[positions], spare=False)
+            yield from batch
 
     def emit_with_rows(
         self, archive: zipfile.ZipFile, chosen: Chosen, occ: Occurrences
@@ -307,7 +401,9 @@ class ThreePasses:
         for positions, columns in self._media_batches(archive, chosen.rows):
             o = chosen.occurrences[positions]
             labels: list[Any] = [None] * len(positions)
-            records = build.records(columns, o, chosen.licenses[positions], labels)
+            records = list(build.records(columns, o, chosen.licenses[positions], labels))
+            if self.streams is not None:
+                self._tag(iter(records), self.streams.stream[positions], spare=False)
             for p, record in zip(o.tolist(), records, strict=True):
                 pending.setdefault(p, []).append(record)
         names = sorted(self.core.columns, key=self.core.columns.__getitem__)

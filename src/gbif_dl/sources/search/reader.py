@@ -38,6 +38,7 @@ from gbif_dl.sampling.filters import (
     media_items,
     pick_media,
 )
+from gbif_dl.sampling.spares import DEFAULT_SPARES, spares_for, tag
 from gbif_dl.sources.search.names import resolve_query
 from gbif_dl.sources.search.partition import partition
 from gbif_dl.sources.search.streams import (
@@ -373,6 +374,7 @@ def agenerate_urls(
     concurrency: int | None = None,
     client: GbifClient | None = None,
     stats: SearchStats | None = None,
+    spares: float = DEFAULT_SPARES,
 ) -> AsyncIterator[MediaRecord]:
     """Media records for an occurrence search query, balanced across streams; async.
 
@@ -485,6 +487,7 @@ async def _read(
         stats.quotas,
     )
     window = max(2, min(16, math.ceil(2 * client.config.concurrency / len(streams)) + 1))
+    extra = dict.fromkeys(range(len(streams)), 0)  # spares still to draw, per stream
     readers = [
         _StreamReader(
             client,
@@ -493,7 +496,7 @@ async def _read(
             plan,
             stats,
             window=window,
-            wanted=(lambda i=stream.index: balancer.remaining(i)),
+            wanted=(lambda i=stream.index: balancer.remaining(i) + extra[i]),
         )
         for stream in streams
     ]
@@ -502,7 +505,10 @@ async def _read(
             if balancer.quotas[reader.stream.index] > 0:
                 reader.start()
         dedupe = UrlDeduper() if plan.options.dedupe else None
-        async for item in _mux(readers, balancer, dedupe, stats):
+        mux = _Mux(readers, balancer, dedupe, stats, sampled=_samples(plan.options))
+        async for item in mux.primaries():
+            yield item
+        async for item in mux.spares(plan.options.spares, extra):
             yield item
         for stream in streams:
             stats.delivered[stream.name] = balancer.delivered[stream.index]
@@ -519,48 +525,106 @@ async def _read(
         await asyncio.gather(*(reader.close() for reader in readers), return_exceptions=True)
 
 
-async def _mux(
-    readers: list[_StreamReader],
-    balancer: StreamBalancer[int],
-    dedupe: UrlDeduper | None,
-    stats: SearchStats,
-) -> AsyncIterator[MediaRecord]:
-    """Interleave streams in an order fixed by the data and the seed, never by timing."""
-    slots: dict[int, MediaRecord] = {}
+def _samples(options: SamplingOptions) -> bool:
+    """True when the options give streams quotas (items then carry the quota keys)."""
+    return options.nb_samples is not None or options.nb_samples_per_stream is not None
 
-    async def peek(i: int) -> bool:
-        """Fill stream i's slot with its next new item; False (and mark dry) if it has none."""
-        if i in slots:
-            return True
+
+class _Mux:
+    """Interleave streams in an order fixed by the data and the seed, never by timing; then
+    the spares (:mod:`gbif_dl.sampling.spares`): each stream's next candidates, round-robin."""
+
+    def __init__(
+        self,
+        readers: list[_StreamReader],
+        balancer: StreamBalancer[int],
+        dedupe: UrlDeduper | None,
+        stats: SearchStats,
+        *,
+        sampled: bool,
+    ) -> None:
+        self.readers = readers
+        self.balancer = balancer
+        self.dedupe = dedupe
+        self.stats = stats
+        self.sampled = sampled
+        self.slots: dict[int, MediaRecord] = {}  # the next new item of a stream, if peeked
+
+    async def _next_new(self, i: int) -> MediaRecord | None:
+        """Stream i's next item whose URL is new, or None when it has no more."""
         while True:
-            item = await readers[i].next()
+            item = await self.readers[i].next()
             if item is None:
-                balancer.exhausted(i)
-                return False
-            if dedupe is not None and dedupe.seen(item["url"]):
-                stats.duplicate_urls += 1
+                return None
+            if self.dedupe is not None and self.dedupe.seen(item["url"]):
+                self.stats.duplicate_urls += 1
                 continue
-            slots[i] = item
-            return True
+            return item
 
-    while True:
-        open_streams = [
-            i for i in range(len(readers)) if i not in balancer.dry and balancer.remaining(i) > 0
-        ]
-        if not open_streams:
+    async def peek(self, i: int) -> bool:
+        """Fill stream i's slot with its next new item; False (and mark dry) if it has none."""
+        if i in self.slots:
+            return True
+        item = await self._next_new(i)
+        if item is None:
+            self.balancer.exhausted(i)
+            return False
+        self.slots[i] = item
+        return True
+
+    def _tagged(self, i: int, item: MediaRecord, *, spare: bool = False) -> MediaRecord:
+        if self.sampled:
+            quota = self.balancer.quotas[i]
+            name = self.readers[i].stream.name
+            tag(item, name, quota, spare=spare, balanced=self.balancer.balanced_max)
+        return item
+
+    async def primaries(self) -> AsyncIterator[MediaRecord]:
+        """The sampled items, each stream up to its quota."""
+        balancer = self.balancer
+        while True:
+            open_streams = [
+                i
+                for i in range(len(self.readers))
+                if i not in balancer.dry and balancer.remaining(i) > 0
+            ]
+            if not open_streams:
+                return
+            chosen = min(
+                open_streams,
+                key=lambda i: ((balancer.delivered[i] + 0.5) / balancer.quotas[i], i),
+            )
+            if balancer.balanced_max:
+                level = balancer.delivered[chosen]
+                same_level = [i for i in open_streams if balancer.delivered[i] == level]
+                ready = [await self.peek(i) for i in same_level]
+                if not all(ready):
+                    continue  # quotas were cut to the driest stream; choose again
+            elif not await self.peek(chosen):
+                continue
+            item = self.slots.pop(chosen)
+            balancer.record(chosen)
+            yield self._tagged(chosen, item)
+
+    async def spares(self, share: float, extra: dict[int, int]) -> AsyncIterator[MediaRecord]:
+        """Up to :func:`spares_for` more items per stream (``spare: True``), round-robin; only
+        for sampled streams. ``extra`` (read by the readers) lets them fetch pages for them."""
+        if not self.sampled:
             return
-        chosen = min(
-            open_streams,
-            key=lambda i: ((balancer.delivered[i] + 0.5) / balancer.quotas[i], i),
-        )
-        if balancer.balanced_max:
-            level = balancer.delivered[chosen]
-            same_level = [i for i in open_streams if balancer.delivered[i] == level]
-            ready = [await peek(i) for i in same_level]
-            if not all(ready):
-                continue  # quotas were cut to the driest stream; choose again
-        elif not await peek(chosen):
-            continue
-        item = slots.pop(chosen)
-        balancer.record(chosen)
-        yield item
+        balancer = self.balancer
+        wanted = {i: spares_for(balancer.quotas[i], share) for i in range(len(self.readers))}
+        open_streams = [i for i in wanted if wanted[i] and i not in balancer.dry]
+        for i in open_streams:
+            extra[i] = wanted[i]
+        while open_streams:
+            still_open = []
+            for i in open_streams:
+                item = self.slots.pop(i) if i in self.slots else await self._next_new(i)
+                extra[i] -= 1
+                if item is None:
+                    extra[i] = 0
+                    continue
+                yield self._tagged(i, item, spare=True)
+                if extra[i] > 0:
+                    still_open.append(i)
+            open_streams = still_open
