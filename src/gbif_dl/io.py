@@ -116,6 +116,7 @@ def download(
     dask_address: str | None = None,
     dask_client: Any = None,
     retry_failed: bool = False,
+    processes: int | str = 1,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -129,10 +130,12 @@ def download(
             (an item's own ``subset`` wins); retries of transient failures; rewrite items already
             done; ``f(bytes) -> bool`` (False: reason ``invalid``); a proxy URL.
         splits, split_by, seed, retry_failed, fail_threshold, verbose, progress,
-            output, shard_size, shard_bytes, runner, workers, dask_address, dask_client: the
+            output, shard_size, shard_bytes, runner, workers, dask_address, dask_client,
+            processes: the
             fields of :class:`gbif_dl.options.DownloadOptions`, documented there (``splits``
             grouped by occurrence, ``output`` one of :data:`OUTPUTS`, ``runner`` ``"local"`` or
-            ``"dask"`` for sharded jobs, see docs/distributed.md).
+            ``"dask"`` for sharded jobs, see docs/distributed.md; ``processes`` N or ``"auto"``
+            to fetch with several processes on this machine).
         concurrency, per_host, max_size, decode_check, max_bytes, allow_private: the fields of
             :class:`gbif_dl.fetch.engine.FetchConfig`, documented there (``allow_private`` lets
             media URLs reach private and loopback addresses, as ``GBIF_DL_ALLOW_PRIVATE=1`` does).
@@ -159,7 +162,12 @@ def download(
     """
     options = _options(dict(locals()))
     if options.runner is None:
-        return run_sync(download_stream(items, options))
+        from gbif_dl.runners.processes import choose_processes, sharded_options
+
+        items, processes = choose_processes(items, options)
+        if processes == 1:
+            return run_sync(download_stream(items, options))
+        options = sharded_options(options, processes)
     from gbif_dl.runners.orchestrate import run_download
 
     return run_download(items, options)
