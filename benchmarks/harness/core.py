@@ -23,7 +23,8 @@ OLD = "gbif-dl 0.1.1"
 I2D = "img2dataset"
 DWCA_READER = "python-dwca-reader"
 BARE = "bare aiohttp loop"
-TOOLS = (OURS, OLD, I2D, DWCA_READER, BARE)
+CURL = "curl --parallel"
+TOOLS = (OURS, OLD, I2D, DWCA_READER, BARE, CURL)
 
 
 @dataclass

@@ -24,7 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from harness import core, images, venvs
-from harness.core import BARE, I2D, OLD, OURS, CaseResult, Context, Line, fmt, median, ratio
+from harness.core import (
+    BARE,
+    CURL,
+    I2D,
+    OLD,
+    OURS,
+    CaseResult,
+    Context,
+    Line,
+    fmt,
+    median,
+    ratio,
+)
 from harness.nginx import Nginx
 from harness.proc import OURS_PYTHON, Run, run_tool
 
@@ -154,6 +166,23 @@ class Tools:
 
         return go
 
+    def curl(self, spec: dict[str, Any], connections: int, timeout_s: float) -> Callable[[], Run]:
+        """``curl --parallel`` (``peers/curl_download.py``): the floor of a C client."""
+
+        def go() -> Run:
+            root = core.fresh_dir(self.scratch / "out-curl")
+            run = run_tool(
+                CURL,
+                OURS_PYTHON,
+                core.BENCH / "peers/curl_download.py",
+                {**spec, "root": str(root), "connections": connections},
+                scratch=self.scratch,
+                timeout_s=timeout_s,
+            )
+            return self._finish(CURL, run, root)
+
+        return go
+
     def img2dataset(
         self, spec: dict[str, Any], processes: int, threads: int, timeout_s: float
     ) -> Callable[[], Run]:
@@ -229,10 +258,12 @@ def run_a(ctx: Context) -> CaseResult:
                 (OLD, tools.old(spec, 600)),
                 (I2D, tools.img2dataset(spec, i2d_procs, i2d_threads, 600)),
                 (BARE, tools.bare(spec, 128, 600)),
+                *([(CURL, tools.curl(spec, 128, 600))] if shutil.which("curl") else []),
             ],
         )
     res.add_runs("a", runs)
     rates = _rates(runs)
+    rates.setdefault(CURL, None)
     r_old, r_i2d = ratio(rates[OURS], rates[OLD]), ratio(rates[OURS], rates[I2D])
     r_bare = ratio(rates[OURS], rates[BARE])
     res.lines += [
@@ -249,6 +280,11 @@ def run_a(ctx: Context) -> CaseResult:
             f"gbif-dl at {fmt(None if r_bare is None else 100 * r_bare, '%', 0)} of it",
             "≥ 80% of the bare loop",
             None if r_bare is None else r_bare >= 0.8,
+        ),
+        Line(
+            "images/s of curl --parallel (128 transfers, writes only), for reference",
+            {OURS: fmt(rates[OURS]), CURL: fmt(rates[CURL])},
+            "not installed" if rates[CURL] is None and not shutil.which("curl") else "",
         ),
         Line(
             "images stored (median)",
