@@ -539,11 +539,12 @@ class _Run:
                 holding_global = False
                 self._release_global()
                 return
-            async with self.budget.hold(attempt.size if attempt.spool is not None else 0):
-                if attempt.spool is not None:
+            if attempt.spool is None:  # in memory already: nothing to hold (most bodies)
+                await self._report(await self._result(item, attempt))
+            else:
+                async with self.budget.hold(attempt.size):
                     await asyncio.to_thread(attempt.load)
-                result = await self._result(item, attempt)
-                await self._report(result)
+                    await self._report(await self._result(item, attempt))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug or on_result raised: stop the run
