@@ -112,6 +112,7 @@ class RunConfig:
     workers: int | None = None
     dask_address: str | None = None
     allow_private: bool | None = None
+    processes: int | str | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -231,6 +232,15 @@ class RunConfig:
                 f"{at}shard_size needs output = 'webdataset' (samples per .tar shard) or a "
                 f"runner (records per shard); got output = {self.output!r} and no runner"
             )
+        if self.processes is not None and (
+            self.processes != "auto" and (not isinstance(self.processes, int) or self.processes < 1)
+        ):
+            raise ConfigError(f"{at}processes must be a positive number or 'auto'")
+        if self.processes not in (None, 1) and self.runner is not None:
+            raise ConfigError(
+                f"{at}processes is for downloads without a runner; with runner = "
+                f"{self.runner!r} use workers for the number of processes"
+            )
         if self.workers is not None and self.runner is None:
             raise ConfigError(
                 f"{at}workers needs a runner: add runner = 'local' (processes on this machine) "
@@ -285,6 +295,7 @@ class RunConfig:
             "workers": self.workers,
             "dask_address": self.dask_address,
             "allow_private": self.allow_private,
+            "processes": self.processes,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -351,6 +362,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "workers": (int,),
     "dask_address": (str,),
     "allow_private": (bool,),
+    "processes": (int, str),
 }
 
 

@@ -53,6 +53,7 @@ _DIRECT_FLAGS = (
     "workers",
     "dask_address",
     "allow_private",
+    "processes",
 )
 
 
