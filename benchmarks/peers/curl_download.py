@@ -55,8 +55,7 @@ def main() -> None:
                 "--parallel-max",
                 str(connections),
                 "--create-dirs",
-                "--silent",
-                "--show-error",
+                "--no-progress-meter",  # --silent leaves the --parallel meter on (curl 7.88)
                 "--fail",
                 "--config",
                 str(config),
