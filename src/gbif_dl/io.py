@@ -162,12 +162,13 @@ def download(
     """
     options = _options(dict(locals()))
     if options.runner is None:
-        from gbif_dl.runners.processes import choose_processes, sharded_options
+        from gbif_dl.runners.processes import choose_processes, prepare_parent, sharded_options
 
         items, processes = choose_processes(items, options)
         if processes == 1:
             return run_sync(download_stream(items, options))
         options = sharded_options(options, processes)
+        prepare_parent()
     from gbif_dl.runners.orchestrate import run_download
 
     return run_download(items, options)

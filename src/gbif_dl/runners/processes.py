@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import pickle
@@ -39,6 +40,7 @@ __all__ = [
     "PROCESS_SHARD_SIZE",
     "auto_processes",
     "choose_processes",
+    "prepare_parent",
     "sharded_options",
 ]
 
@@ -124,3 +126,15 @@ def sharded_options(options: DownloadOptions, processes: int) -> DownloadOptions
     """
     size = options.shard_size if options.shard_size is not None else PROCESS_SHARD_SIZE
     return options.replace(runner="local", workers=processes, shard_size=size, processes=1)
+
+
+def prepare_parent() -> None:
+    """Import in this process what every shard process would import on its own: pyarrow
+    loads pandas (about 0.2 s of CPU) on its first compute call, which each shard's manifest
+    part makes; processes forked from this one then have it already.
+
+    Example:
+        >>> prepare_parent()
+    """
+    with contextlib.suppress(ImportError):
+        import pandas  # noqa: F401
