@@ -19,12 +19,14 @@ WORK = BENCH / ".work"
 RESULTS = BENCH / "results"
 
 OURS = "gbif-dl"
+OURS_AUTO = "gbif-dl processes=auto"
 OLD = "gbif-dl 0.1.1"
 I2D = "img2dataset"
 DWCA_READER = "python-dwca-reader"
 BARE = "bare aiohttp loop"
 FLOOR = "Pillow floor"
-TOOLS = (OURS, OLD, I2D, DWCA_READER, BARE, FLOOR)
+CURL = "curl --parallel"
+TOOLS = (OURS, OURS_AUTO, OLD, I2D, DWCA_READER, BARE, CURL, FLOOR)
 
 
 @dataclass

@@ -118,6 +118,7 @@ class RunConfig:
     work_dir: str | None = None
     renditions: bool | None = None
     short_streams: str | None = None
+    processes: int | str | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -237,6 +238,15 @@ class RunConfig:
                 f"{at}shard_size needs output = 'webdataset' (samples per .tar shard) or a "
                 f"runner (records per shard); got output = {self.output!r} and no runner"
             )
+        if self.processes is not None and (
+            self.processes != "auto" and (not isinstance(self.processes, int) or self.processes < 1)
+        ):
+            raise ConfigError(f"{at}processes must be a positive number or 'auto'")
+        if self.processes not in (None, 1) and self.runner is not None:
+            raise ConfigError(
+                f"{at}processes is for downloads without a runner; with runner = "
+                f"{self.runner!r} use workers for the number of processes"
+            )
         if self.workers is not None and self.runner is None:
             raise ConfigError(
                 f"{at}workers needs a runner: add runner = 'local' (processes on this machine) "
@@ -296,6 +306,7 @@ class RunConfig:
             "work_dir": self.work_dir,
             "renditions": self.renditions,
             "short_streams": self.short_streams,
+            "processes": self.processes,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -367,6 +378,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "renditions": (bool,),
     "spares": (float, int),
     "short_streams": (str,),
+    "processes": (int, str),
 }
 
 

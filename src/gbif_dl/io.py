@@ -124,6 +124,7 @@ def download(
     work_dir: str | os.PathLike[str] | None = None,
     renditions: bool = True,
     short_streams: str | None = None,
+    processes: int | str = 1,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -138,7 +139,7 @@ def download(
             done; ``f(bytes) -> bool`` (False: reason ``invalid``); a proxy URL.
         splits, split_by, seed, retry_failed, fail_threshold, verbose, progress,
             output, shard_size, shard_bytes, runner, workers, dask_address, dask_client,
-            storage_options, work_dir, short_streams: the fields of
+            storage_options, work_dir, short_streams, processes: the fields of
             :class:`gbif_dl.options.DownloadOptions`, documented there (``splits`` grouped by
             occurrence, ``output`` one of :data:`OUTPUTS`, ``runner`` ``"local"`` or ``"dask"``
             for sharded jobs, see docs/distributed.md; ``root="s3://bucket/ds"`` with
@@ -174,7 +175,13 @@ def download(
     """
     options = _options(dict(locals()))
     if options.runner is None:
-        return run_sync(download_stream(items, options))
+        from gbif_dl.runners.processes import choose_processes, prepare_parent, sharded_options
+
+        items, processes = choose_processes(items, options)
+        if processes == 1:
+            return run_sync(download_stream(items, options))
+        options = sharded_options(options, processes)
+        prepare_parent()
     from gbif_dl.runners.orchestrate import run_download
 
     return run_download(items, options)

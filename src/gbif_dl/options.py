@@ -291,6 +291,10 @@ class DownloadOptions:
             ``"keep"`` keeps them; None (default): ``"trim"`` for items of an
             ``nb_samples=-1`` request, ``"keep"`` otherwise. ``output="webdataset"`` cannot
             remove files from a written tar: ``"trim"`` is refused, the default keeps.
+        processes: without a runner, how many processes fetch on this machine: 1 (the
+            streaming download in this process), N, or ``"auto"`` (one per CPU for a large
+            input, see :mod:`gbif_dl.runners.processes`); N > 1 runs as ``runner="local"``
+            with ``workers=N``, in shards of 2,000 records unless ``shard_size`` says otherwise.
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.
@@ -324,6 +328,7 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     storage_options: Mapping[str, Any] | None = None
     work_dir: str | os.PathLike[str] | None = None
     short_streams: str | None = None
+    processes: int | str = 1
 
     def __post_init__(self) -> None:
         from gbif_dl.fetch.engine import FetchConfig
@@ -351,21 +356,35 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
             raise ConfigError(f"fetch must be a FetchConfig; got {type(self.fetch).__name__}")
         self.assigner()  # checks splits / random_subsets / split_by
         check_fail_threshold(self.fail_threshold)
-        if self.runner is None:
+        self._check_processes()
+        if self.runner is None and self.processes in (1, "auto"):
             check_writer_options(self.output, self.writer_options())
         else:
             self._check_sharded()
 
+    def _check_processes(self) -> None:
+        processes = self.processes
+        if processes != "auto" and (
+            isinstance(processes, bool) or not isinstance(processes, int) or processes < 1
+        ):
+            raise ConfigError(f"processes must be a positive integer or 'auto'; got {processes!r}")
+        if processes != 1 and self.runner is not None:
+            raise ConfigError(
+                f"processes={processes!r} is for downloads without a runner; with "
+                f"runner={self.runner!r} use workers= for the number of processes"
+            )
+
     def _check_sharded(self) -> None:
-        if self.runner not in RUNNER_NAMES:
+        if self.runner is not None and self.runner not in RUNNER_NAMES:
             raise ConfigError(
                 f"unknown runner {self.runner!r}; use one of {', '.join(map(repr, RUNNER_NAMES))}"
             )
         if not writer_class(self.output).shardable or self.shard_bytes is not None:
             bytes_note = "" if self.shard_bytes is None else f", shard_bytes={self.shard_bytes!r}"
+            name, value = ("runner", self.runner) if self.runner else ("processes", self.processes)
             raise ConfigError(
-                f"runner={self.runner!r} writes output='imagefolder' or 'hf' (got "
-                f"output={self.output!r}{bytes_note}); drop runner= for output='webdataset'"
+                f"{name}={value!r} writes output='imagefolder' or 'hf' (got "
+                f"output={self.output!r}{bytes_note}); drop {name}= for output='webdataset'"
             )
         size = self.shard_size
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):

@@ -24,7 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from harness import core, images, venvs
-from harness.core import BARE, I2D, OLD, OURS, CaseResult, Context, Line, fmt, median, ratio
+from harness.core import (
+    BARE,
+    CURL,
+    I2D,
+    OLD,
+    OURS,
+    OURS_AUTO,
+    CaseResult,
+    Context,
+    Line,
+    fmt,
+    median,
+    ratio,
+)
 from harness.nginx import Nginx
 from harness.proc import OURS_PYTHON, Run, run_tool
 
@@ -46,6 +59,13 @@ def _engine_defaults() -> tuple[int, int]:
     from gbif_dl.fetch import engine
 
     return int(engine.DEFAULT_CONCURRENCY), int(engine.DEFAULT_PER_HOST)
+
+
+def _auto_processes(n: int) -> int:
+    """The processes ``processes="auto"`` uses for ``n`` records on this machine."""
+    from gbif_dl.runners import processes
+
+    return processes.auto_processes() if n >= processes.AUTO_MIN_RECORDS else 1
 
 
 def _image_mtimes(root: Path) -> list[int]:
@@ -154,6 +174,23 @@ class Tools:
 
         return go
 
+    def curl(self, spec: dict[str, Any], connections: int, timeout_s: float) -> Callable[[], Run]:
+        """``curl --parallel`` (``peers/curl_download.py``): the floor of a C client."""
+
+        def go() -> Run:
+            root = core.fresh_dir(self.scratch / "out-curl")
+            run = run_tool(
+                CURL,
+                OURS_PYTHON,
+                core.BENCH / "peers/curl_download.py",
+                {**spec, "root": str(root), "connections": connections},
+                scratch=self.scratch,
+                timeout_s=timeout_s,
+            )
+            return self._finish(CURL, run, root)
+
+        return go
+
     def img2dataset(
         self,
         spec: dict[str, Any],
@@ -216,6 +253,7 @@ def run_a(ctx: Context) -> CaseResult:
     ours_total = min(concurrency, per_host)  # one host
     i2d_procs = os.cpu_count() or 2
     i2d_threads = max(1, ours_total // i2d_procs)
+    auto = _auto_processes(n)
     res = CaseResult(
         "download-a",
         "images/s, 20 labels, nginx on loopback, no latency",
@@ -223,27 +261,35 @@ def run_a(ctx: Context) -> CaseResult:
             "images": n,
             "labels": 20,
             "gbif-dl": f"defaults (concurrency {concurrency}, per_host {per_host})",
+            "gbif-dl processes=auto": f"defaults, processes='auto' ({auto} processes, "
+            "the caps divided among them)",
             "gbif-dl 0.1.1": "defaults (tcp_connections 128, nb_workers 128, retries 1)",
             "img2dataset": f"processes {i2d_procs} x threads {i2d_threads}, resize_mode no, "
             "skip_reencode, output_format files",
         },
     )
     tools = Tools(ctx, "download-a")
+    auto_spec = {"kwargs": {"progress": False, "processes": "auto"}}
     with Nginx(_pool(ctx)) as base:
         spec = {"base_urls": [base], "n": n, "labels": 20}
         runs = core.alternate(
             ctx,
             [
                 (OURS, tools.ours(spec, 600)),
+                (OURS_AUTO, tools.ours({**spec, **auto_spec}, 600, name=OURS_AUTO)),
                 (OLD, tools.old(spec, 600)),
                 (I2D, tools.img2dataset(spec, i2d_procs, i2d_threads, 600)),
                 (BARE, tools.bare(spec, 128, 600)),
+                *([(CURL, tools.curl(spec, 128, 600))] if shutil.which("curl") else []),
             ],
         )
     res.add_runs("a", runs)
     rates = _rates(runs)
+    rates.setdefault(CURL, None)
     r_old, r_i2d = ratio(rates[OURS], rates[OLD]), ratio(rates[OURS], rates[I2D])
     r_bare = ratio(rates[OURS], rates[BARE])
+    r_auto_old = ratio(rates[OURS_AUTO], rates[OLD])
+    r_auto_bare = ratio(rates[OURS_AUTO], rates[BARE])
     res.lines += [
         Line(
             f"images/s ({n:,} images, 20 labels)",
@@ -258,6 +304,21 @@ def run_a(ctx: Context) -> CaseResult:
             f"gbif-dl at {fmt(None if r_bare is None else 100 * r_bare, '%', 0)} of it",
             "≥ 80% of the bare loop",
             None if r_bare is None else r_bare >= 0.8,
+        ),
+        Line(
+            "gbif-dl processes=auto: images/s vs gbif-dl 0.1.1 and the bare aiohttp loop",
+            {OURS_AUTO: fmt(rates[OURS_AUTO]), OLD: fmt(rates[OLD]), BARE: fmt(rates[BARE])},
+            f"{fmt(r_auto_old, '×', 2)} vs 0.1.1; "
+            f"{fmt(None if r_auto_bare is None else 100 * r_auto_bare, '%', 0)} of the bare loop",
+            "≥ 2.5× 0.1.1 and ≥ 80% of the bare loop",
+            None
+            if r_auto_old is None or r_auto_bare is None
+            else (r_auto_old >= 2.5 and r_auto_bare >= 0.8),
+        ),
+        Line(
+            "images/s of curl --parallel (128 transfers, writes only), for reference",
+            {OURS: fmt(rates[OURS]), CURL: fmt(rates[CURL])},
+            "not installed" if rates[CURL] is None and not shutil.which("curl") else "",
         ),
         Line(
             "images stored (median)",

@@ -163,6 +163,19 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _processes(text: str) -> int | str:
+    """``--processes``: a positive number or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'auto', got {text!r}")
+    return value
+
+
 def _add_download(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("download")
     group.add_argument("-o", "--root", help="output folder (default: data)")
@@ -247,6 +260,13 @@ def _add_runner(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="local: processes; dask: workers of the local cluster started for the run (when "
         "no --scheduler is given)",
+    )
+    group.add_argument(
+        "--processes",
+        type=_processes,
+        metavar="N|auto",
+        help="without --runner: processes fetching on this machine (default 1; auto: one per "
+        "CPU for 5,000 records or more, in shards)",
     )
     group.add_argument(
         "--scheduler",

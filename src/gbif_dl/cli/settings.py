@@ -59,6 +59,7 @@ _DIRECT_FLAGS = (
     "renditions",
     "spares",
     "short_streams",
+    "processes",
 )
 
 

@@ -553,13 +553,12 @@ class _Run:
                 holding_global = False
                 self._release_global()
                 return
-            async with self.budget.hold(attempt.size if attempt.spool is not None else 0):
-                if attempt.spool is not None:
+            if attempt.spool is None:  # in memory already: nothing to hold (most bodies)
+                await self._settle(item, attempt)
+            else:
+                async with self.budget.hold(attempt.size):
                     await asyncio.to_thread(attempt.load)
-                if item.original is not None and self._fall_back(item, attempt):
-                    return
-                result = await self._result(item, attempt)
-                await self._report(result)
+                    await self._settle(item, attempt)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug or on_result raised: stop the run
@@ -618,6 +617,12 @@ class _Run:
         item.timer = loop.call_later(delay, self._requeue, item)
         self.timers.add(item.timer)
         return True
+
+    async def _settle(self, item: _Item, attempt: Attempt) -> None:
+        """Report a finished attempt, or fall back from a failed rendition to the original."""
+        if item.original is not None and self._fall_back(item, attempt):
+            return
+        await self._report(await self._result(item, attempt))
 
     async def _result(self, item: _Item, attempt: Attempt) -> FetchResult:
         common: dict[str, Any] = {

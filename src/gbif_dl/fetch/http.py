@@ -31,12 +31,16 @@ from gbif_dl.fetch.result import Reason
 from gbif_dl.fetch.retry import RETRYABLE_STATUSES, parse_retry_after
 from gbif_dl.records import is_http_url
 
-__all__ = ["REDIRECT_STATUSES", "Attempt", "fetch_once"]
+__all__ = ["REDIRECT_STATUSES", "WHOLE_READ_BYTES", "Attempt", "fetch_once"]
 
 #: Statuses followed as redirects (by hand, so that every hop is checked).
 REDIRECT_STATUSES: frozenset[int] = frozenset({301, 302, 303, 307, 308})
 
 _CHUNK = 64 * 1024
+#: A body announcing at most this many bytes (and no Content-Encoding) is read in one call
+#: instead of chunk by chunk: the common small image costs less, and a non-image that small
+#: costs little to read whole before it is refused.
+WHOLE_READ_BYTES = 256 * 1024
 
 
 @dataclass(slots=True, kw_only=True)
@@ -261,6 +265,12 @@ async def _read_image(
             reason=Reason.TOO_LARGE,
             detail=f"Content-Length {declared} > max_bytes {max_bytes}",
         )
+    if (
+        declared is not None
+        and not encoded
+        and declared <= min(WHOLE_READ_BYTES, max_bytes, spill_bytes or max_bytes)
+    ):
+        return await _read_whole(response, declared)
     body = _Body(spill_bytes)
     try:
         return await _receive(response, body, max_bytes, declared, encoded)
@@ -302,6 +312,27 @@ async def _receive(
             body.discard()
             return Attempt(reason=Reason.NOT_IMAGE, detail=_describe(response, body.head))
     return body.attempt(image_type)
+
+
+async def _read_whole(response: aiohttp.ClientResponse, declared: int) -> Attempt:
+    """A small body announced by its Content-Length, read in one call, checked as
+    :func:`_receive` checks a streamed one (complete, an image by its first bytes)."""
+    try:
+        data = await response.read()
+    except aiohttp.ClientPayloadError as exc:
+        return Attempt(
+            reason=Reason.TRUNCATED,
+            retryable=True,
+            detail=f"the body ended before its {declared} bytes: {exc}"[:500],
+        )
+    if len(data) < declared:
+        return Attempt(
+            reason=Reason.TRUNCATED, retryable=True, detail=f"got {len(data)} of {declared} bytes"
+        )
+    image_type = sniff_image(data[:SNIFF_BYTES])
+    if image_type is None:
+        return Attempt(reason=Reason.NOT_IMAGE, detail=_describe(response, data[:64]))
+    return Attempt(body=data, size=len(data), image_type=image_type)
 
 
 def _describe(response: aiohttp.ClientResponse, head: bytes) -> str:

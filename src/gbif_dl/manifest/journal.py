@@ -59,6 +59,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+#: json.dumps(row, ensure_ascii=False, default=str), with one encoder made once (dumps makes one
+#: per call when given options).
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
 
 JOURNAL_NAME = ".gbif-dl-journal.jsonl"
 
@@ -103,7 +106,7 @@ class Journal:
         place (a rerun adopts stored files that no journal line names), and saves a write per
         row on fast downloads.
         """
-        self._pending.append(json.dumps(row, ensure_ascii=False, default=str))
+        self._pending.append(_ENCODE(row))
         self.lines += 1
         if flush:
             self.flush()

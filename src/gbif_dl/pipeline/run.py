@@ -51,6 +51,7 @@ from gbif_dl.pipeline.journal import BatchedJournal
 from gbif_dl.pipeline.quotas import QuotaGate, stream_sources
 from gbif_dl.pipeline.shortfall import remove_unused, settle_streams
 from gbif_dl.pipeline.stats import Counters
+from gbif_dl.pipeline.store import StoreThreads
 from gbif_dl.progress import Progress
 from gbif_dl.records import public_url
 from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME, write_attribution
@@ -180,6 +181,7 @@ class Run:
         self.progress = progress if progress is not None else Progress(mode=False)
         self.index = ResumeIndex()
         self.journal: BatchedJournal | None = None
+        self.stores: StoreThreads[FetchResult, tuple[str, str]] | None = None
         self.counters = Counters()
         self.fatal: OSError | None = None
         self.stopping = False
@@ -292,8 +294,12 @@ class Run:
         file in place) so no stored file is left without its row. Returns (path and sha256, or
         the OSError) and the cancellation to re-raise once the row is journaled."""
         # in a thread: creating a file can cost a millisecond of kernel time (ext4 under
-        # churn), which then overlaps with the downloads on another core
-        store = asyncio.get_running_loop().run_in_executor(None, self._store, result)
+        # churn), which then overlaps with the downloads on another core; the run's store
+        # threads take the files in batches (see gbif_dl.pipeline.store)
+        if self.stores is not None:
+            store: asyncio.Future[tuple[str, str]] = self.stores.submit(result)
+        else:
+            store = asyncio.get_running_loop().run_in_executor(None, self._store, result)
         cancelled: asyncio.CancelledError | None = None
         while True:
             try:
@@ -457,6 +463,7 @@ class Run:
             self.root, journal_name, on_error=self._journal_error, on_late_error=self._stop
         )
         completed = False
+        self.stores = StoreThreads(self._store)
         try:
             engine = FetchEngine(fetch)
             source = self.quotas.feed(items) if self.quotas is not None else items
@@ -470,6 +477,8 @@ class Run:
                 if not self.stopping:
                     raise
         finally:
+            self.stores.close()
+            self.stores = None
             try:
                 self._close_writer()
             finally:

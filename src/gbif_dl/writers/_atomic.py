@@ -53,7 +53,11 @@ def temp_path(final: Path) -> Path:
         >>> is_temp_name(temp_path(Path("x/a.jpg")).name)
         True
     """
-    return final.with_name(f".{final.name}.{TEMP_MARKER}{secrets.token_hex(6)}.tmp")
+    return final.with_name(_temp_name(final.name))
+
+
+def _temp_name(name: str) -> str:
+    return f".{name}.{TEMP_MARKER}{secrets.token_hex(6)}.tmp"
 
 
 def is_temp_name(name: str) -> bool:
@@ -105,8 +109,11 @@ def atomic_path(final: Path, *, fsync: bool = False) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(final: Path, data: bytes, *, fsync: bool = False) -> None:
+def atomic_write_bytes(final: str | os.PathLike[str], data: bytes, *, fsync: bool = False) -> None:
     """Write ``data`` to ``final`` atomically (temp file in the same folder, then rename).
+
+    The temp file is created exclusively (never through a link), as :func:`create_temp` does;
+    paths are handled as strings (no ``Path`` objects per file on the download path).
 
     Example:
         >>> import tempfile, pathlib
@@ -115,14 +122,21 @@ def atomic_write_bytes(final: Path, data: bytes, *, fsync: bool = False) -> None
         >>> target.stat().st_size
         2
     """
-    tmp, fd = create_temp(final)
+    target = os.fspath(final)
+    folder, name = os.path.split(target)
+    tmp = os.path.join(folder, _temp_name(name))
+    fd = os.open(tmp, _CREATE, 0o666)
     try:
-        with open(fd, "wb") as handle:
-            handle.write(data)
+        try:
+            # os.write on the descriptor: no file object (its fstat, ioctl and buffer) per file
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, final)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

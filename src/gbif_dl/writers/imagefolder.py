@@ -240,6 +240,7 @@ class ImageFolderWriter(Writer):
         self.clean_temp_files = clean_temp_files
         self._root_prefix = os.path.normpath(os.path.abspath(self.root)) + os.sep
         self._folders: dict[str, bool] = {}  # relative folder -> existed before this run
+        self._folder_texts: dict[str, str] = {}  # relative folder -> its absolute path
         self._safe = SafeFolders(self.root)  # each folder checked once: real, not a link
         self._claims = NameClaims()
         self._listed: np.ndarray | None = None  # digests of the manifest's paths, on demand
@@ -272,9 +273,18 @@ class ImageFolderWriter(Writer):
             self._folders[rel] = existed
         return path, existed
 
-    def _check_inside(self, path: Path) -> None:
-        if not os.path.normpath(os.path.abspath(path)).startswith(self._root_prefix):
+    def _check_inside(self, path: str | Path) -> None:
+        if not os.path.abspath(path).startswith(self._root_prefix):  # abspath normalises
             raise PermissionError(f"refusing to write outside the output root: {path}")
+
+    def _folder_text(self, rel: str) -> str:
+        """The absolute folder of ``rel`` as a string (made once per folder: no ``Path``
+        objects per file on the download path)."""
+        text = self._folder_texts.get(rel)
+        if text is None:
+            folder, _ = self._folder(rel)
+            text = self._folder_texts[rel] = os.path.abspath(folder)
+        return text
 
     def write(self, result: FetchResult) -> str:
         """Store ``result.body``; return the path relative to the root.
@@ -287,18 +297,18 @@ class ImageFolderWriter(Writer):
         if result.body is None:
             raise ValueError("ImageFolderWriter.write needs a successful result with a body")
         rel = record_folder(record)
-        folder, _ = self._folder(rel)
+        folder = self._folder_text(rel)
         if not self._safe.is_checked(rel):  # one check (and mkdir) per folder and run
             self._safe.ensure(rel)
         ext = result.ext if result.ext in IMAGE_EXTENSIONS else ".bin"
         stem = self._stem(record, rel, folder, ext)
-        final = folder / f"{stem}{ext}"
+        final = f"{folder}{os.sep}{stem}{ext}"
         self._check_inside(final)
         label = record.get("label")
         files = [(final, result.body)]
         if isinstance(label, dict):
             sidecar = json.dumps(label, ensure_ascii=False, default=str).encode("utf-8", "replace")
-            files.insert(0, (folder / f"{stem}.json", sidecar))
+            files.insert(0, (f"{folder}{os.sep}{stem}.json", sidecar))
         for path, data in files:
             try:
                 atomic_write_bytes(path, data, fsync=self.fsync)
@@ -308,14 +318,14 @@ class ImageFolderWriter(Writer):
                 atomic_write_bytes(path, data, fsync=self.fsync)
         return f"{rel}/{stem}{ext}" if rel else f"{stem}{ext}"
 
-    def _stem(self, record: dict[str, Any], rel: str, folder: Path, ext: str) -> str:
+    def _stem(self, record: dict[str, Any], rel: str, folder: str, ext: str) -> str:
         """The file stem of ``record`` in ``rel``: its safe basename, unless another URL has it
         (in this run, or a file from an earlier run under a caller-given basename)."""
         url = str(record.get("url") or "")
         base = safe_basename(record)
         given = base != url_basename(url)  # a caller-given basename (not its url's sha1)
         stem, known = self._claims.claim(rel, base, url, remember=given)
-        if not known and os.path.lexists(folder / f"{base}{ext}"):
+        if not known and os.path.lexists(f"{folder}{os.sep}{base}{ext}"):
             stem = self._claims.claim(rel, disambiguated(base, url), url)[0]  # not ours
         if stem != base:
             logger.warning(
