@@ -1,0 +1,445 @@
+"""Sorted runs on disk: what the resume index and the manifest merge keep instead of memory.
+
+Everything here keeps a bounded amount in memory whatever the number of records:
+
+- :class:`RunFile`: a file of numpy records sorted by their first field (``key``, ``uint64``),
+  read a block at a time; a lookup reads one block (``os.pread``, page cache, not this
+  process's resident memory) found through a small in-memory fence (the first key of every
+  :data:`FENCE` records: 16 bytes per 1,000 records);
+- :class:`ExternalSorter`: records in any order in, sorted chunks out, through sorted runs of
+  :data:`CHUNK` records and a block-wise k-way merge (:func:`merge_runs`);
+- :class:`SpillMap`: ``uint64 -> small int`` (the latest value wins), an in-memory table of
+  at most :data:`TABLE_SLOTS` slots spilled to sorted runs, which are merged pairwise as they
+  grow (about log2(n / 87,381) runs for n keys).
+
+The files live in a private temporary folder (``tempfile``'s, so ``TMPDIR`` chooses where),
+removed by :meth:`SpillFolder.close` or when the object is collected.
+
+Example:
+    >>> import numpy as np
+    >>> with SpillFolder() as folder:
+    ...     sorter = ExternalSorter(np.dtype([("key", "<u8"), ("pos", "<u8")]), ("key", "pos"),
+    ...                             folder, chunk=4)
+    ...     for start in range(0, 10, 3):
+    ...         keys = np.arange(start, min(start + 3, 10), dtype=np.uint64) * 7 % 10
+    ...         sorter.add(np.rec.fromarrays([keys, keys], dtype=sorter.dtype).view(np.ndarray))
+    ...     [int(k) for chunk in sorter.sorted_chunks() for k in chunk["key"]]
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+__all__ = [
+    "CHUNK",
+    "FENCE",
+    "TABLE_SLOTS",
+    "ExternalSorter",
+    "RunFile",
+    "SpillFolder",
+    "SpillMap",
+    "merge_runs",
+    "sort_records",
+]
+
+#: Records per fence entry: a lookup reads one block of this many records.
+FENCE = 256
+#: Records read per run at a time by a merge.
+BLOCK = 4096
+#: Records sorted in memory at a time by :class:`ExternalSorter` (a run on disk each).
+CHUNK = 1 << 16
+#: Runs merged at once; more runs are first merged in groups of this many.
+FAN_IN = 32
+#: Slots of a :class:`SpillMap`'s in-memory table (``uint64`` key + ``uint8`` value each); the
+#: table spills to a sorted run when 2/3 full.
+TABLE_SLOTS = 1 << 17
+_MAX_LOAD = 2 / 3
+
+
+class SpillFolder:
+    """A private temporary folder for run files, removed on :meth:`close` or collection.
+
+    Example:
+        >>> folder = SpillFolder()
+        >>> folder.path.is_dir(), folder.close(), folder.path.exists()
+        (True, None, False)
+    """
+
+    def __init__(self, prefix: str = "gbif-dl-index-") -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self._counter = itertools.count()
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+
+    def new_path(self, stem: str) -> Path:
+        """A fresh file name in the folder."""
+        return self.path / f"{stem}-{next(self._counter):06d}.bin"
+
+    def close(self) -> None:
+        """Remove the folder and its files (idempotent)."""
+        self._finalizer()
+
+    def __enter__(self) -> SpillFolder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def sort_records(records: np.ndarray, order: Sequence[str]) -> np.ndarray:
+    """``records`` sorted by the fields ``order`` (the first field first), stably.
+
+    Example:
+        >>> dtype = np.dtype([("key", "<u8"), ("pos", "<u8")])
+        >>> records = np.array([(2, 0), (1, 5), (1, 3)], dtype=dtype)
+        >>> sort_records(records, ("key", "pos"))["pos"].tolist()
+        [3, 5, 0]
+    """
+    if len(records) < 2:
+        return records
+    return records[np.lexsort([records[name] for name in reversed(order)])]
+
+
+class RunFile:
+    """A file of records sorted by their ``key`` field, with an in-memory fence for lookups.
+
+    Example:
+        >>> dtype = np.dtype([("key", "<u8"), ("pos", "<u8")])
+        >>> with SpillFolder() as folder:
+        ...     keys = np.arange(1000, dtype=np.uint64) * 2
+        ...     records = np.rec.fromarrays([keys, keys + 1], dtype=dtype).view(np.ndarray)
+        ...     run = RunFile.write(folder.new_path("run"), [records])
+        ...     run.find(998)["pos"].tolist(), run.find(999).size, len(run)
+        ([999], 0, 1000)
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype, count: int, fence: np.ndarray) -> None:
+        self.path = path
+        self.dtype = dtype
+        self.count = count
+        self.fence = fence
+        self.step = FENCE  # records per fence entry, as written
+        self._fd: int | None = None
+
+    @classmethod
+    def write(cls, path: Path, chunks: Iterable[np.ndarray]) -> RunFile:
+        """Write ``chunks`` (records already in ``key`` order, one after the other) to
+        ``path``; the fence is taken as they pass."""
+        fence: list[np.ndarray] = []
+        count = 0
+        dtype: np.dtype | None = None
+        with open(path, "wb") as handle:
+            for chunk in chunks:
+                if not len(chunk):
+                    continue
+                dtype = chunk.dtype
+                first = (-count) % FENCE  # the first record of this chunk that starts a block
+                fence.append(np.array(chunk["key"][first::FENCE], dtype=np.uint64))
+                handle.write(np.ascontiguousarray(chunk).tobytes())
+                count += len(chunk)
+        keys = np.concatenate(fence) if fence else np.zeros(0, np.uint64)
+        return cls(path, dtype if dtype is not None else np.dtype([("key", "<u8")]), count, keys)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        """Records ``start:stop`` of the file."""
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        size = self.dtype.itemsize
+        data = os.pread(self._fd, (stop - start) * size, start * size)
+        return np.frombuffer(data, dtype=self.dtype)
+
+    def find(self, key: int) -> np.ndarray:
+        """The records whose ``key`` is ``key`` (usually none or one): one block read."""
+        if not self.count:
+            return np.zeros(0, self.dtype)
+        wanted = np.uint64(key)
+        step = self.step
+        block = max(int(np.searchsorted(self.fence, wanted, "left")) - 1, 0)
+        found: list[np.ndarray] = []
+        while block * step < self.count:
+            records = self._read(block * step, min((block + 1) * step, self.count))
+            keys = records["key"]
+            lo = int(np.searchsorted(keys, wanted, "left"))
+            hi = int(np.searchsorted(keys, wanted, "right"))
+            found.append(records[lo:hi])
+            if hi < len(records):  # a larger key follows: the group ends in this block
+                break
+            block += 1
+        return found[0] if len(found) == 1 else np.concatenate(found)
+
+    def blocks(self, size: int = BLOCK) -> Iterator[np.ndarray]:
+        """The records in order, ``size`` at a time."""
+        for start in range(0, self.count, size):
+            yield self._read(start, min(start + size, self.count))
+
+    def close(self) -> None:
+        """Close the file (it stays; :meth:`remove` deletes it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def remove(self) -> None:
+        """Close and delete the file."""
+        self.close()
+        self.path.unlink(missing_ok=True)
+
+
+def merge_runs(runs: Sequence[RunFile], order: Sequence[str]) -> Iterator[np.ndarray]:
+    """The records of ``runs`` (each sorted by ``order``) merged, in chunks sorted by ``order``;
+    every record of one ``key`` is in the same chunk. Memory: a block per run (plus a group of
+    equal keys, when one is longer than a block).
+
+    Example:
+        >>> dtype = np.dtype([("key", "<u8")])
+        >>> with SpillFolder() as folder:
+        ...     runs = [RunFile.write(folder.new_path("r"), [np.array(k, dtype=dtype)])
+        ...             for k in ([(1,), (4,)], [(2,), (4,), (5,)])]
+        ...     [chunk["key"].tolist() for chunk in merge_runs(runs, ("key",))]
+        [[1, 2], [4, 4], [5]]
+    """
+    sources = [run.blocks() for run in runs]
+    buffers = [np.zeros(0, run.dtype) for run in runs]
+    live = [True] * len(runs)
+
+    def refill(i: int) -> None:
+        block = next(sources[i], None)
+        if block is None:
+            live[i] = False
+        else:
+            buffers[i] = np.concatenate([buffers[i], block]) if len(buffers[i]) else block
+
+    for i in range(len(runs)):
+        refill(i)
+    while True:
+        waiting = [i for i in range(len(runs)) if live[i]]
+        if not waiting:
+            rest = [buffer for buffer in buffers if len(buffer)]
+            if rest:
+                yield sort_records(np.concatenate(rest), order)
+            return
+        # below the smallest last key of the runs that have more: nothing smaller can follow
+        bound = min(buffers[i]["key"][-1] for i in waiting)
+        parts = []
+        for i, buffer in enumerate(buffers):
+            cut = int(np.searchsorted(buffer["key"], bound, "left"))
+            if cut:
+                parts.append(buffer[:cut])
+                buffers[i] = buffer[cut:]
+        if parts:
+            yield sort_records(np.concatenate(parts), order)
+        for i in waiting:
+            if not len(buffers[i]) or buffers[i]["key"][-1] == bound:
+                refill(i)
+
+
+class ExternalSorter:
+    """Sort records of ``dtype`` by ``order`` with bounded memory (:data:`CHUNK` records in
+    memory; the rest in sorted runs under ``folder``).
+
+    :meth:`add` takes arrays of records; :meth:`sorted_chunks` yields them sorted, every record
+    of one ``key`` in the same chunk, and removes the runs afterwards.
+    """
+
+    def __init__(
+        self, dtype: np.dtype, order: Sequence[str], folder: SpillFolder, *, chunk: int = CHUNK
+    ) -> None:
+        self.dtype = dtype
+        self.order = tuple(order)
+        self.folder = folder
+        self.chunk = chunk
+        self.count = 0
+        self._pending: list[np.ndarray] = []
+        self._pending_count = 0
+        self._runs: list[RunFile] = []
+
+    def add(self, records: np.ndarray) -> None:
+        """Take ``records`` (spilling a sorted run whenever :data:`CHUNK` records wait)."""
+        if not len(records):
+            return
+        self._pending.append(records)
+        self._pending_count += len(records)
+        self.count += len(records)
+        if self._pending_count >= self.chunk:
+            self._spill()
+
+    def _spill(self) -> None:
+        if not self._pending:
+            return
+        records = sort_records(np.concatenate(self._pending), self.order)
+        self._pending, self._pending_count = [], 0
+        self._runs.append(RunFile.write(self.folder.new_path("sort"), [records]))
+
+    def sorted_chunks(self) -> Iterator[np.ndarray]:
+        """Every record added, sorted, in chunks (each ``key`` whole in one chunk)."""
+        if not self._runs:  # all in memory
+            if self._pending:
+                yield sort_records(np.concatenate(self._pending), self.order)
+            self._pending, self._pending_count = [], 0
+            return
+        self._spill()
+        runs = self._runs
+        try:
+            while len(runs) > FAN_IN:  # merge in groups first: a block per run in memory
+                merged = []
+                for start in range(0, len(runs), FAN_IN):
+                    group = runs[start : start + FAN_IN]
+                    path = self.folder.new_path("sort")
+                    merged.append(RunFile.write(path, merge_runs(group, self.order)))
+                    for run in group:
+                        run.remove()
+                runs = self._runs = merged
+            yield from merge_runs(runs, self.order)
+        finally:
+            for run in runs:
+                run.remove()
+            self._runs = []
+
+
+#: A spilled entry of a :class:`SpillMap`: its key, the run it was spilled in, its value.
+SPILLED = np.dtype([("key", "<u8"), ("seq", "<u4"), ("value", "u1")])
+
+
+class SpillMap:
+    """``uint64 key (not 0) -> int value (0..255)``, the latest value written wins, with a
+    bounded in-memory table (:data:`TABLE_SLOTS` slots at most, 9 bytes each) spilled to sorted
+    runs on disk (see the module docstring). A lookup probes the table, then one block of each
+    run, newest first.
+
+    Example:
+        >>> with SpillFolder() as folder:
+        ...     states = SpillMap(folder, slots=1024)
+        ...     for key in range(1, 3001):
+        ...         states[key] = key % 7
+        ...     states[5] = 200
+        ...     states.get(5), states.get(2999), states.get(4000), states.runs > 0
+        (200, 3, None, True)
+    """
+
+    def __init__(self, folder: SpillFolder, *, slots: int = TABLE_SLOTS) -> None:
+        self.folder = folder
+        self.max_slots = slots
+        self._keys = np.zeros(min(1024, slots), dtype=np.uint64)
+        self._values = np.zeros(len(self._keys), dtype=np.uint8)
+        self._used = 0
+        self._runs: list[RunFile] = []  # oldest first
+        self._spills = 0
+
+    @property
+    def runs(self) -> int:
+        """Sorted runs on disk."""
+        return len(self._runs)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes in memory: the table and the runs' fences."""
+        fences = sum(run.fence.nbytes for run in self._runs)
+        return int(self._keys.nbytes + self._values.nbytes + fences)
+
+    def _slot(self, key: int) -> int:
+        """The slot of ``key`` in the table, or of the empty slot where it would go."""
+        keys = self._keys
+        mask = len(keys) - 1
+        slot = key & mask
+        while True:
+            found = int(keys[slot])
+            if found == key or found == 0:
+                return slot
+            slot = (slot + 1) & mask
+
+    def get(self, key: int, default: int | None = None) -> int | None:
+        """The latest value of ``key``, or ``default``."""
+        slot = self._slot(key)
+        if int(self._keys[slot]) == key:
+            return int(self._values[slot])
+        for run in reversed(self._runs):
+            found = run.find(key)
+            if len(found):
+                return int(found["value"][-1])
+        return default
+
+    def __setitem__(self, key: int, value: int) -> None:
+        slot = self._slot(key)
+        if int(self._keys[slot]) != key:
+            if self._used + 1 > len(self._keys) * _MAX_LOAD:
+                if len(self._keys) < self.max_slots:
+                    self._resize(len(self._keys) * 2)
+                else:
+                    self.spill()
+                slot = self._slot(key)
+            self._keys[slot] = key
+            self._used += 1
+        self._values[slot] = value
+
+    def _resize(self, slots: int) -> None:
+        live = self._keys != 0
+        keys, values = self._keys[live], self._values[live]
+        self._keys = np.zeros(slots, dtype=np.uint64)
+        self._values = np.zeros(slots, dtype=np.uint8)
+        self._used = 0
+        for key, value in zip(keys.tolist(), values.tolist(), strict=True):
+            slot = self._slot(key)
+            self._keys[slot] = key
+            self._values[slot] = value
+            self._used += 1
+
+    def spill(self) -> None:
+        """Write the table to a sorted run (and merge runs of about the same size)."""
+        live = self._keys != 0
+        if not live.any():
+            return
+        records = np.zeros(int(live.sum()), dtype=SPILLED)
+        records["key"], records["value"] = self._keys[live], self._values[live]
+        records["seq"] = self._spills
+        self._spills += 1
+        records = sort_records(records, ("key",))
+        self._runs.append(RunFile.write(self.folder.new_path("states"), [records]))
+        self._keys[:] = 0
+        self._used = 0
+        while len(self._runs) > 1 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
+            self._merge_last_two()
+
+    def _merge_last_two(self) -> None:
+        older, newer = self._runs[-2:]
+
+        def latest() -> Iterator[np.ndarray]:
+            for chunk in merge_runs([older, newer], ("key", "seq")):
+                last = np.ones(len(chunk), dtype=bool)
+                last[:-1] = chunk["key"][1:] != chunk["key"][:-1]
+                yield chunk[last]
+
+        merged = RunFile.write(self.folder.new_path("states"), latest())
+        older.remove()
+        newer.remove()
+        self._runs[-2:] = [merged]
+
+    def items(self) -> Iterator[tuple[int, int]]:
+        """Every ``(key, latest value)``, in key order (spills the table, merges the runs)."""
+        self.spill()
+        while len(self._runs) > 1:
+            self._merge_last_two()
+        for run in self._runs:
+            for block in run.blocks():
+                yield from zip(block["key"].tolist(), block["value"].tolist(), strict=True)
+
+    def close(self) -> None:
+        """Remove the runs."""
+        for run in self._runs:
+            run.remove()
+        self._runs = []
