@@ -445,7 +445,8 @@ class Run:
             finally:
                 self.journal.close()
                 self.progress.close()
-                self.index = ResumeIndex()  # free it before the manifest is built
+                self.index.close()  # its files go before the manifest is built
+                self.index = ResumeIndex()
             self._merge()
         if self.journal.error is not None and self.fatal is None:
             raise self.journal.error
