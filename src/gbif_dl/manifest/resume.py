@@ -26,6 +26,8 @@ Example:
 from __future__ import annotations
 
 import os
+import struct
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,19 +72,29 @@ _GONE_BASE = 8
 #: States of urls first seen in this run (no manifest row), kept by url digest only.
 _NEW_PENDING, _NEW_FINISHED, _NEW_REMOVED = 1, 2, 3
 
-#: A sorted entry of the manifest rows' lookup file: url digest and row number.
-_KEYED_ROW = np.dtype([("key", "<u8"), ("row", "<u8")])
-#: A row of the manifest rows' file: where its url and path text starts, its status byte.
-_ROW = np.dtype([("offset", "<u8"), ("code", "u1")])
+#: A sorted entry of the manifest rows' lookup file: url digest, row number, where the row's
+#: text is (offset and length) and its status byte, so a lookup reads a block and the text.
+_KEYED_ROW = np.dtype(
+    {
+        "names": ["key", "row", "offset", "length", "code"],
+        "formats": ["u8", "u8", "u8", "u4", "u1"],
+        "offsets": [0, 8, 16, 24, 28],
+        "itemsize": 32,
+    }
+)
+#: A row's text: the lengths of its url and path (+1; 0: no path), then the url and the path.
+_TEXT_HEAD = struct.Struct("<II")
+#: Where the length and the status byte sit in the fourth 8-byte word of a keyed row.
+_CODE_SHIFT = 32 if sys.byteorder == "little" else 24
 
 
 class ManifestRows:
     """The rows of a manifest, on disk: ``url -> (row, status byte, path)`` by digest lookup.
 
-    Built with :meth:`add` (tables of ``url``, ``path`` and a status byte per row) and
-    :meth:`finish`; then :meth:`find` reads one block of sorted digests (through an in-memory
-    fence), and for a digest hit the row's url text, which must equal the url asked (two urls
-    sharing a digest never mix).
+    Built with :meth:`add` (lists of urls and paths, a status byte and a url digest per row)
+    and :meth:`finish`; then :meth:`find` reads one block of sorted digests (found through an
+    in-memory fence) and, for a digest hit, the row's text, whose url must equal the url asked
+    (two urls sharing a digest never mix).
 
     Example:
         >>> with SpillFolder() as folder:
@@ -98,48 +110,42 @@ class ManifestRows:
         self.folder = folder
         self.count = 0
         self._sorter = ExternalSorter(_KEYED_ROW, ("key", "row"), folder)
-        self._rows_path = folder.new_path("rows")
         self._text_path = folder.new_path("text")
-        self._rows_out: Any = open(self._rows_path, "wb")  # noqa: SIM115 - closed in finish
-        self._text_out: Any = open(self._text_path, "wb")  # noqa: SIM115
+        self._text_out: Any = open(self._text_path, "wb")  # noqa: SIM115 - closed in finish
         self._offset = 0
         self._keys: RunFile | None = None
-        self._fds: tuple[int, int] | None = None
+        self._fd: int | None = None
 
     def add(
         self, urls: list[str], paths: list[str | None], codes: np.ndarray, digests: np.ndarray
     ) -> None:
         """Append rows (``codes``: a status byte each; ``digests``: the urls' digests)."""
-        rows = np.zeros(len(urls), dtype=_ROW)
-        rows["code"] = codes
-        texts = []
-        offset = self._offset
-        for i, (url, path) in enumerate(zip(urls, paths, strict=True)):
-            rows["offset"][i] = offset
-            url_bytes = url.encode("utf-8", "surrogatepass")
-            text = len(url_bytes).to_bytes(4, "little") + url_bytes
-            if path is not None:
-                text += b"\x01" + path.encode("utf-8", "surrogatepass")
-            texts.append(text)
-            offset += len(text)
-        self._text_out.write(b"".join(texts))
-        self._rows_out.write(rows.tobytes())
         keyed = np.zeros(len(urls), dtype=_KEYED_ROW)
         keyed["key"] = digests
         keyed["row"] = np.arange(self.count, self.count + len(urls), dtype=np.uint64)
+        keyed["code"] = codes
+        texts = []
+        offset = self._offset
+        for i, (url, path) in enumerate(zip(urls, paths, strict=True)):
+            url_bytes = url.encode("utf-8", "surrogatepass")
+            path_bytes = path.encode("utf-8", "surrogatepass") if path is not None else b""
+            head = _TEXT_HEAD.pack(len(url_bytes), len(path_bytes) + 1 if path is not None else 0)
+            text = head + url_bytes + path_bytes
+            keyed["offset"][i], keyed["length"][i] = offset, len(text)
+            texts.append(text)
+            offset += len(text)
+        self._text_out.write(b"".join(texts))
         self._sorter.add(keyed)
         self.count += len(urls)
         self._offset = offset
 
     def finish(self) -> None:
-        """Close the files and sort the digests (an external sort: bounded memory)."""
-        end = np.zeros(1, dtype=_ROW)
-        end["offset"] = self._offset
-        self._rows_out.write(end.tobytes())
-        self._rows_out.close()
+        """Close the text file and sort the digests (an external sort: bounded memory)."""
         self._text_out.close()
-        self._keys = RunFile.write(self.folder.new_path("keys"), self._sorter.sorted_chunks())
-        self._fds = (os.open(self._rows_path, os.O_RDONLY), os.open(self._text_path, os.O_RDONLY))
+        self._keys = RunFile.write(
+            self.folder.new_path("keys"), self._sorter.sorted_chunks(), _KEYED_ROW
+        )
+        self._fd = os.open(self._text_path, os.O_RDONLY)
 
     def __len__(self) -> int:
         return self.count
@@ -147,43 +153,43 @@ class ManifestRows:
     @property
     def nbytes(self) -> int:
         """Bytes in memory (the fence of the sorted digests)."""
-        return int(self._keys.fence.nbytes) if self._keys is not None else 0
+        return self._keys.fence_bytes if self._keys is not None else 0
 
-    def row(self, row: int) -> tuple[str, int, str | None]:
-        """``(url, status byte, path)`` of row number ``row``."""
-        assert self._fds is not None
-        rows_fd, text_fd = self._fds
-        size = _ROW.itemsize
-        pair = np.frombuffer(os.pread(rows_fd, 2 * size, row * size), dtype=_ROW)
-        start, stop = int(pair["offset"][0]), int(pair["offset"][1])
-        text = os.pread(text_fd, stop - start, start)
-        length = int.from_bytes(text[:4], "little")
-        url = text[4 : 4 + length].decode("utf-8", "surrogatepass")
-        rest = text[4 + length :]
-        path = rest[1:].decode("utf-8", "surrogatepass") if rest else None
-        return url, int(pair["code"][0]), path
+    @staticmethod
+    def _text(text: bytes) -> tuple[str, str | None]:
+        url_length, path_length = _TEXT_HEAD.unpack_from(text)
+        start = _TEXT_HEAD.size
+        url = text[start : start + url_length].decode("utf-8", "surrogatepass")
+        if not path_length:
+            return url, None
+        start += url_length
+        return url, text[start : start + path_length - 1].decode("utf-8", "surrogatepass")
 
     def find(self, url: str, key: int) -> tuple[int, int, str | None] | None:
         """``(row, status byte, path)`` of ``url`` (whose digest is ``key``), or None."""
-        if self._keys is None:
+        if self._keys is None or self._fd is None:
             return None
-        for row in self._keys.find(key)["row"].tolist():
-            found_url, code, path = self.row(row)
+        for _, row, offset, word in self._keys.find_words(key):
+            length, code = word & 0xFFFFFFFF, (word >> _CODE_SHIFT) & 0xFF
+            found_url, path = self._text(os.pread(self._fd, length, offset))
             if found_url == url:
                 return row, code, path
         return None
 
     def urls(self) -> Iterator[str]:
-        """Every row's url, in row order."""
-        for row in range(self.count):
-            yield self.row(row)[0]
+        """Every row's url, in row order (the text file read from the start)."""
+        with open(self._text_path, "rb") as handle:
+            for _ in range(self.count):
+                head = handle.read(_TEXT_HEAD.size)
+                url_length, path_length = _TEXT_HEAD.unpack(head)
+                yield handle.read(url_length).decode("utf-8", "surrogatepass")
+                handle.seek(max(path_length - 1, 0), os.SEEK_CUR)
 
     def close(self) -> None:
         """Close the files (the folder's owner removes them)."""
-        if self._fds is not None:
-            for fd in self._fds:
-                os.close(fd)
-            self._fds = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._keys is not None:
             self._keys.close()
 
