@@ -222,8 +222,9 @@ class RunFile:
         words = [word for record in self.find_words(key) for word in record]
         return np.frombuffer(array.array("Q", words).tobytes(), dtype=self.dtype)
 
-    def blocks(self, size: int = BLOCK) -> Iterator[np.ndarray]:
-        """The records in order, ``size`` at a time."""
+    def blocks(self, size: int | None = None) -> Iterator[np.ndarray]:
+        """The records in order, ``size`` (default :data:`BLOCK`) at a time."""
+        size = size if size is not None else BLOCK
         for start in range(0, self.count, size):
             yield self._read(start, min(start + size, self.count))
 
@@ -302,12 +303,17 @@ class ExternalSorter:
     """
 
     def __init__(
-        self, dtype: np.dtype, order: Sequence[str], folder: SpillFolder, *, chunk: int = CHUNK
+        self,
+        dtype: np.dtype,
+        order: Sequence[str],
+        folder: SpillFolder,
+        *,
+        chunk: int | None = None,
     ) -> None:
         self.dtype = dtype
         self.order = tuple(order)
         self.folder = folder
-        self.chunk = chunk
+        self.chunk = chunk if chunk is not None else CHUNK
         self.count = 0
         self._pending: list[np.ndarray] = []
         self._pending_count = 0
@@ -381,10 +387,10 @@ class SpillMap:
         (200, 3, None, True)
     """
 
-    def __init__(self, folder: SpillFolder, *, slots: int = TABLE_SLOTS) -> None:
+    def __init__(self, folder: SpillFolder, *, slots: int | None = None) -> None:
         self.folder = folder
-        self.max_slots = slots
-        self._keys = np.zeros(min(1024, slots), dtype=np.uint64)
+        self.max_slots = slots if slots is not None else TABLE_SLOTS
+        self._keys = np.zeros(min(1024, self.max_slots), dtype=np.uint64)
         self._values = np.zeros(len(self._keys), dtype=np.uint8)
         self._used = 0
         self._runs: list[RunFile] = []  # oldest first
