@@ -104,7 +104,9 @@ def test_spilled_merge_of_manifest_files_keeps_the_latest_updated(
 ) -> None:
     parts = []
     for name, offset in (("a.parquet", 0.0), ("b.parquet", 100.0)):
-        rows = [{**_row(i, FAILED if offset else SUCCESS), "updated": offset + i} for i in range(60)]
+        rows = [
+            {**_row(i, FAILED if offset else SUCCESS), "updated": offset + i} for i in range(60)
+        ]
         rows += [{**_row(i), "updated": None} for i in range(60, 70)] if offset else []
         parts.append(tmp_path / name)
         pq.write_table(rows_to_table(rows), parts[-1])

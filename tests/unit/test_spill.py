@@ -51,9 +51,7 @@ def test_run_file_finds_groups_longer_than_a_block(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(spill, "FENCE", 4)
     keys = [1] * 3 + [5] * 11 + [9] * 2
     with SpillFolder() as folder:
-        run = RunFile.write(
-            folder.new_path("r"), [_records(keys[:7]), _records(keys[7:], 7)], PAIR
-        )
+        run = RunFile.write(folder.new_path("r"), [_records(keys[:7]), _records(keys[7:], 7)], PAIR)
         assert run.find(5)["pos"].tolist() == list(range(3, 14))
         assert run.find(1)["pos"].tolist() == [0, 1, 2]
         assert run.find(9)["pos"].tolist() == [14, 15]

@@ -364,8 +364,12 @@ class ExternalSorter:
 
 #: A spilled entry of a :class:`SpillMap`: its key, the run it was spilled in, its value.
 SPILLED = np.dtype(
-    {"names": ["key", "seq", "value"], "formats": ["u8", "u4", "u1"], "offsets": [0, 8, 12],
-     "itemsize": 16}
+    {
+        "names": ["key", "seq", "value"],
+        "formats": ["u8", "u4", "u1"],
+        "offsets": [0, 8, 12],
+        "itemsize": 16,
+    }
 )
 #: Where a SPILLED record's value byte (byte 12) sits in its second 8-byte word.
 _VALUE_SHIFT = 32 if sys.byteorder == "little" else 24
