@@ -29,6 +29,7 @@ from gbif_dl.manifest import (
     merge_manifest_files,
     rows_to_table,
     spill,
+    stored_counts,
 )
 from gbif_dl.testing.mediahost import MediaHosts
 from gbif_dl.writers.attribution import CITATION_NAME, write_attribution
@@ -184,3 +185,18 @@ def test_spilled_citation_counts_are_exact(tmp_path: Path, tiny: None) -> None:
         write_attribution(tmp_path, manifest)
     assert (tmp_path / CITATION_NAME).read_text() == spilled
     assert "Images: 130. Occurrences: 105." in spilled  # 50 numeric + 5 odd ids (+0 repeats)
+
+
+def test_stored_counts_per_column_read_in_batches(tmp_path: Path, tiny: None) -> None:
+    """The per-stream stored count a quota needs at start: stored rows only, any column."""
+    rows = [_row(i, SUCCESS if i % 4 else FAILED, label=f"s{i % 3}") for i in range(50)]
+    _journal(tmp_path, rows)
+    manifest = merge_journal_file(tmp_path)
+    assert manifest is not None
+    expected: dict[str, int] = {}
+    for i in range(50):
+        if i % 4:
+            expected[f"s{i % 3}"] = expected.get(f"s{i % 3}", 0) + 1
+    assert stored_counts(manifest, "label") == expected
+    assert stored_counts(manifest, "stream") == {}  # no such column (yet)
+    assert stored_counts(tmp_path / "missing.parquet", "label") == {}

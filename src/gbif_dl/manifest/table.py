@@ -56,6 +56,7 @@ __all__ = [
     "merge_manifest_files",
     "read_manifest",
     "rows_to_table",
+    "stored_counts",
     "url_digests",
     "url_host",
     "write_manifest",
@@ -336,6 +337,40 @@ def iter_manifest(
     for table in _file_batches(path, columns):
         for batch in table.to_batches(max_chunksize=batch_size):
             yield pa.Table.from_batches([batch], schema=table.schema)
+
+
+def stored_counts(manifest: Path | str, by: str) -> dict[Any, int]:
+    """How many stored images (status :data:`SUCCESS`) a manifest file holds per value of its
+    column ``by`` (for example the sampling ``stream`` of each item); ``{}`` when the file or
+    the column is missing.
+
+    Reads the two columns a batch at a time: memory is a batch plus one count per value.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / MANIFEST_NAME
+        >>> _ = write_manifest([rows_to_table([
+        ...     {"url": "http://h/a", "status": SUCCESS, "label": "bee"},
+        ...     {"url": "http://h/b", "status": FAILED, "label": "bee"},
+        ...     {"url": "http://h/c", "status": SUCCESS, "label": "ant"}])], path)
+        >>> stored_counts(path, "label"), stored_counts(path, "no such column")
+        ({'bee': 1, 'ant': 1}, {})
+    """
+    path = Path(manifest)
+    if not path.is_file():
+        return {}
+    parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    if by not in parquet.schema_arrow.names or "status" not in parquet.schema_arrow.names:
+        return {}
+    counts: dict[Any, int] = {}
+    columns = [by, "status"]
+    for batch in parquet.iter_batches(
+        batch_size=_MANIFEST_BATCH, columns=columns, use_threads=False
+    ):
+        stored = batch.column(0).filter(pc.fill_null(pc.equal(batch.column(1), SUCCESS), False))
+        for item in pc.value_counts(stored).to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + int(item["counts"])
+    return counts
 
 
 # --- merging: one row per url, the latest -----------------------------------------------------
