@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import random
 
 import numpy as np
 import pytest
 
 from gbif_dl.manifest import spill
-from gbif_dl.manifest.spill import ExternalSorter, RunFile, SpillFolder, SpillMap, merge_runs
+from gbif_dl.manifest.spill import ExternalSorter, RunFile, SpillFiles, SpillMap, merge_runs
 
 PAIR = np.dtype([("key", "<u8"), ("pos", "<u8")])
 
@@ -24,8 +25,8 @@ def test_spill_map_equals_a_dict_across_spills_and_merges() -> None:
     """Every key reads back its latest value, whether in the table or in any run."""
     rng = random.Random(5)
     expected: dict[int, int] = {}
-    with SpillFolder() as folder:
-        states = SpillMap(folder, slots=64)
+    with SpillFiles() as files:
+        states = SpillMap(files, slots=64)
         for _ in range(5_000):
             key = rng.choice([rng.randrange(1, 300), rng.getrandbits(64) or 1])
             states[key] = expected[key] = rng.randrange(256)
@@ -39,8 +40,8 @@ def test_spill_map_equals_a_dict_across_spills_and_merges() -> None:
 
 
 def test_spill_map_memory_is_bounded() -> None:
-    with SpillFolder() as folder:
-        states = SpillMap(folder, slots=1024)
+    with SpillFiles() as files:
+        states = SpillMap(files, slots=1024)
         for key in range(1, 200_001):
             states[key] = 1
         assert states.nbytes < 1024 * 9 + 200_000 // spill.FENCE * 8 + 1024
@@ -50,8 +51,8 @@ def test_spill_map_memory_is_bounded() -> None:
 def test_run_file_finds_groups_longer_than_a_block(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spill, "FENCE", 4)
     keys = [1] * 3 + [5] * 11 + [9] * 2
-    with SpillFolder() as folder:
-        run = RunFile.write(folder.new_path("r"), [_records(keys[:7]), _records(keys[7:], 7)], PAIR)
+    with SpillFiles() as files:
+        run = RunFile.write(files, [_records(keys[:7]), _records(keys[7:], 7)], PAIR)
         assert run.find(5)["pos"].tolist() == list(range(3, 14))
         assert run.find(1)["pos"].tolist() == [0, 1, 2]
         assert run.find(9)["pos"].tolist() == [14, 15]
@@ -64,12 +65,12 @@ def test_external_sort_keeps_each_key_in_one_chunk(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(spill, "FAN_IN", 3)
     rng = random.Random(1)
     keys = [rng.choice([7, 8, rng.randrange(1000)]) for _ in range(2_000)]
-    with SpillFolder() as folder:
-        sorter = ExternalSorter(PAIR, ("key", "pos"), folder, chunk=50)
+    with SpillFiles() as files:
+        sorter = ExternalSorter(PAIR, ("key", "pos"), files, chunk=50)
         for start in range(0, len(keys), 37):
             sorter.add(_records(keys[start : start + 37], start))
         chunks = list(sorter.sorted_chunks())
-        assert not list(folder.path.iterdir())  # the runs are gone
+        assert not files._files  # the runs are freed
     merged = np.concatenate(chunks)
     assert merged["pos"].tolist() == sorted(range(len(keys)), key=lambda i: (keys[i], i))
     seen: set[int] = set()
@@ -80,7 +81,16 @@ def test_external_sort_keeps_each_key_in_one_chunk(monkeypatch: pytest.MonkeyPat
 
 
 def test_merge_runs_of_nothing() -> None:
-    with SpillFolder() as folder:
-        empty = RunFile.write(folder.new_path("r"), [], PAIR)
+    with SpillFiles() as files:
+        empty = RunFile.write(files, [], PAIR)
         assert list(merge_runs([empty], ("key",))) == []
         assert empty.find(3).size == 0
+
+
+def test_spill_files_have_no_name_on_disk() -> None:
+    """A killed process leaves nothing behind: the files are unlinked from the start."""
+    with SpillFiles() as files:
+        run = RunFile.write(files, [_records([1, 2, 3])], PAIR)
+        assert run.keys is not None
+        assert os.fstat(run.records.fileno()).st_nlink == 0
+        assert os.fstat(run.keys.fileno()).st_nlink == 0

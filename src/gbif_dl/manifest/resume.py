@@ -7,7 +7,7 @@ leave it failed (:data:`GONE`: its latest row is a permanent failure, see
 (:data:`PENDING`) and finishes (:data:`FINISHED`).
 
 Memory does not grow with the dataset or the run: the manifest's rows are kept on disk (in a
-private temporary folder, see :mod:`gbif_dl.manifest.spill`) as url digests sorted for lookups,
+anonymous temporary files, see :mod:`gbif_dl.manifest.spill`) as url digests sorted for lookups,
 a status byte per row and the url and path text; the run's marks live in bounded tables
 spilled to sorted runs. What stays in memory is a fence of about 16 bytes per 1,000 rows.
 
@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from gbif_dl.fetch.result import PERMANENT_REASONS, Reason, is_permanent
 from gbif_dl.manifest.journal import JOURNAL_NAME, journal_blocks
-from gbif_dl.manifest.spill import ExternalSorter, RunFile, SpillFolder, SpillMap
+from gbif_dl.manifest.spill import ExternalSorter, RunFile, SpillFiles, SpillMap
 from gbif_dl.manifest.table import (
     FAILED,
     MANIFEST_NAME,
@@ -97,8 +97,8 @@ class ManifestRows:
     (two urls sharing a digest never mix).
 
     Example:
-        >>> with SpillFolder() as folder:
-        ...     rows = ManifestRows(folder)
+        >>> with SpillFiles() as files:
+        ...     rows = ManifestRows(files)
         ...     rows.add(["http://h/a", "http://h/b"], ["a.jpg", None],
         ...              np.array([1, 0], np.uint8), url_digests(["http://h/a", "http://h/b"]))
         ...     rows.finish()
@@ -106,15 +106,13 @@ class ManifestRows:
         ((0, 1, 'a.jpg'), 2)
     """
 
-    def __init__(self, folder: SpillFolder) -> None:
-        self.folder = folder
+    def __init__(self, files: SpillFiles) -> None:
+        self.files = files
         self.count = 0
-        self._sorter = ExternalSorter(_KEYED_ROW, ("key", "row"), folder)
-        self._text_path = folder.new_path("text")
-        self._text_out: Any = open(self._text_path, "wb")  # noqa: SIM115 - closed in finish
+        self._sorter = ExternalSorter(_KEYED_ROW, ("key", "row"), files)
+        self._text = files.new_file()
         self._offset = 0
         self._keys: RunFile | None = None
-        self._fd: int | None = None
 
     def add(
         self, urls: list[str], paths: list[str | None], codes: np.ndarray, digests: np.ndarray
@@ -134,18 +132,15 @@ class ManifestRows:
             keyed["offset"][i], keyed["length"][i] = offset, len(text)
             texts.append(text)
             offset += len(text)
-        self._text_out.write(b"".join(texts))
+        self._text.write(b"".join(texts))
         self._sorter.add(keyed)
         self.count += len(urls)
         self._offset = offset
 
     def finish(self) -> None:
-        """Close the text file and sort the digests (an external sort: bounded memory)."""
-        self._text_out.close()
-        self._keys = RunFile.write(
-            self.folder.new_path("keys"), self._sorter.sorted_chunks(), _KEYED_ROW
-        )
-        self._fd = os.open(self._text_path, os.O_RDONLY)
+        """Sort the digests (an external sort: bounded memory); the rows can be found then."""
+        self._text.flush()  # the reads go through the descriptor
+        self._keys = RunFile.write(self.files, self._sorter.sorted_chunks(), _KEYED_ROW)
 
     def __len__(self) -> int:
         return self.count
@@ -156,7 +151,7 @@ class ManifestRows:
         return self._keys.fence_bytes if self._keys is not None else 0
 
     @staticmethod
-    def _text(text: bytes) -> tuple[str, str | None]:
+    def _parse(text: bytes) -> tuple[str, str | None]:
         url_length, path_length = _TEXT_HEAD.unpack_from(text)
         start = _TEXT_HEAD.size
         url = text[start : start + url_length].decode("utf-8", "surrogatepass")
@@ -167,31 +162,30 @@ class ManifestRows:
 
     def find(self, url: str, key: int) -> tuple[int, int, str | None] | None:
         """``(row, status byte, path)`` of ``url`` (whose digest is ``key``), or None."""
-        if self._keys is None or self._fd is None:
+        if self._keys is None:
             return None
         for _, row, offset, word in self._keys.find_words(key):
             length, code = word & 0xFFFFFFFF, (word >> _CODE_SHIFT) & 0xFF
-            found_url, path = self._text(os.pread(self._fd, length, offset))
+            found_url, path = self._parse(os.pread(self._text.fileno(), length, offset))
             if found_url == url:
                 return row, code, path
         return None
 
     def urls(self) -> Iterator[str]:
-        """Every row's url, in row order (the text file read from the start)."""
-        with open(self._text_path, "rb") as handle:
-            for _ in range(self.count):
-                head = handle.read(_TEXT_HEAD.size)
-                url_length, path_length = _TEXT_HEAD.unpack(head)
-                yield handle.read(url_length).decode("utf-8", "surrogatepass")
-                handle.seek(max(path_length - 1, 0), os.SEEK_CUR)
+        """Every row's url, in row order (the text read from the start, a row at a time)."""
+        fd, offset = self._text.fileno(), 0
+        for _ in range(self.count):
+            url_length, path_length = _TEXT_HEAD.unpack(os.pread(fd, _TEXT_HEAD.size, offset))
+            offset += _TEXT_HEAD.size
+            yield os.pread(fd, url_length, offset).decode("utf-8", "surrogatepass")
+            offset += url_length + max(path_length - 1, 0)
 
     def close(self) -> None:
-        """Close the files (the folder's owner removes them)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Free the files."""
+        self.files.forget(self._text)
         if self._keys is not None:
-            self._keys.close()
+            self._keys.remove()
+            self._keys = None
 
 
 class ResumeIndex:
@@ -206,8 +200,8 @@ class ResumeIndex:
     urls would share an entry only on a 64-bit digest collision (about 3e-8 for a million
     urls), and the one then skipped is fetched by the next run, since no journal row names it.
     Anything else (a status or path that is not from the manifest) is kept in a small dict.
-    The files go in a private temporary folder, removed by :meth:`close` (or when the index is
-    collected).
+    The files are anonymous temporary files, freed by :meth:`close` (or when the index is
+    collected, or the process ends, even killed).
 
     Example:
         >>> index = ResumeIndex.from_arrays(pa.array(["http://h/a"]), pa.array(["success"]),
@@ -220,17 +214,17 @@ class ResumeIndex:
     """
 
     def __init__(self) -> None:
-        # nothing on disk until something is kept: a fresh run creates the folder on first use
-        self._folder: SpillFolder | None = None
+        # nothing on disk until something is kept: files are made on first use
+        self._files: SpillFiles | None = None
         self._base: ManifestRows | None = None
         self._rows: SpillMap | None = None  # row number + 1 -> status byte (the run's changes)
         self._new: SpillMap | None = None  # url digest -> _NEW_* (urls without a manifest row)
         self._extra: dict[str, tuple[str, str | None]] = {}
 
-    def _spill_folder(self) -> SpillFolder:
-        if self._folder is None:
-            self._folder = SpillFolder()
-        return self._folder
+    def _spill_files(self) -> SpillFiles:
+        if self._files is None:
+            self._files = SpillFiles()
+        return self._files
 
     @classmethod
     def from_arrays(
@@ -246,7 +240,7 @@ class ResumeIndex:
         """
         index = cls()
         if len(urls):
-            rows = ManifestRows(index._spill_folder())
+            rows = ManifestRows(index._spill_files())
             gone = _gone_codes(statuses, reasons, http_statuses) if reasons is not None else None
             _add_rows(rows, urls, statuses, paths, gone)
             rows.finish()
@@ -321,12 +315,12 @@ class ResumeIndex:
 
     def _set_row(self, row: int, code: int) -> None:
         if self._rows is None:
-            self._rows = SpillMap(self._spill_folder())
+            self._rows = SpillMap(self._spill_files())
         self._rows[row + 1] = code
 
     def _set_new(self, key: int, state: int) -> None:
         if self._new is None:
-            self._new = SpillMap(self._spill_folder())
+            self._new = SpillMap(self._spill_files())
         self._new[key] = state
 
     def __setitem__(self, url: str, entry: tuple[str, str | None]) -> None:
@@ -405,9 +399,9 @@ class ResumeIndex:
         for states in (self._rows, self._new):
             if states is not None:
                 states.close()
-        if self._folder is not None:
-            self._folder.close()
-        self._folder = self._base = self._rows = self._new = None
+        if self._files is not None:
+            self._files.close()
+        self._files = self._base = self._rows = self._new = None
         self._extra.clear()
 
 
@@ -464,7 +458,7 @@ def load_index(
     rows: ManifestRows | None = None
     for table in latest_rows(sources):
         if rows is None:
-            rows = ManifestRows(index._spill_folder())
+            rows = ManifestRows(index._spill_files())
         gone = _gone_codes(table["status"], table["reason"], table["http_status"])
         _add_rows(rows, table["url"], table["status"], table["path"], gone)
     if rows is not None:

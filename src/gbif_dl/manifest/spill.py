@@ -12,14 +12,14 @@ Everything here keeps a bounded amount in memory whatever the number of records:
   at most :data:`TABLE_SLOTS` slots spilled to sorted runs, which are merged pairwise as they
   grow (about log2(n / 87,381) runs for n keys).
 
-The files live in a private temporary folder (``tempfile``'s, so ``TMPDIR`` chooses where),
-removed by :meth:`SpillFolder.close` or when the object is collected.
+The files are anonymous temporary files (:class:`SpillFiles`; ``TMPDIR`` chooses the disk):
+they have no name, so they vanish when closed, and a killed process leaves nothing behind.
 
 Example:
     >>> import numpy as np
-    >>> with SpillFolder() as folder:
+    >>> with SpillFiles() as files:
     ...     sorter = ExternalSorter(np.dtype([("key", "u8"), ("pos", "u8")]), ("key", "pos"),
-    ...                             folder, chunk=4)
+    ...                             files, chunk=4)
     ...     for start in range(0, 10, 3):
     ...         keys = np.arange(start, min(start + 3, 10), dtype=np.uint64) * 7 % 10
     ...         sorter.add(np.rec.fromarrays([keys, keys], dtype=sorter.dtype).view(np.ndarray))
@@ -31,15 +31,12 @@ from __future__ import annotations
 
 import array
 import bisect
-import itertools
 import os
-import shutil
 import sys
 import tempfile
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import numpy as np
 
@@ -49,7 +46,7 @@ __all__ = [
     "TABLE_SLOTS",
     "ExternalSorter",
     "RunFile",
-    "SpillFolder",
+    "SpillFiles",
     "SpillMap",
     "merge_runs",
     "sort_records",
@@ -69,29 +66,39 @@ TABLE_SLOTS = 1 << 17
 _MAX_LOAD = 2 / 3
 
 
-class SpillFolder:
-    """A private temporary folder for run files, removed on :meth:`close` or collection.
+class SpillFiles:
+    """Anonymous temporary files (no name on disk: :func:`tempfile.TemporaryFile`), closed
+    together by :meth:`close`; a killed process leaves none behind.
 
     Example:
-        >>> folder = SpillFolder()
-        >>> folder.path.is_dir(), folder.close(), folder.path.exists()
-        (True, None, False)
+        >>> files = SpillFiles()
+        >>> handle = files.new_file()
+        >>> _ = handle.write(b"x")
+        >>> files.close(), handle.closed
+        (None, True)
     """
 
-    def __init__(self, prefix: str = "gbif-dl-index-") -> None:
-        self.path = Path(tempfile.mkdtemp(prefix=prefix))
-        self._counter = itertools.count()
-        self._finalizer = weakref.finalize(self, shutil.rmtree, str(self.path), True)
+    def __init__(self) -> None:
+        self._files: list[BinaryIO] = []
 
-    def new_path(self, stem: str) -> Path:
-        """A fresh file name in the folder."""
-        return self.path / f"{stem}-{next(self._counter):06d}.bin"
+    def new_file(self) -> BinaryIO:
+        """A new empty anonymous file, open for reading and writing."""
+        handle: BinaryIO = tempfile.TemporaryFile(prefix="gbif-dl-spill-")  # noqa: SIM115
+        self._files.append(handle)
+        return handle
+
+    def forget(self, handle: BinaryIO) -> None:
+        """Close ``handle`` (its space is freed at once)."""
+        handle.close()
+        self._files = [f for f in self._files if f is not handle]
 
     def close(self) -> None:
-        """Remove the folder and its files (idempotent)."""
-        self._finalizer()
+        """Close every file (idempotent)."""
+        for handle in self._files:
+            handle.close()
+        self._files = []
 
-    def __enter__(self) -> SpillFolder:
+    def __enter__(self) -> SpillFiles:
         return self
 
     def __exit__(
@@ -120,54 +127,75 @@ def sort_records(records: np.ndarray, order: Sequence[str]) -> np.ndarray:
 class RunFile:
     """Records sorted by their ``key`` field on disk, with an in-memory fence for lookups.
 
-    Two files: the records, and their keys alone (8 bytes each), so that a lookup reads one
-    block of :data:`FENCE` keys (2 KiB) and, on a hit, the matching records only.
+    Two anonymous files: the records, and (for lookups) their keys alone, 8 bytes each, so a
+    lookup reads one block of :data:`FENCE` keys (2 KiB) and, on a hit, the matching records.
 
     Example:
         >>> dtype = np.dtype([("key", "u8"), ("pos", "u8")])
-        >>> with SpillFolder() as folder:
+        >>> with SpillFiles() as files:
         ...     keys = np.arange(1000, dtype=np.uint64) * 2
         ...     records = np.rec.fromarrays([keys, keys + 1], dtype=dtype).view(np.ndarray)
-        ...     run = RunFile.write(folder.new_path("run"), [records], dtype)
+        ...     run = RunFile.write(files, [records], dtype)
         ...     run.find(998)["pos"].tolist(), run.find(999).size, len(run)
         ([999], 0, 1000)
     """
 
-    def __init__(self, path: Path, dtype: np.dtype, count: int, fence: np.ndarray) -> None:
+    def __init__(
+        self,
+        files: SpillFiles,
+        records: BinaryIO,
+        keys: BinaryIO | None,
+        dtype: np.dtype,
+        count: int,
+        fence: np.ndarray,
+    ) -> None:
         if dtype.names is None or dtype.fields is None or dtype.fields[dtype.names[0]][1] != 0:
             raise ValueError("a run's records start with their uint64 key")
         if dtype.itemsize % 8:
             raise ValueError("a run's records take a multiple of 8 bytes")
-        self.path = path
-        self.keys_path = _keys_path(path)
+        self.files = files
+        self.records = records
+        self.keys = keys
         self.dtype = dtype
         self.count = count
         # a Python array: bisect searches it without numpy's per-call cost (~2 us)
         self.fence = array.array("Q", np.asarray(fence, dtype=np.uint64).tobytes())
         self.step = FENCE  # keys per fence entry, as written
         self._stride = dtype.itemsize // 8  # 8-byte words per record
-        self._fds: tuple[int, int] | None = None
 
     @classmethod
-    def write(cls, path: Path, chunks: Iterable[np.ndarray], dtype: np.dtype) -> RunFile:
-        """Write ``chunks`` (records already in ``key`` order, one after the other) to
-        ``path`` as records of ``dtype`` (and their keys beside); the fence is taken as they
-        pass."""
+    def write(
+        cls,
+        files: SpillFiles,
+        chunks: Iterable[np.ndarray],
+        dtype: np.dtype,
+        *,
+        lookups: bool = True,
+    ) -> RunFile:
+        """Write ``chunks`` (records already in ``key`` order, one after the other) as records
+        of ``dtype`` to a new file of ``files``, with their keys beside for :meth:`find` unless
+        ``lookups`` is false (a run only merged); the fence is taken as they pass."""
         fence: list[np.ndarray] = []
         count = 0
-        with open(path, "wb") as records, open(_keys_path(path), "wb") as keys:
-            for chunk in chunks:
-                if not len(chunk):
-                    continue
-                if chunk.dtype != dtype:  # (numpy drops a structure's padding when it joins)
-                    chunk = chunk.astype(dtype)
-                first = (-count) % FENCE  # the first record of this chunk that starts a block
-                chunk_keys = np.ascontiguousarray(chunk["key"], dtype=np.uint64)
-                fence.append(chunk_keys[first::FENCE].copy())
-                records.write(np.ascontiguousarray(chunk).tobytes())
+        records = files.new_file()
+        keys = files.new_file() if lookups else None
+        for chunk in chunks:
+            if not len(chunk):
+                continue
+            if chunk.dtype != dtype:  # (numpy drops a structure's padding when it joins)
+                chunk = chunk.astype(dtype)
+            first = (-count) % FENCE  # the first record of this chunk that starts a block
+            chunk_keys = np.ascontiguousarray(chunk["key"], dtype=np.uint64)
+            fence.append(chunk_keys[first::FENCE].copy())
+            records.write(np.ascontiguousarray(chunk).tobytes())
+            if keys is not None:
                 keys.write(chunk_keys.tobytes())
-                count += len(chunk)
-        return cls(path, dtype, count, np.concatenate(fence) if fence else np.zeros(0, np.uint64))
+            count += len(chunk)
+        for handle in (records, keys):
+            if handle is not None:
+                handle.flush()  # the reads below go through the descriptor
+        fence_keys = np.concatenate(fence) if fence else np.zeros(0, np.uint64)
+        return cls(files, records, keys, dtype, count, fence_keys)
 
     def __len__(self) -> int:
         return self.count
@@ -177,15 +205,10 @@ class RunFile:
         """Bytes of the in-memory fence."""
         return len(self.fence) * self.fence.itemsize
 
-    def _files(self) -> tuple[int, int]:
-        if self._fds is None:
-            self._fds = (os.open(self.path, os.O_RDONLY), os.open(self.keys_path, os.O_RDONLY))
-        return self._fds
-
     def _read(self, start: int, stop: int) -> np.ndarray:
         """Records ``start:stop``."""
         size = self.dtype.itemsize
-        data = os.pread(self._files()[0], (stop - start) * size, start * size)
+        data = os.pread(self.records.fileno(), (stop - start) * size, start * size)
         return np.frombuffer(data, dtype=self.dtype)
 
     def find_words(self, key: int) -> list[tuple[int, ...]]:
@@ -195,8 +218,10 @@ class RunFile:
         Plain Python (``bisect`` over the fence and over the block's keys, no numpy call): a
         lookup costs a few microseconds, most of it the reads from the page cache.
         """
+        if self.keys is None:
+            raise ValueError("this run was written without lookups")
         step = self.step
-        records_fd, keys_fd = self._files()
+        records_fd, keys_fd = self.records.fileno(), self.keys.fileno()
         block = max(bisect.bisect_left(self.fence, key) - 1, 0)
         first = last = -1
         while block * step < self.count:
@@ -228,22 +253,11 @@ class RunFile:
         for start in range(0, self.count, size):
             yield self._read(start, min(start + size, self.count))
 
-    def close(self) -> None:
-        """Close the files (they stay; :meth:`remove` deletes them)."""
-        if self._fds is not None:
-            for fd in self._fds:
-                os.close(fd)
-            self._fds = None
-
     def remove(self) -> None:
-        """Close and delete the files."""
-        self.close()
-        self.path.unlink(missing_ok=True)
-        self.keys_path.unlink(missing_ok=True)
-
-
-def _keys_path(path: Path) -> Path:
-    return path.with_name(path.name + ".keys")
+        """Close the files (anonymous: their space is freed)."""
+        for handle in (self.records, self.keys):
+            if handle is not None:
+                self.files.forget(handle)
 
 
 def merge_runs(runs: Sequence[RunFile], order: Sequence[str]) -> Iterator[np.ndarray]:
@@ -253,8 +267,8 @@ def merge_runs(runs: Sequence[RunFile], order: Sequence[str]) -> Iterator[np.nda
 
     Example:
         >>> dtype = np.dtype([("key", "u8")])
-        >>> with SpillFolder() as folder:
-        ...     runs = [RunFile.write(folder.new_path("r"), [np.array(k, dtype=dtype)], dtype)
+        >>> with SpillFiles() as files:
+        ...     runs = [RunFile.write(files, [np.array(k, dtype=dtype)], dtype)
         ...             for k in ([(1,), (4,)], [(2,), (4,), (5,)])]
         ...     [chunk["key"].tolist() for chunk in merge_runs(runs, ("key",))]
         [[1, 2], [4, 4], [5]]
@@ -295,29 +309,30 @@ def merge_runs(runs: Sequence[RunFile], order: Sequence[str]) -> Iterator[np.nda
 
 
 class ExternalSorter:
-    """Sort records of ``dtype`` by ``order`` with bounded memory (:data:`CHUNK` records in
-    memory; the rest in sorted runs under ``folder``).
+    """Sort records of ``dtype`` by ``order`` with bounded memory: :data:`CHUNK` records in
+    memory, the rest in sorted runs (anonymous files of ``files``), merged :data:`FAN_IN` at a
+    time as they accumulate (so a few dozen files at most are open, whatever the count).
 
     :meth:`add` takes arrays of records; :meth:`sorted_chunks` yields them sorted, every record
-    of one ``key`` in the same chunk, and removes the runs afterwards.
+    of one ``key`` in the same chunk, and frees the runs afterwards.
     """
 
     def __init__(
         self,
         dtype: np.dtype,
         order: Sequence[str],
-        folder: SpillFolder,
+        files: SpillFiles,
         *,
         chunk: int | None = None,
     ) -> None:
         self.dtype = dtype
         self.order = tuple(order)
-        self.folder = folder
+        self.files = files
         self.chunk = chunk if chunk is not None else CHUNK
         self.count = 0
         self._pending: list[np.ndarray] = []
         self._pending_count = 0
-        self._runs: list[RunFile] = []
+        self._levels: list[list[RunFile]] = []  # runs of CHUNK * FAN_IN ** level records
 
     def add(self, records: np.ndarray) -> None:
         """Take ``records`` (spilling a sorted run whenever :data:`CHUNK` records wait)."""
@@ -329,37 +344,46 @@ class ExternalSorter:
         if self._pending_count >= self.chunk:
             self._spill()
 
+    def _merged(self, runs: list[RunFile]) -> RunFile:
+        merged = RunFile.write(self.files, merge_runs(runs, self.order), self.dtype, lookups=False)
+        for run in runs:
+            run.remove()
+        return merged
+
     def _spill(self) -> None:
         if not self._pending:
             return
         records = sort_records(np.concatenate(self._pending), self.order)
         self._pending, self._pending_count = [], 0
-        self._runs.append(RunFile.write(self.folder.new_path("sort"), [records], self.dtype))
+        run = RunFile.write(self.files, [records], self.dtype, lookups=False)
+        level = 0
+        while True:
+            if len(self._levels) == level:
+                self._levels.append([])
+            self._levels[level].append(run)
+            if len(self._levels[level]) < FAN_IN:
+                return
+            run, self._levels[level] = self._merged(self._levels[level]), []
+            level += 1
 
     def sorted_chunks(self) -> Iterator[np.ndarray]:
         """Every record added, sorted, in chunks (each ``key`` whole in one chunk)."""
-        if not self._runs:  # all in memory
+        if not self._levels:  # all in memory
             if self._pending:
                 yield sort_records(np.concatenate(self._pending), self.order)
             self._pending, self._pending_count = [], 0
             return
         self._spill()
-        runs = self._runs
+        runs = sorted((run for level in self._levels for run in level), key=len)
+        self._levels = []
         try:
-            while len(runs) > FAN_IN:  # merge in groups first: a block per run in memory
-                merged = []
-                for start in range(0, len(runs), FAN_IN):
-                    group = runs[start : start + FAN_IN]
-                    path = self.folder.new_path("sort")
-                    merged.append(RunFile.write(path, merge_runs(group, self.order), self.dtype))
-                    for run in group:
-                        run.remove()
-                runs = self._runs = merged
+            while len(runs) > FAN_IN:  # the smallest first, until one merge takes the rest
+                group = runs[: len(runs) - FAN_IN + 1][:FAN_IN]
+                runs = sorted([*runs[len(group) :], self._merged(group)], key=len)
             yield from merge_runs(runs, self.order)
         finally:
             for run in runs:
                 run.remove()
-            self._runs = []
 
 
 #: A spilled entry of a :class:`SpillMap`: its key, the run it was spilled in, its value.
@@ -382,8 +406,8 @@ class SpillMap:
     run, newest first.
 
     Example:
-        >>> with SpillFolder() as folder:
-        ...     states = SpillMap(folder, slots=1024)
+        >>> with SpillFiles() as files:
+        ...     states = SpillMap(files, slots=1024)
         ...     for key in range(1, 3001):
         ...         states[key] = key % 7
         ...     states[5] = 200
@@ -391,8 +415,8 @@ class SpillMap:
         (200, 3, None, True)
     """
 
-    def __init__(self, folder: SpillFolder, *, slots: int | None = None) -> None:
-        self.folder = folder
+    def __init__(self, files: SpillFiles, *, slots: int | None = None) -> None:
+        self.files = files
         self.max_slots = slots if slots is not None else TABLE_SLOTS
         self._keys = np.zeros(min(1024, self.max_slots), dtype=np.uint64)
         self._values = np.zeros(len(self._keys), dtype=np.uint8)
@@ -468,7 +492,7 @@ class SpillMap:
         records["seq"] = self._spills
         self._spills += 1
         records = sort_records(records, ("key",))
-        self._runs.append(RunFile.write(self.folder.new_path("states"), [records], SPILLED))
+        self._runs.append(RunFile.write(self.files, [records], SPILLED))
         self._keys[:] = 0
         self._used = 0
         while len(self._runs) > 1 and len(self._runs[-1]) * 2 >= len(self._runs[-2]):
@@ -483,7 +507,7 @@ class SpillMap:
                 last[:-1] = chunk["key"][1:] != chunk["key"][:-1]
                 yield chunk[last]
 
-        merged = RunFile.write(self.folder.new_path("states"), latest(), SPILLED)
+        merged = RunFile.write(self.files, latest(), SPILLED)
         older.remove()
         newer.remove()
         self._runs[-2:] = [merged]

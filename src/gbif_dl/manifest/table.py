@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gbif_dl._memory import release_memory
-from gbif_dl.manifest.spill import ExternalSorter, SpillFolder
+from gbif_dl.manifest.spill import ExternalSorter, SpillFiles
 from gbif_dl.records import RECORD_FIELDS, host_key, public_url, url_basename, url_digest
 from gbif_dl.writers._atomic import atomic_path
 
@@ -416,7 +416,7 @@ def _merge_keys(table: pa.Table, offset: int, by_updated: bool) -> np.ndarray:
 
 
 def _dropped_positions(
-    tables: Iterable[pa.Table], folder: SpillFolder, *, by_updated: bool
+    tables: Iterable[pa.Table], files: SpillFiles, *, by_updated: bool
 ) -> Iterator[np.ndarray]:
     """The positions of the rows that are not the latest of their url, ascending, in chunks.
 
@@ -425,10 +425,10 @@ def _dropped_positions(
     Memory: a chunk of the sorts and a block per sorted run, whatever the number of rows.
     """
     order = ("key", "check", "updated", "pos") if by_updated else ("key", "check", "pos")
-    rows = ExternalSorter(_MERGE_KEY, order, folder)
+    rows = ExternalSorter(_MERGE_KEY, order, files)
     for table in tables:
         rows.add(_merge_keys(table, rows.count, by_updated))
-    dropped = ExternalSorter(_POSITION, ("key",), folder)
+    dropped = ExternalSorter(_POSITION, ("key",), files)
     for chunk in rows.sorted_chunks():
         if len(chunk) < 2:
             continue
@@ -464,8 +464,8 @@ def latest_rows(sources: Iterable[TableSource], *, by_updated: bool = False) -> 
         for source in sources:
             yield from source()
 
-    with SpillFolder(prefix="gbif-dl-merge-") as folder:
-        dropped = _dropped_positions(every_table(), folder, by_updated=by_updated)
+    with SpillFiles() as files:
+        dropped = _dropped_positions(every_table(), files, by_updated=by_updated)
         pending = next(dropped, np.zeros(0, np.uint64))
         offset = 0
         for table in every_table():

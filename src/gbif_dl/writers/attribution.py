@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gbif_dl.manifest import SUCCESS, iter_manifest, url_digests
-from gbif_dl.manifest.spill import ExternalSorter, SpillFolder
+from gbif_dl.manifest.spill import ExternalSorter, SpillFiles
 from gbif_dl.records import public_url
 from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes
 from gbif_dl.writers.cells import SafeCsvWriter
@@ -163,8 +163,8 @@ def _dataset_counts(manifest: Manifest) -> tuple[list[tuple[str, int]], list[str
     dois: set[str] = set()
     stored = 0
     columns = ["gbifID", "datasetKey", "downloadDOI", "status"]
-    with SpillFolder(prefix="gbif-dl-citation-") as folder:
-        pairs = ExternalSorter(_OCCURRENCE, ("key", "dataset"), folder)
+    with SpillFiles() as files:
+        pairs = ExternalSorter(_OCCURRENCE, ("key", "dataset"), files)
         for batch in iter_manifest(manifest, columns):
             batch = batch.filter(pc.equal(batch["status"], SUCCESS))
             if batch.num_rows == 0:
