@@ -44,7 +44,8 @@ def test_spill_map_memory_is_bounded() -> None:
         states = SpillMap(files, slots=1024)
         for key in range(1, 200_001):
             states[key] = 1
-        assert states.nbytes < 1024 * 9 + 200_000 // spill.FENCE * 8 + 1024
+        bound = 1024 * 9 + 200_000 // spill.FENCE * 8 + spill.FILTER_BITS // 8  # + 8 per run
+        assert states.nbytes < bound + 8 * 64
         assert all(states.get(key) == 1 for key in range(1, 200_001, 997))
 
 
@@ -94,3 +95,16 @@ def test_spill_files_have_no_name_on_disk() -> None:
         assert run.keys is not None
         assert os.fstat(run.records.fileno()).st_nlink == 0
         assert os.fstat(run.keys.fileno()).st_nlink == 0
+
+
+def test_key_filter_never_misses_a_key() -> None:
+    """Absent keys may pass (a shared bit); present keys always do."""
+    rng = np.random.default_rng(3)
+    keys = rng.integers(1, 2**63, 20_000, dtype=np.uint64)
+    present = spill.KeyFilter()
+    present.add(keys[:10_000])
+    assert all(int(k) in present for k in keys[:10_000])
+    assert sum(int(k) in present for k in keys[10_000:]) < 100  # ~0.06% at 10,000 keys
+    sequential = spill.KeyFilter()
+    sequential.add(np.arange(1, 1001, dtype=np.uint64))  # row numbers spread as well
+    assert sum(k in sequential for k in range(1001, 3001)) < 10

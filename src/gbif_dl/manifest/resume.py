@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from gbif_dl.fetch.result import PERMANENT_REASONS, Reason, is_permanent
 from gbif_dl.manifest.journal import JOURNAL_NAME, journal_blocks
-from gbif_dl.manifest.spill import ExternalSorter, RunFile, SpillFiles, SpillMap
+from gbif_dl.manifest.spill import ExternalSorter, KeyFilter, RunFile, SpillFiles, SpillMap
 from gbif_dl.manifest.table import (
     FAILED,
     MANIFEST_NAME,
@@ -113,6 +113,7 @@ class ManifestRows:
         self._text = files.new_file()
         self._offset = 0
         self._keys: RunFile | None = None
+        self._present = KeyFilter()  # most absent urls are answered without a disk read
 
     def add(
         self, urls: list[str], paths: list[str | None], codes: np.ndarray, digests: np.ndarray
@@ -134,6 +135,7 @@ class ManifestRows:
             offset += len(text)
         self._text.write(b"".join(texts))
         self._sorter.add(keyed)
+        self._present.add(keyed["key"])
         self.count += len(urls)
         self._offset = offset
 
@@ -147,8 +149,9 @@ class ManifestRows:
 
     @property
     def nbytes(self) -> int:
-        """Bytes in memory (the fence of the sorted digests)."""
-        return self._keys.fence_bytes if self._keys is not None else 0
+        """Bytes in memory (the fence of the sorted digests and the filter)."""
+        fence = self._keys.fence_bytes if self._keys is not None else 0
+        return fence + self._present.nbytes
 
     @staticmethod
     def _parse(text: bytes) -> tuple[str, str | None]:
@@ -162,7 +165,7 @@ class ManifestRows:
 
     def find(self, url: str, key: int) -> tuple[int, int, str | None] | None:
         """``(row, status byte, path)`` of ``url`` (whose digest is ``key``), or None."""
-        if self._keys is None:
+        if self._keys is None or key not in self._present:
             return None
         for _, row, offset, word in self._keys.find_words(key):
             length, code = word & 0xFFFFFFFF, (word >> _CODE_SHIFT) & 0xFF

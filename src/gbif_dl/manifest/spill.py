@@ -43,8 +43,10 @@ import numpy as np
 __all__ = [
     "CHUNK",
     "FENCE",
+    "FILTER_BITS",
     "TABLE_SLOTS",
     "ExternalSorter",
+    "KeyFilter",
     "RunFile",
     "SpillFiles",
     "SpillMap",
@@ -386,6 +388,50 @@ class ExternalSorter:
                 run.remove()
 
 
+#: Bits of a :class:`KeyFilter` (2 MiB).
+FILTER_BITS = 1 << 24
+_GOLDEN = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads sequential keys over the bits too
+_MASK64 = (1 << 64) - 1
+
+
+class KeyFilter:
+    """A fixed-size bit filter of ``uint64`` keys (one bit a key): "surely absent" or "maybe".
+
+    Its size never grows (:data:`FILTER_BITS` bits), so memory stays flat; it only saves disk
+    reads, never changes an answer: about 94% of lookups of absent keys skip the disk at a
+    million keys, 45% at ten million, few beyond.
+
+    Example:
+        >>> keys = KeyFilter()
+        >>> keys.add(np.array([5, 2**63 + 1], dtype=np.uint64))
+        >>> 5 in keys, 2**63 + 1 in keys, 6 in keys
+        (True, True, False)
+    """
+
+    def __init__(self) -> None:
+        self.bits = bytearray(FILTER_BITS // 8)
+        self._shift = 64 - (FILTER_BITS.bit_length() - 1)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes in memory."""
+        return len(self.bits)
+
+    def add(self, keys: np.ndarray) -> None:
+        """Mark ``keys``."""
+        with np.errstate(over="ignore"):  # (the product wraps around, as intended)
+            spread = keys.astype(np.uint64) * np.uint64(_GOLDEN)
+        bit = (spread >> np.uint64(self._shift)).astype(np.int64)
+        view = np.frombuffer(self.bits, dtype=np.uint8)
+        np.bitwise_or.at(view, bit >> 3, (1 << (bit & 7)).astype(np.uint8))
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, int):
+            return False
+        bit = ((key * _GOLDEN) & _MASK64) >> self._shift
+        return bool(self.bits[bit >> 3] & (1 << (bit & 7)))
+
+
 #: A spilled entry of a :class:`SpillMap`: its key, the run it was spilled in, its value.
 SPILLED = np.dtype(
     {
@@ -422,6 +468,7 @@ class SpillMap:
         self._values = np.zeros(len(self._keys), dtype=np.uint8)
         self._used = 0
         self._runs: list[RunFile] = []  # oldest first
+        self._spilled: KeyFilter | None = None  # the keys of the runs (made at the first spill)
         self._spills = 0
 
     @property
@@ -433,7 +480,8 @@ class SpillMap:
     def nbytes(self) -> int:
         """Bytes in memory: the table and the runs' fences."""
         fences = sum(run.fence_bytes for run in self._runs)
-        return int(self._keys.nbytes + self._values.nbytes + fences)
+        spilled = self._spilled.nbytes if self._spilled is not None else 0
+        return int(self._keys.nbytes + self._values.nbytes + fences + spilled)
 
     def _slot(self, key: int) -> int:
         """The slot of ``key`` in the table, or of the empty slot where it would go."""
@@ -451,6 +499,8 @@ class SpillMap:
         slot = self._slot(key)
         if int(self._keys[slot]) == key:
             return int(self._values[slot])
+        if self._spilled is None or key not in self._spilled:
+            return default
         for run in reversed(self._runs):
             found = run.find_words(key)
             if found:  # (one record a key in a run) the value: byte 12, in the second word
@@ -491,6 +541,9 @@ class SpillMap:
         records["key"], records["value"] = self._keys[live], self._values[live]
         records["seq"] = self._spills
         self._spills += 1
+        if self._spilled is None:
+            self._spilled = KeyFilter()
+        self._spilled.add(records["key"])
         records = sort_records(records, ("key",))
         self._runs.append(RunFile.write(self.files, [records], SPILLED))
         self._keys[:] = 0
@@ -513,13 +566,17 @@ class SpillMap:
         self._runs[-2:] = [merged]
 
     def items(self) -> Iterator[tuple[int, int]]:
-        """Every ``(key, latest value)``, in key order (spills the table, merges the runs)."""
-        self.spill()
+        """Every ``(key, latest value)``: the runs' (merged into one first), then the table's."""
         while len(self._runs) > 1:
             self._merge_last_two()
+        live = self._keys != 0
+        table = dict(zip(self._keys[live].tolist(), self._values[live].tolist(), strict=True))
         for run in self._runs:
             for block in run.blocks():
-                yield from zip(block["key"].tolist(), block["value"].tolist(), strict=True)
+                for key, value in zip(block["key"].tolist(), block["value"].tolist(), strict=True):
+                    if key not in table:
+                        yield key, value
+        yield from table.items()
 
     def close(self) -> None:
         """Remove the runs."""
