@@ -2,6 +2,13 @@
 
     python benchmarks/soak.py [--records 1000000] [--hosts 4] [--concurrency 128]
                               [--per-host 32] [--root DIR] [--keep] [--json OUT.json]
+    python benchmarks/soak.py --sizes 100000,1000000 [--json OUT.json]
+
+With ``--sizes``, each size runs in a fresh process (its own peak) one after the other, and the
+summary adds the ratio of the peak RSS of the largest to the smallest, the slope in bytes per
+record between them, and the peak that slope extrapolates to at 10^8 records (issue 19: peak
+RSS at 10^6 within 15% of that at 10^5, a flat line to 10^8). The peak is the kernel's
+high-water mark of this process's resident set (``VmHWM``), not a sample.
 
 The media hosts (:class:`gbif_dl.testing.mediahost.MediaHosts`, no latency, no faults, tiny
 images rendered from an in-memory cache) run in a child process, so the resident memory sampled
@@ -49,6 +56,18 @@ def rss_bytes() -> int:
         import psutil
 
         return int(psutil.Process().memory_info().rss)
+
+
+def rss_peak_bytes() -> int:
+    """The high-water mark of this process's resident set (``VmHWM``), else the latest RSS."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss_bytes()
 
 
 def _serve(n_hosts: int, conn: Connection) -> None:
@@ -132,6 +151,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             progress=False,
         )
         finished = time.monotonic() - sampler.started
+        rss_hwm = rss_peak_bytes()
     finally:
         sampler.stop()
         parent.send("stop")
@@ -179,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "tail_s": round(finished - input_done, 1),
         "rss_start_mib": _mib(rss_start),
         "rss_peak_mib": _mib(max(rss_series + [c[2] for c in sampler.checkpoints])),
+        "rss_hwm_mib": _mib(rss_hwm),
         "rss_peak_while_fetching_mib": _mib(
             max(fetch_series + [c[2] for c in sampler.checkpoints])
         ),
@@ -200,7 +221,7 @@ def markdown(summary: dict[str, Any]) -> str:
         f"({summary['rate_per_s']} records/s); RSS {summary['rss_start_mib']} MiB at start, "
         f"peak {summary['rss_peak_while_fetching_mib']} MiB while fetching, "
         f"peak {summary['rss_peak_mib']} MiB overall (end of run: drain + manifest merge, "
-        f"{summary['tail_s']} s).",
+        f"{summary['tail_s']} s); high-water mark {summary['rss_hwm_mib']} MiB.",
         "",
         "| records taken | elapsed (s) | rate in this 10% (records/s) | RSS (MiB) |",
         "| ---: | ---: | ---: | ---: |",
@@ -213,9 +234,77 @@ def markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def scaling(summaries: list[dict[str, Any]], target: int = 10**8) -> dict[str, Any]:
+    """Peak RSS (high-water mark) against the number of records: the ratio of the largest run
+    to the smallest, the slope between them (bytes per record) and its extrapolation."""
+    small, large = summaries[0], summaries[-1]
+    peak_small, peak_large = small["rss_hwm_mib"] * 2**20, large["rss_hwm_mib"] * 2**20
+    slope = (peak_large - peak_small) / max(large["records"] - small["records"], 1)
+    return {
+        "sizes": [s["records"] for s in summaries],
+        "rss_hwm_mib": [s["rss_hwm_mib"] for s in summaries],
+        "rss_fetch_peak_mib": [s["rss_peak_while_fetching_mib"] for s in summaries],
+        "ratio": round(peak_large / peak_small, 3),
+        "slope_bytes_per_record": round(slope, 2),
+        "extrapolated_target": target,
+        "extrapolated_rss_mib": _mib(peak_large + slope * (target - large["records"])),
+    }
+
+
+def scaling_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        "| records | peak RSS (high-water mark, MiB) | peak while fetching (MiB) |",
+        "| ---: | ---: | ---: |",
+    ]
+    for n, hwm, fetch in zip(
+        result["sizes"], result["rss_hwm_mib"], result["rss_fetch_peak_mib"], strict=True
+    ):
+        lines.append(f"| {n:,} | {hwm} | {fetch} |")
+    lines.append("")
+    lines.append(
+        f"Ratio {result['ratio']} (largest / smallest); slope "
+        f"{result['slope_bytes_per_record']} bytes per record; extrapolated to "
+        f"{result['extrapolated_target']:,} records: {result['extrapolated_rss_mib']} MiB."
+    )
+    return "\n".join(lines)
+
+
+def run_sizes(args: argparse.Namespace) -> int:
+    """Each size in a fresh process, then the scaling summary."""
+    import subprocess
+
+    summaries = []
+    for size in sorted(int(n) for n in args.sizes.split(",")):
+        with tempfile.TemporaryDirectory(prefix="gbif-dl-soak-json-") as folder:
+            out = Path(folder) / "summary.json"
+            cmd = [sys.executable, __file__, "--records", str(size), "--json", str(out)]
+            cmd += ["--hosts", str(args.hosts), "--labels", str(args.labels)]
+            cmd += ["--concurrency", str(args.concurrency), "--per-host", str(args.per_host)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if not out.exists():
+                print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+                return 1
+            summary = json.loads(out.read_text())
+        summary.pop("samples", None)
+        summaries.append(summary)
+        print(markdown(summary), end="\n\n", flush=True)
+    result = {"runs": summaries, "scaling": scaling(summaries)}
+    text = json.dumps(result, indent=2)
+    print(text)
+    print()
+    print(scaling_markdown(result["scaling"]))
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    ok = all(s["success"] == s["records"] == s["manifest_rows"] for s in summaries)
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument(
+        "--sizes", help="comma-separated record counts, each run in a fresh process"
+    )
     parser.add_argument("--hosts", type=int, default=4)
     parser.add_argument("--labels", type=int, default=100, help="distinct class folders")
     parser.add_argument("--concurrency", type=int, default=128)
@@ -225,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp output folder")
     parser.add_argument("--json", help="also write the JSON summary to this file")
     args = parser.parse_args(argv)
+    if args.sizes:
+        return run_sizes(args)
     summary = run(args)
     text = json.dumps(summary, indent=2)
     print(text)

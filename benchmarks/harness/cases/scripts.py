@@ -4,8 +4,10 @@
   torch loaders (``benchmarks/read_throughput.py``).
 - ``dask``  (issue 7): a CPU-heavy job (resize to 512) on 2 Dask workers vs one local process
   (``benchmarks/dask_speedup.py``).
-- ``soak``  (issue 9): records through ``gbif_dl.io.download`` with the images served from
-  memory; memory curve and rate per 10% of the items (``benchmarks/soak.py``).
+- ``soak``  (issues 9, 19): records through ``gbif_dl.io.download`` with the images served from
+  memory; memory curve and rate per 10% of the items, at 10^5 and 10^6 records, each in a
+  fresh process: the ratio of their peaks and the slope extrapolated to 10^8
+  (``benchmarks/soak.py --sizes``).
 """
 
 from __future__ import annotations
@@ -99,13 +101,17 @@ def run_dask(ctx: Context) -> CaseResult:
 
 
 def run_soak(ctx: Context) -> CaseResult:
-    records = 20_000 if ctx.quick else 1_000_000
-    data = _script_json("soak.py", ["--records", str(records)], ctx, timeout_s=7200)
+    sizes = [5_000, 20_000] if ctx.quick else [100_000, 1_000_000]
+    result = _script_json(
+        "soak.py", ["--sizes", ",".join(map(str, sizes))], ctx, timeout_s=2 * 7200
+    )
+    data, scaling = result["runs"][-1], result["scaling"]
+    records = data["records"]
     slices = data.get("slices") or []
     res = CaseResult(
         "soak",
         "soak: records through io.download, images served from memory",
-        {"records": records, "concurrency": data["concurrency"], "per_host": data["per_host"]},
+        {"records": sizes, "concurrency": data["concurrency"], "per_host": data["per_host"]},
     )
     res.lines.append(
         Line(
@@ -121,13 +127,21 @@ def run_soak(ctx: Context) -> CaseResult:
     )
     res.lines.append(
         Line(
-            "RSS MiB: start / at 10% / at 100% / peak overall",
+            "RSS MiB: start / at 10% / at 100% / peak (high-water mark)",
             {
                 OURS: f"{data['rss_start_mib']} / {data['rss_at_10pct_mib']} / "
-                f"{data['rss_at_100pct_mib']} / {data['rss_peak_mib']}"
+                f"{data['rss_at_100pct_mib']} / {data['rss_hwm_mib']}"
             },
             f"end-of-run merge {data['tail_s']} s",
         )
     )
-    res.runs = {"soak": [{k: v for k, v in data.items() if k != "samples"}]}
+    res.lines.append(
+        Line(
+            f"peak RSS MiB at {' / '.join(f'{n:,}' for n in sizes)} records; ratio",
+            {OURS: f"{' / '.join(str(m) for m in scaling['rss_hwm_mib'])}; {scaling['ratio']}"},
+            f"slope {scaling['slope_bytes_per_record']} B/record; at 10^8 records "
+            f"{scaling['extrapolated_rss_mib']} MiB (extrapolated)",
+        )
+    )
+    res.runs = {"soak": result["runs"], "scaling": [scaling]}
     return res

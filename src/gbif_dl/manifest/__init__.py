@@ -4,6 +4,8 @@
                               batches (iter_manifest), merging files (latest row of each url)
     gbif_dl.manifest.journal  ``.gbif-dl-journal.jsonl``: Journal, reading, merge_journal_file
     gbif_dl.manifest.resume   ResumeIndex, load_index: ``url -> (status, path)`` for resume
+    gbif_dl.manifest.spill    sorted runs on disk: what the index and the merges keep instead
+                              of memory (external sort, block-wise merge, spilled state table)
 
 Every reader of a dataset (the writers' derived files, the loaders, the report) reads the
 manifest through this package.
@@ -48,6 +50,7 @@ from gbif_dl.manifest.table import (
     merge_manifest_files,
     read_manifest,
     rows_to_table,
+    stored_counts,
     url_digests,
     url_host,
     write_manifest,
@@ -80,6 +83,7 @@ __all__ = [
     "read_journal",
     "read_manifest",
     "rows_to_table",
+    "stored_counts",
     "url_digests",
     "url_host",
     "write_manifest",

@@ -1,10 +1,15 @@
 """The resume index: ``url -> (status, path)`` of every record a dataset already knows.
 
 A run loads it once (:func:`load_index`, streaming the manifest and the unmerged journal) and
-then decides each record with a hash lookup: fetch it, skip it (stored), retry it (failed), or
+then decides each record with a lookup: fetch it, skip it (stored), retry it (failed), or
 leave it failed (:data:`GONE`: its latest row is a permanent failure, see
 :func:`gbif_dl.fetch.result.is_permanent`). While the run goes on it marks the records it takes
 (:data:`PENDING`) and finishes (:data:`FINISHED`).
+
+Memory does not grow with the dataset or the run: the manifest's rows are kept on disk (in a
+anonymous temporary files, see :mod:`gbif_dl.manifest.spill`) as url digests sorted for lookups,
+a status byte per row and the url and path text; the run's marks live in bounded tables
+spilled to sorted runs. What stays in memory is a fence of about 16 bytes per 1,000 rows.
 
 Example:
     >>> import tempfile, pathlib
@@ -20,6 +25,9 @@ Example:
 
 from __future__ import annotations
 
+import os
+import struct
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +38,7 @@ import pyarrow.compute as pc
 
 from gbif_dl.fetch.result import PERMANENT_REASONS, Reason, is_permanent
 from gbif_dl.manifest.journal import JOURNAL_NAME, journal_blocks
+from gbif_dl.manifest.spill import ExternalSorter, KeyFilter, RunFile, SpillFiles, SpillMap
 from gbif_dl.manifest.table import (
     FAILED,
     MANIFEST_NAME,
@@ -41,7 +50,7 @@ from gbif_dl.manifest.table import (
 )
 from gbif_dl.records import url_digest
 
-__all__ = ["FINISHED", "GONE", "PENDING", "ResumeIndex", "load_index"]
+__all__ = ["FINISHED", "GONE", "PENDING", "ManifestRows", "ResumeIndex", "load_index"]
 
 #: The state of a record a run has taken and not finished (its old path, if any, kept).
 PENDING = "pending"
@@ -60,25 +69,142 @@ _FAILED_CODE, _SUCCESS_CODE, _PENDING_CODE, _FINISHED_CODE, _REMOVED_CODE = rang
 #: in the same byte, so a rerun counts it under its reason without keeping the text).
 _GONE_REASONS = tuple(sorted(reason.value for reason in {*PERMANENT_REASONS, Reason.HTTP_STATUS}))
 _GONE_BASE = 8
-#: Slot values of urls first seen in this run (no manifest row): their state only.
-_NEW_PENDING, _NEW_FINISHED, _NEW_REMOVED = -1, -2, -3
-_MAX_LOAD = 2 / 3
-#: Urls turned into Python strings at a time while their digests are computed.
-_DIGEST_STEP = 16_384
+#: States of urls first seen in this run (no manifest row), kept by url digest only.
+_NEW_PENDING, _NEW_FINISHED, _NEW_REMOVED = 1, 2, 3
+
+#: A sorted entry of the manifest rows' lookup file: url digest, row number, where the row's
+#: text is (offset and length) and its status byte, so a lookup reads a block and the text.
+_KEYED_ROW = np.dtype(
+    {
+        "names": ["key", "row", "offset", "length", "code"],
+        "formats": ["u8", "u8", "u8", "u4", "u1"],
+        "offsets": [0, 8, 16, 24, 28],
+        "itemsize": 32,
+    }
+)
+#: A row's text: the lengths of its url and path (+1; 0: no path), then the url and the path.
+_TEXT_HEAD = struct.Struct("<II")
+#: Where the length and the status byte sit in the fourth 8-byte word of a keyed row.
+_CODE_SHIFT = 32 if sys.byteorder == "little" else 24
+
+
+class ManifestRows:
+    """The rows of a manifest, on disk: ``url -> (row, status byte, path)`` by digest lookup.
+
+    Built with :meth:`add` (lists of urls and paths, a status byte and a url digest per row)
+    and :meth:`finish`; then :meth:`find` reads one block of sorted digests (found through an
+    in-memory fence) and, for a digest hit, the row's text, whose url must equal the url asked
+    (two urls sharing a digest never mix).
+
+    Example:
+        >>> with SpillFiles() as files:
+        ...     rows = ManifestRows(files)
+        ...     rows.add(["http://h/a", "http://h/b"], ["a.jpg", None],
+        ...              np.array([1, 0], np.uint8), url_digests(["http://h/a", "http://h/b"]))
+        ...     rows.finish()
+        ...     rows.find("http://h/a", url_digest("http://h/a")), len(rows)
+        ((0, 1, 'a.jpg'), 2)
+    """
+
+    def __init__(self, files: SpillFiles) -> None:
+        self.files = files
+        self.count = 0
+        self._sorter = ExternalSorter(_KEYED_ROW, ("key", "row"), files)
+        self._text = files.new_file()
+        self._offset = 0
+        self._keys: RunFile | None = None
+        self._present = KeyFilter()  # most absent urls are answered without a disk read
+
+    def add(
+        self, urls: list[str], paths: list[str | None], codes: np.ndarray, digests: np.ndarray
+    ) -> None:
+        """Append rows (``codes``: a status byte each; ``digests``: the urls' digests)."""
+        keyed = np.zeros(len(urls), dtype=_KEYED_ROW)
+        keyed["key"] = digests
+        keyed["row"] = np.arange(self.count, self.count + len(urls), dtype=np.uint64)
+        keyed["code"] = codes
+        texts = []
+        offset = self._offset
+        for i, (url, path) in enumerate(zip(urls, paths, strict=True)):
+            url_bytes = url.encode("utf-8", "surrogatepass")
+            path_bytes = path.encode("utf-8", "surrogatepass") if path is not None else b""
+            head = _TEXT_HEAD.pack(len(url_bytes), len(path_bytes) + 1 if path is not None else 0)
+            text = head + url_bytes + path_bytes
+            keyed["offset"][i], keyed["length"][i] = offset, len(text)
+            texts.append(text)
+            offset += len(text)
+        self._text.write(b"".join(texts))
+        self._sorter.add(keyed)
+        self._present.add(keyed["key"])
+        self.count += len(urls)
+        self._offset = offset
+
+    def finish(self) -> None:
+        """Sort the digests (an external sort: bounded memory); the rows can be found then."""
+        self._text.flush()  # the reads go through the descriptor
+        self._keys = RunFile.write(self.files, self._sorter.sorted_chunks(), _KEYED_ROW)
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes in memory (the fence of the sorted digests and the filter)."""
+        fence = self._keys.fence_bytes if self._keys is not None else 0
+        return fence + self._present.nbytes
+
+    @staticmethod
+    def _parse(text: bytes) -> tuple[str, str | None]:
+        url_length, path_length = _TEXT_HEAD.unpack_from(text)
+        start = _TEXT_HEAD.size
+        url = text[start : start + url_length].decode("utf-8", "surrogatepass")
+        if not path_length:
+            return url, None
+        start += url_length
+        return url, text[start : start + path_length - 1].decode("utf-8", "surrogatepass")
+
+    def find(self, url: str, key: int) -> tuple[int, int, str | None] | None:
+        """``(row, status byte, path)`` of ``url`` (whose digest is ``key``), or None."""
+        if self._keys is None or key not in self._present:
+            return None
+        for _, row, offset, word in self._keys.find_words(key):
+            length, code = word & 0xFFFFFFFF, (word >> _CODE_SHIFT) & 0xFF
+            found_url, path = self._parse(os.pread(self._text.fileno(), length, offset))
+            if found_url == url:
+                return row, code, path
+        return None
+
+    def urls(self) -> Iterator[str]:
+        """Every row's url, in row order (the text read from the start, a row at a time)."""
+        fd, offset = self._text.fileno(), 0
+        for _ in range(self.count):
+            url_length, path_length = _TEXT_HEAD.unpack(os.pread(fd, _TEXT_HEAD.size, offset))
+            offset += _TEXT_HEAD.size
+            yield os.pread(fd, url_length, offset).decode("utf-8", "surrogatepass")
+            offset += url_length + max(path_length - 1, 0)
+
+    def close(self) -> None:
+        """Free the files."""
+        self.files.forget(self._text)
+        if self._keys is not None:
+            self._keys.remove()
+            self._keys = None
 
 
 class ResumeIndex:
-    """``url -> (status, path)`` for resume decisions, stored compactly; O(1) lookups.
+    """``url -> (status, path)`` for resume decisions, on disk; memory does not grow with it.
 
-    Rows known from the manifest live in Arrow arrays (the url and path text as in the
-    manifest, the status as one byte, which for a :data:`GONE` row also names its reason); an
-    open-addressing hash table maps the 64-bit blake2b digest of a url to its row (``uint64``
-    key + ``int32`` value = 12 bytes a slot, at most 2/3 full). A digest hit is confirmed with
-    the stored url, so two urls sharing a digest never mix.
-    Urls first seen in this run keep only their digest and state (12-36 bytes each); two such
+    Rows known from the manifest live in :class:`ManifestRows` (sorted 64-bit blake2b url
+    digests, a status byte per row, which for a :data:`GONE` row also names its reason, and the
+    url and path text); a digest hit is confirmed with the stored url, so two urls sharing a
+    digest never mix. The run's changes to those rows are status bytes by row number, and urls
+    first seen in this run keep only their digest and state, both in a
+    :class:`~gbif_dl.manifest.spill.SpillMap` (a bounded table spilled to sorted runs). Two new
     urls would share an entry only on a 64-bit digest collision (about 3e-8 for a million
     urls), and the one then skipped is fetched by the next run, since no journal row names it.
     Anything else (a status or path that is not from the manifest) is kept in a small dict.
+    The files are anonymous temporary files, freed by :meth:`close` (or when the index is
+    collected, or the process ends, even killed).
 
     Example:
         >>> index = ResumeIndex.from_arrays(pa.array(["http://h/a"]), pa.array(["success"]),
@@ -91,15 +217,17 @@ class ResumeIndex:
     """
 
     def __init__(self) -> None:
-        # None until rows are loaded: a fresh run allocates nothing through Arrow (whose first
-        # use costs some 30 MB of RSS for its own set-up)
-        self._urls: pa.Array | None = None
-        self._paths: pa.Array | None = None
-        self._status = np.zeros(0, dtype=np.uint8)
-        self._keys = np.zeros(1024, dtype=np.uint64)
-        self._values = np.zeros(1024, dtype=np.int32)
-        self._used = 0
+        # nothing on disk until something is kept: files are made on first use
+        self._files: SpillFiles | None = None
+        self._base: ManifestRows | None = None
+        self._rows: SpillMap | None = None  # row number + 1 -> status byte (the run's changes)
+        self._new: SpillMap | None = None  # url digest -> _NEW_* (urls without a manifest row)
         self._extra: dict[str, tuple[str, str | None]] = {}
+
+    def _spill_files(self) -> SpillFiles:
+        if self._files is None:
+            self._files = SpillFiles()
+        return self._files
 
     @classmethod
     def from_arrays(
@@ -113,90 +241,34 @@ class ResumeIndex:
         """An index of distinct ``urls`` with their manifest ``statuses`` and ``paths``; with
         ``reasons`` (and ``http_statuses``), the permanent failures among them are :data:`GONE`.
         """
-        gone = _gone_codes(statuses, reasons, http_statuses) if reasons is not None else None
-        return cls._build(urls, statuses, paths, gone)
-
-    @classmethod
-    def _build(
-        cls, urls: pa.Array, statuses: pa.Array, paths: pa.Array, gone: np.ndarray | None
-    ) -> ResumeIndex:
         index = cls()
-        if len(urls) == 0:
-            return index
-        index._urls = urls.cast(pa.large_string())
-        index._paths = paths.cast(pa.large_string())
-        status = np.full(len(urls), _FAILED_CODE, dtype=np.uint8)
-        status[_mask(pc.equal(statuses, SUCCESS))] = _SUCCESS_CODE
-        if gone is not None:
-            status = np.where(gone > 0, gone, status)
-        index._status = status
-        step = _DIGEST_STEP  # a batch of url strings as Python objects at a time
-        keys = np.concatenate(
-            [
-                url_digests(index._urls.slice(start, step).to_pylist())
-                for start in range(0, len(urls), step)
-            ]
-        )
-        index._rebuild(keys, np.arange(len(urls), dtype=np.int32))
+        if len(urls):
+            rows = ManifestRows(index._spill_files())
+            gone = _gone_codes(statuses, reasons, http_statuses) if reasons is not None else None
+            _add_rows(rows, urls, statuses, paths, gone)
+            rows.finish()
+            index._base = rows
         return index
 
-    # the hash table ----------------------------------------------------------------------------
+    def _row_code(self, row: int, code: int) -> int:
+        """The status byte of manifest row ``row`` (``code`` unless this run changed it)."""
+        if self._rows is None:
+            return code
+        changed = self._rows.get(row + 1)
+        return code if changed is None else changed
 
-    def _rebuild(self, keys: np.ndarray, values: np.ndarray) -> None:
-        """Place ``keys`` -> ``values`` in a new table (vectorised linear probing)."""
-        capacity = 1024
-        while capacity < 2 * len(keys):  # half full at most after a rebuild
-            capacity *= 2
-        table_keys = np.zeros(capacity, dtype=np.uint64)
-        table_values = np.zeros(capacity, dtype=np.int32)
-        mask = np.uint64(capacity - 1)
-        slots = (keys & mask).astype(np.int64)
-        pending = np.arange(len(keys))
-        while pending.size:
-            at = slots[pending]
-            free = table_keys[at] == 0
-            candidates, candidate_slots = pending[free], at[free]
-            taken, first = np.unique(candidate_slots, return_index=True)
-            winners = candidates[first]
-            table_keys[taken] = keys[winners]
-            table_values[taken] = values[winners]
-            placed = np.zeros(len(keys), dtype=bool)
-            placed[winners] = True
-            pending = pending[~placed[pending]]
-            slots[pending] = (slots[pending] + 1) & (capacity - 1)
-        self._keys, self._values, self._used = table_keys, table_values, len(keys)
+    def _find_row(self, url: str, key: int) -> tuple[int, int, str | None] | None:
+        """``(row, current status byte, manifest path)`` of a manifest url, or None."""
+        if self._base is None:
+            return None
+        found = self._base.find(url, key)
+        if found is None:
+            return None
+        row, code, path = found
+        return row, self._row_code(row, code), path
 
-    def _find(self, url: str, key: int) -> tuple[int, int]:
-        """(slot of ``url`` or -1, the first empty slot on its probe path)."""
-        keys, values = self._keys, self._values
-        mask = len(keys) - 1
-        slot = key & mask
-        while True:
-            found = int(keys[slot])
-            if found == 0:
-                return -1, slot
-            if found == key:
-                value = int(values[slot])
-                if value < 0 or self._urls[value].as_py() == url:  # type: ignore[index]
-                    return slot, slot
-            slot = (slot + 1) & mask
-
-    def _insert(self, key: int, value: int) -> None:
-        if (self._used + 1) > len(self._keys) * _MAX_LOAD:
-            live = (self._keys != 0) & (self._values != _NEW_REMOVED)
-            self._rebuild(self._keys[live], self._values[live])
-        slot = self._empty_slot(key)
-        self._keys[slot] = key
-        self._values[slot] = value
-        self._used += 1
-
-    def _empty_slot(self, key: int) -> int:
-        keys = self._keys
-        mask = len(keys) - 1
-        slot = key & mask
-        while int(keys[slot]) != 0:
-            slot = (slot + 1) & mask
-        return slot
+    def _new_state(self, key: int) -> int | None:
+        return self._new.get(key) if self._new is not None else None
 
     # the mapping -------------------------------------------------------------------------------
 
@@ -204,21 +276,21 @@ class ResumeIndex:
         """``(status, path)`` of ``url``, or ``default``."""
         if self._extra and url in self._extra:
             return self._extra[url]
-        slot, _ = self._find(url, url_digest(url))
-        if slot < 0:
-            return default
-        value = int(self._values[slot])
-        if value < 0:
-            if value == _NEW_REMOVED:
+        key = url_digest(url)
+        found = self._find_row(url, key)
+        if found is not None:
+            _, code, path = found
+            if code == _REMOVED_CODE:
                 return default
-            return (PENDING, None) if value == _NEW_PENDING else (FINISHED, None)
-        code = int(self._status[value])
-        if code == _REMOVED_CODE:
-            return default
-        if code == _FINISHED_CODE:
+            if code == _FINISHED_CODE:
+                return (FINISHED, None)
+            return (GONE if code >= _GONE_BASE else _STATUS_NAMES[code], path)
+        state = self._new_state(key)
+        if state == _NEW_PENDING:
+            return (PENDING, None)
+        if state == _NEW_FINISHED:
             return (FINISHED, None)
-        status = GONE if code >= _GONE_BASE else _STATUS_NAMES[code]
-        return (status, self._paths[value].as_py())  # type: ignore[index]
+        return default
 
     def gone_reason(self, url: str) -> str | None:
         """The failure reason of ``url`` when it is :data:`GONE`, else None.
@@ -231,9 +303,8 @@ class ResumeIndex:
         """
         if self._extra and url in self._extra:
             return None
-        slot, _ = self._find(url, url_digest(url))
-        value = int(self._values[slot]) if slot >= 0 else -1
-        code = int(self._status[value]) if value >= 0 else 0
+        found = self._find_row(url, url_digest(url))
+        code = found[1] if found is not None else 0
         return _GONE_REASONS[code - _GONE_BASE] if code >= _GONE_BASE else None
 
     def __getitem__(self, url: str) -> tuple[str, str | None]:
@@ -245,29 +316,35 @@ class ResumeIndex:
     def __contains__(self, url: object) -> bool:
         return isinstance(url, str) and self.get(url) is not None
 
+    def _set_row(self, row: int, code: int) -> None:
+        if self._rows is None:
+            self._rows = SpillMap(self._spill_files())
+        self._rows[row + 1] = code
+
+    def _set_new(self, key: int, state: int) -> None:
+        if self._new is None:
+            self._new = SpillMap(self._spill_files())
+        self._new[key] = state
+
     def __setitem__(self, url: str, entry: tuple[str, str | None]) -> None:
         status, path = entry
         key = url_digest(url)
-        slot, _ = self._find(url, key)
+        found = self._find_row(url, key)
         self._extra.pop(url, None)
-        value = int(self._values[slot]) if slot >= 0 else None
-        if value is not None and value >= 0:
+        if found is not None:
+            row, _, manifest_path = found
             if status == FINISHED and path is None:
-                self._status[value] = _FINISHED_CODE
+                self._set_row(row, _FINISHED_CODE)
                 return
-            if status in _STATUS_NAMES[:3] and path == self._paths[value].as_py():  # type: ignore[index]
-                self._status[value] = _STATUS_NAMES.index(status)
+            if status in _STATUS_NAMES[:3] and path == manifest_path:
+                self._set_row(row, _STATUS_NAMES.index(status))
                 return
-            self._status[value] = _REMOVED_CODE  # the dict below holds it now
+            self._set_row(row, _REMOVED_CODE)  # the dict below holds it now
         elif path is None and status in (PENDING, FINISHED):
-            state = _NEW_PENDING if status == PENDING else _NEW_FINISHED
-            if slot >= 0:
-                self._values[slot] = state
-            else:
-                self._insert(key, state)
+            self._set_new(key, _NEW_PENDING if status == PENDING else _NEW_FINISHED)
             return
-        elif slot >= 0:
-            self._values[slot] = _NEW_REMOVED
+        elif self._new_state(key) is not None:
+            self._set_new(key, _NEW_REMOVED)
         self._extra[url] = (status, path)
 
     def pop(self, url: str, default: Any = None) -> Any:
@@ -276,26 +353,31 @@ class ResumeIndex:
         if found is None:
             return default
         self._extra.pop(url, None)
-        slot, _ = self._find(url, url_digest(url))
-        if slot >= 0:
-            value = int(self._values[slot])
-            if value >= 0:
-                self._status[value] = _REMOVED_CODE
-            else:
-                self._values[slot] = _NEW_REMOVED
+        key = url_digest(url)
+        row = self._find_row(url, key)
+        if row is not None:
+            self._set_row(row[0], _REMOVED_CODE)
+        elif self._new_state(key) is not None:
+            self._set_new(key, _NEW_REMOVED)
         return found
 
     def __len__(self) -> int:
-        used = self._values[self._keys != 0]
-        new = int(np.count_nonzero((used == _NEW_PENDING) | (used == _NEW_FINISHED)))
-        return new + int(np.count_nonzero(self._status != _REMOVED_CODE)) + len(self._extra)
+        count = len(self._extra)
+        if self._new is not None:
+            count += sum(state != _NEW_REMOVED for _, state in self._new.items())
+        if self._base is not None:
+            count += len(self._base)
+            if self._rows is not None:
+                count -= sum(code == _REMOVED_CODE for _, code in self._rows.items())
+        return count
 
     def items(self) -> Iterator[tuple[str, tuple[str, str | None]]]:
         """The entries whose url text is kept (manifest rows and overrides, not new urls)."""
-        for row, url in enumerate(self._urls.to_pylist() if self._urls is not None else ()):
-            code = int(self._status[row])
-            if code != _REMOVED_CODE and url not in self._extra:
-                yield url, self.get(url)
+        for url in self._base.urls() if self._base is not None else ():
+            if url not in self._extra:
+                entry = self.get(url)
+                if entry is not None:
+                    yield url, entry
         yield from self._extra.items()
 
     def __eq__(self, other: object) -> bool:
@@ -309,14 +391,48 @@ class ResumeIndex:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the arrays (the hash table, the status bytes, the url and path text)."""
-        return int(
-            self._keys.nbytes
-            + self._values.nbytes
-            + self._status.nbytes
-            + (self._urls.nbytes if self._urls is not None else 0)
-            + (self._paths.nbytes if self._paths is not None else 0)
+        """Bytes held in memory (the bounded tables and the fences of the sorted files)."""
+        parts = (self._base, self._rows, self._new)
+        return sum(part.nbytes for part in parts if part is not None)
+
+    def close(self) -> None:
+        """Remove the index's files (the index is empty afterwards; idempotent)."""
+        if self._base is not None:
+            self._base.close()
+        for states in (self._rows, self._new):
+            if states is not None:
+                states.close()
+        if self._files is not None:
+            self._files.close()
+        self._files = self._base = self._rows = self._new = None
+        self._extra.clear()
+
+
+def _add_rows(
+    rows: ManifestRows,
+    urls: pa.Array | pa.ChunkedArray,
+    statuses: pa.Array | pa.ChunkedArray,
+    paths: pa.Array | pa.ChunkedArray,
+    gone: np.ndarray | None,
+) -> None:
+    """Append distinct manifest rows to ``rows`` (a batch of url strings at a time)."""
+    codes = np.full(len(urls), _FAILED_CODE, dtype=np.uint8)
+    codes[_mask(pc.equal(statuses, SUCCESS))] = _SUCCESS_CODE
+    if gone is not None:
+        codes = np.where(gone > 0, gone, codes)
+    step = _DIGEST_STEP
+    for start in range(0, len(urls), step):
+        batch = urls.slice(start, step).to_pylist()
+        rows.add(
+            batch,
+            paths.slice(start, step).to_pylist(),
+            codes[start : start + step],
+            url_digests(batch),
         )
+
+
+#: Urls turned into Python strings at a time while their digests are computed.
+_DIGEST_STEP = 16_384
 
 
 def load_index(
@@ -325,8 +441,9 @@ def load_index(
     """``url -> (status, path)`` for every manifest row plus unmerged journal rows (journal wins);
     a url whose latest row is a permanent failure is :data:`GONE`.
 
-    Loaded once per run (streaming: a batch of rows at a time) into a compact
-    :class:`ResumeIndex`; afterwards each resume decision is a hash lookup.
+    Loaded once per run (streaming: a batch of rows at a time) into a
+    :class:`ResumeIndex` on disk; afterwards each resume decision is a lookup (an in-memory
+    fence, then a block of sorted digests and the row's text read from the page cache).
 
     Example:
         >>> import tempfile
@@ -340,16 +457,17 @@ def load_index(
     if manifest.exists():
         sources.append(lambda: _with_url(iter_manifest(manifest, columns)))
     sources.append(lambda: _with_url(journal_blocks(root, journal_name, columns)))
-    parts: dict[str, list[pa.Array]] = {name: [] for name in columns[:3]}
-    gone: list[np.ndarray] = []  # a byte a row: the reason and http_status are not kept
+    index = ResumeIndex()
+    rows: ManifestRows | None = None
     for table in latest_rows(sources):
-        for name in parts:
-            parts[name].extend(table[name].cast(pa.large_string()).chunks)
-        gone.append(_gone_codes(table["status"], table["reason"], table["http_status"]))
-    if not parts["url"]:
-        return ResumeIndex()
-    urls, statuses, paths = (pa.concat_arrays(parts[name]) for name in parts)
-    return ResumeIndex._build(urls, statuses, paths, np.concatenate(gone))
+        if rows is None:
+            rows = ManifestRows(index._spill_files())
+        gone = _gone_codes(table["status"], table["reason"], table["http_status"])
+        _add_rows(rows, table["url"], table["status"], table["path"], gone)
+    if rows is not None:
+        rows.finish()
+        index._base = rows
+    return index
 
 
 def _mask(condition: pa.Array | pa.ChunkedArray) -> np.ndarray:

@@ -7,8 +7,9 @@ report. Its ``status`` is one of :data:`STATUSES`: :data:`SUCCESS` or :data:`FAI
 
 Reading streams: :func:`iter_manifest` yields batches of rows conformed to :data:`SCHEMA`, so
 memory stays at one batch whatever the manifest's length. Merging streams too
-(:func:`latest_rows`, :func:`write_manifest`): the rows are read twice, once for their 64-bit
-url digests (8 bytes a row) and once to write the latest row of each url.
+(:func:`latest_rows`, :func:`write_manifest`): the rows are read twice, once for their url
+digests (sorted on disk, so memory does not grow with the rows) and once to write the latest
+row of each url.
 
 Example:
     >>> row = manifest_row({"url": "http://h/a.jpg", "label": "x"}, status=SUCCESS,
@@ -36,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from gbif_dl._memory import release_memory
+from gbif_dl.manifest.spill import ExternalSorter, SpillFiles
 from gbif_dl.records import RECORD_FIELDS, host_key, public_url, url_basename, url_digest
 from gbif_dl.writers._atomic import atomic_path
 
@@ -55,6 +57,7 @@ __all__ = [
     "merge_manifest_files",
     "read_manifest",
     "rows_to_table",
+    "stored_counts",
     "url_digests",
     "url_host",
     "write_manifest",
@@ -354,6 +357,40 @@ def iter_manifest(
             yield pa.Table.from_batches([batch], schema=table.schema)
 
 
+def stored_counts(manifest: Path | str, by: str) -> dict[Any, int]:
+    """How many stored images (status :data:`SUCCESS`) a manifest file holds per value of its
+    column ``by`` (for example the sampling ``stream`` of each item); ``{}`` when the file or
+    the column is missing.
+
+    Reads the two columns a batch at a time: memory is a batch plus one count per value.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / MANIFEST_NAME
+        >>> _ = write_manifest([rows_to_table([
+        ...     {"url": "http://h/a", "status": SUCCESS, "label": "bee"},
+        ...     {"url": "http://h/b", "status": FAILED, "label": "bee"},
+        ...     {"url": "http://h/c", "status": SUCCESS, "label": "ant"}])], path)
+        >>> stored_counts(path, "label"), stored_counts(path, "no such column")
+        ({'bee': 1, 'ant': 1}, {})
+    """
+    path = Path(manifest)
+    if not path.is_file():
+        return {}
+    parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+    if by not in parquet.schema_arrow.names or "status" not in parquet.schema_arrow.names:
+        return {}
+    counts: dict[Any, int] = {}
+    columns = [by, "status"]
+    for batch in parquet.iter_batches(
+        batch_size=_MANIFEST_BATCH, columns=columns, use_threads=False
+    ):
+        stored = batch.column(0).filter(pc.fill_null(pc.equal(batch.column(1), SUCCESS), False))
+        for item in pc.value_counts(stored).to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + int(item["counts"])
+    return counts
+
+
 # --- merging: one row per url, the latest -----------------------------------------------------
 
 
@@ -367,96 +404,70 @@ def url_digests(urls: Iterable[str | None]) -> np.ndarray:
     return np.fromiter(map(url_digest, urls), dtype=np.uint64)
 
 
-def _digests_of(tables: Iterable[pa.Table]) -> np.ndarray:
-    """The url digests of every row of ``tables``, in order."""
-    parts = [url_digests(t["url"].to_pylist()) for t in tables]
-    return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
-
-
-def _shared_positions(digests: np.ndarray) -> np.ndarray:
-    """The positions (sorted) of the rows whose digest another row has."""
-    order = np.argsort(digests, kind="stable")
-    ordered = digests[order]
-    same = ordered[1:] == ordered[:-1]
-    in_group = np.zeros(len(digests), dtype=bool)
-    in_group[1:] |= same
-    in_group[:-1] |= same
-    return np.sort(order[in_group])
-
-
-def _last_of_each_url(rows: pa.Table, shared: np.ndarray) -> np.ndarray:
-    """The positions (of ``shared``) of the last row of each url of ``rows``."""
-    return (
-        pa.table({"url": rows["url"], "position": pa.array(shared, pa.int64())})
-        .group_by("url", use_threads=False)
-        .aggregate([("position", "max")])["position_max"]
-        .to_numpy()
+def _check_digests(urls: list[str | None]) -> np.ndarray:
+    """A second 64-bit digest of each url, independent of :func:`url_digests`: the first 64
+    bits of its sha1 (:func:`gbif_dl.records.url_basename`). Two urls are taken as one when
+    both digests agree (128 bits: about 1e-21 for a billion urls)."""
+    return np.fromiter(
+        (int(url_basename(url or "")[:16], 16) for url in urls), dtype=np.uint64, count=len(urls)
     )
 
 
-def _latest_updated_of_each_url(rows: pa.Table, shared: np.ndarray) -> np.ndarray:
-    """The positions of the row of each url with the latest ``updated`` (ties: the last)."""
-    ranked = pa.table(
-        {"url": rows["url"], "updated": rows["updated"], "position": pa.array(shared, pa.int64())}
-    ).sort_by([("url", "ascending"), ("updated", "ascending"), ("position", "ascending")])
-    urls = ranked["url"]
-    is_last = np.ones(len(shared), dtype=bool)
-    if len(shared) > 1:
-        same_url = pc.equal(urls.slice(0, len(shared) - 1), urls.slice(1))
-        is_last[:-1] = ~np.asarray(pc.fill_null(same_url, False).to_numpy(zero_copy_only=False))
-    return ranked["position"].to_numpy()[is_last]
+#: What the merge sorts for each row: its url digests, ``updated`` (ms) and global position.
+_MERGE_KEY = np.dtype([("key", "u8"), ("check", "u8"), ("updated", "i8"), ("pos", "u8")])
+#: A row position to leave out of the merged rows.
+_POSITION = np.dtype([("key", "u8")])
+_NO_TIME = np.iinfo(np.int64).max  # a row without ``updated`` sorts last (as Arrow's nulls)
 
 
-def _latest_mask(
-    digests: np.ndarray,
-    rows_at: Callable[[np.ndarray, tuple[str, ...]], pa.Table],
-    *,
-    by_updated: bool = False,
-) -> np.ndarray | None:
-    """Which rows are the latest of their url (a bool per row), or None when every url is new.
-
-    Rows are told apart by their 64-bit url digest (8 bytes per row, sorted with numpy); only
-    rows whose digest is shared are compared by their url text, which
-    ``rows_at(positions, columns)`` returns for the (usually few) positions asked, in order.
-    Memory: about 24 bytes per row, plus the url text of the rows that share a digest.
-    """
-    if len(digests) < 2:
-        return None
-    shared = _shared_positions(digests)
-    if not shared.size:
-        return None
-    keep = np.ones(len(digests), dtype=bool)
-    keep[shared] = False
+def _merge_keys(table: pa.Table, offset: int, by_updated: bool) -> np.ndarray:
+    """The :data:`_MERGE_KEY` records of ``table``'s rows (positions from ``offset``)."""
+    urls = table["url"].to_pylist()
+    keys = np.zeros(len(urls), dtype=_MERGE_KEY)
+    keys["key"] = url_digests(urls)
+    keys["check"] = _check_digests(urls)
     if by_updated:
-        keep[_latest_updated_of_each_url(rows_at(shared, ("url", "updated")), shared)] = True
-    else:
-        keep[_last_of_each_url(rows_at(shared, ("url",)), shared)] = True
-    return keep
+        updated = pc.cast(table["updated"], pa.int64())
+        keys["updated"] = np.asarray(pc.fill_null(updated, _NO_TIME), dtype=np.int64)
+    keys["pos"] = np.arange(offset, offset + len(urls), dtype=np.uint64)
+    return keys
 
 
-def _take_positions(
-    tables: Iterable[pa.Table], positions: np.ndarray, columns: tuple[str, ...]
-) -> pa.Table:
-    """The ``columns`` of the rows at sorted global ``positions`` of the rows of ``tables``."""
-    parts = []
-    offset = 0
+def _dropped_positions(
+    tables: Iterable[pa.Table], files: SpillFiles, *, by_updated: bool
+) -> Iterator[np.ndarray]:
+    """The positions of the rows that are not the latest of their url, ascending, in chunks.
+
+    An external sort by (url digests, [updated,] position): the last row of each url group
+    wins; the positions of the others are sorted again (externally) to be read in order.
+    Memory: a chunk of the sorts and a block per sorted run, whatever the number of rows.
+    """
+    order = ("key", "check", "updated", "pos") if by_updated else ("key", "check", "pos")
+    rows = ExternalSorter(_MERGE_KEY, order, files)
     for table in tables:
-        end = offset + table.num_rows
-        lo, hi = np.searchsorted(positions, [offset, end])
-        if hi > lo:
-            local = pa.array(positions[lo:hi] - offset, pa.int64())
-            parts.append(table.select(list(columns)).take(local))
-        offset = end
-    schema = pa.schema([SCHEMA.field(name) for name in columns])
-    return pa.concat_tables(parts).combine_chunks() if parts else schema.empty_table()
+        rows.add(_merge_keys(table, rows.count, by_updated))
+    dropped = ExternalSorter(_POSITION, ("key",), files)
+    for chunk in rows.sorted_chunks():
+        if len(chunk) < 2:
+            continue
+        keys, checks = chunk["key"], chunk["check"]
+        superseded = (keys[1:] == keys[:-1]) & (checks[1:] == checks[:-1])
+        if superseded.any():
+            positions = np.zeros(int(superseded.sum()), dtype=_POSITION)
+            positions["key"] = chunk["pos"][:-1][superseded]
+            dropped.add(positions)
+    for chunk in dropped.sorted_chunks():
+        yield chunk["key"]
 
 
 def latest_rows(sources: Iterable[TableSource], *, by_updated: bool = False) -> Iterator[pa.Table]:
     """The rows of ``sources``, one per url, in their order: the latest row of each url.
 
     The latest row is the last one, or with ``by_updated`` the one with the latest ``updated``
-    (ties: the last one). Each source is read twice (url digests, then the rows kept), so the
-    rows are never held all at once: memory is a batch plus about 24 bytes per row.
+    (ties: the last one). Each source is read twice: once for the url digests, sorted on disk
+    (:class:`~gbif_dl.manifest.spill.ExternalSorter`) to find the rows that another row of
+    their url supersedes, then to yield the rows kept. Memory stays at a batch of rows and
+    the sorts' chunks, whatever the number of rows.
 
     Example:
         >>> rows = rows_to_table([{"url": "http://h/a", "status": FAILED},
@@ -471,21 +482,24 @@ def latest_rows(sources: Iterable[TableSource], *, by_updated: bool = False) -> 
         for source in sources:
             yield from source()
 
-    keep = _latest_mask(
-        _digests_of(every_table()),
-        lambda positions, columns: _take_positions(every_table(), positions, columns),
-        by_updated=by_updated,
-    )
-    offset = 0
-    for table in every_table():
-        end = offset + table.num_rows
-        if keep is not None:
-            mask = keep[offset:end]
-            if not mask.all():
+    with SpillFiles() as files:
+        dropped = _dropped_positions(every_table(), files, by_updated=by_updated)
+        pending = next(dropped, np.zeros(0, np.uint64))
+        offset = 0
+        for table in every_table():
+            end = offset + table.num_rows
+            here = []  # the dropped positions of this table
+            while len(pending) and int(pending[0]) < end:
+                cut = int(np.searchsorted(pending, end))
+                here.append(pending[:cut])
+                pending = pending[cut:] if cut < len(pending) else next(dropped, pending[:0])
+            if here:
+                mask = np.ones(table.num_rows, dtype=bool)
+                mask[(np.concatenate(here) - offset).astype(np.int64)] = False
                 table = table.filter(pa.array(mask))
-        offset = end
-        if table.num_rows:
-            yield table
+            offset = end
+            if table.num_rows:
+                yield table
 
 
 def write_manifest(tables: Iterable[pa.Table], target: Path | str, *, fsync: bool = False) -> int:
@@ -521,7 +535,7 @@ def merge_manifest_files(
     """Write one row per url, the one with the latest ``updated``, of the manifest parquet
     files ``paths`` (ties: the later file) to ``target``, atomically; return the row count.
 
-    Streaming (:func:`latest_rows`): a batch of rows at a time plus about 24 bytes per row.
+    Streaming (:func:`latest_rows`): a batch of rows at a time and the sorts' bounded chunks.
     ``target`` may be one of ``paths``.
 
     Example:

@@ -484,7 +484,8 @@ class Run:
             finally:
                 self.journal.close()
                 self.progress.close()
-                self.index = ResumeIndex()  # free it before the manifest is built
+                self.index.close()  # its files go before the manifest is built
+                self.index = ResumeIndex()
             if completed and self.fatal is None:
                 self._settle_streams()
             self._merge()

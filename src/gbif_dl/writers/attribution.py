@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gbif_dl.manifest import SUCCESS, iter_manifest, url_digests
+from gbif_dl.manifest.spill import ExternalSorter, SpillFiles
 from gbif_dl.records import public_url
 from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes
 from gbif_dl.writers.cells import SafeCsvWriter
@@ -144,48 +145,53 @@ def _distinct_per_dataset(keys: np.ndarray, codes: np.ndarray, n_datasets: int) 
     return distinct
 
 
+#: What the citation count sorts per stored image: its occurrence key and dataset number.
+_OCCURRENCE = np.dtype([("key", "u8"), ("dataset", "u8")])
+
+
 def _dataset_counts(manifest: Manifest) -> tuple[list[tuple[str, int]], list[str], int]:
     """(datasetKey, distinct occurrences) among stored images, largest first; the download
     DOIs; the number of stored images.
 
-    Streams the manifest: per stored image it keeps a dataset number and a 64-bit occurrence
-    key (12 bytes), never Python objects per row, then counts with about 8 more bytes a row.
+    Streams the manifest: per stored image an (occurrence key, dataset number) pair goes to an
+    external sort (:class:`~gbif_dl.manifest.spill.ExternalSorter`, runs on disk), whose
+    chunks hold every pair of an occurrence key together and are counted one at a time, so
+    memory does not grow with the rows.
     """
     datasets: dict[str, int] = {}
     counts: dict[str, int] = {}
     dois: set[str] = set()
     stored = 0
-    codes_parts: list[np.ndarray] = []
-    keys_parts: list[np.ndarray] = []
     columns = ["gbifID", "datasetKey", "downloadDOI", "status"]
-    for batch in iter_manifest(manifest, columns):
-        batch = batch.filter(pc.equal(batch["status"], SUCCESS))
-        if batch.num_rows == 0:
-            continue
-        stored += batch.num_rows
-        dois.update(d for d in pc.unique(pc.drop_null(batch["downloadDOI"])).to_pylist() if d)
-        dataset = pc.fill_null(batch["datasetKey"], "unknown")
-        has_id = pc.is_valid(batch["gbifID"])
-        # An image without gbifID is its own occurrence (urls are unique in a manifest)
-        for item in pc.value_counts(dataset.filter(pc.invert(has_id))).to_pylist():
-            key = str(item["values"])
-            counts[key] = counts.get(key, 0) + int(item["counts"])
-        with_id = pa.table({"datasetKey": dataset, "gbifID": batch["gbifID"]}).filter(has_id)
-        if with_id.num_rows:
-            encoded = pc.dictionary_encode(with_id["datasetKey"]).combine_chunks()
-            names = encoded.dictionary.to_pylist()
-            mapping = np.array([datasets.setdefault(str(n), len(datasets)) for n in names])
-            codes_parts.append(mapping[np.asarray(encoded.indices)].astype(np.int32))
-            keys_parts.append(_occurrence_keys(with_id["gbifID"].combine_chunks()))
-    if codes_parts:
-        keys = np.concatenate(keys_parts)
-        del keys_parts
-        codes = np.concatenate(codes_parts)
-        del codes_parts
-        distinct = _distinct_per_dataset(keys, codes, len(datasets))
-        del keys, codes
-        for name, code in datasets.items():
-            counts[name] = counts.get(name, 0) + int(distinct[code])
+    with SpillFiles() as files:
+        pairs = ExternalSorter(_OCCURRENCE, ("key", "dataset"), files)
+        for batch in iter_manifest(manifest, columns):
+            batch = batch.filter(pc.equal(batch["status"], SUCCESS))
+            if batch.num_rows == 0:
+                continue
+            stored += batch.num_rows
+            dois.update(d for d in pc.unique(pc.drop_null(batch["downloadDOI"])).to_pylist() if d)
+            dataset = pc.fill_null(batch["datasetKey"], "unknown")
+            has_id = pc.is_valid(batch["gbifID"])
+            # An image without gbifID is its own occurrence (urls are unique in a manifest)
+            for item in pc.value_counts(dataset.filter(pc.invert(has_id))).to_pylist():
+                key = str(item["values"])
+                counts[key] = counts.get(key, 0) + int(item["counts"])
+            with_id = pa.table({"datasetKey": dataset, "gbifID": batch["gbifID"]}).filter(has_id)
+            if with_id.num_rows:
+                encoded = pc.dictionary_encode(with_id["datasetKey"]).combine_chunks()
+                names = encoded.dictionary.to_pylist()
+                mapping = np.array([datasets.setdefault(str(n), len(datasets)) for n in names])
+                chunk = np.zeros(with_id.num_rows, dtype=_OCCURRENCE)
+                chunk["dataset"] = mapping[np.asarray(encoded.indices)]
+                chunk["key"] = _occurrence_keys(with_id["gbifID"].combine_chunks())
+                pairs.add(chunk)
+        distinct = np.zeros(len(datasets), dtype=np.int64)
+        for chunk in pairs.sorted_chunks():  # an occurrence key never spans two chunks
+            codes = chunk["dataset"].astype(np.int32)
+            distinct += _distinct_per_dataset(chunk["key"].copy(), codes, len(datasets))
+    for name, code in datasets.items():
+        counts[name] = counts.get(name, 0) + int(distinct[code])
     dois_sorted = sorted(d for d in dois if d.strip())
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])), dois_sorted, stored
 
