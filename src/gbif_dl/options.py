@@ -24,6 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gbif_dl.dedupe.policy import (
+    DEFAULT_NEAR_DISTANCE,
+    DEFAULT_PLACEHOLDER_OCCURRENCES,
+    ContentPolicy,
+)
 from gbif_dl.errors import ConfigError
 from gbif_dl.pipeline.stats import check_fail_threshold
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
@@ -271,6 +276,9 @@ class DownloadOptions:
         workers, dask_address, dask_client: where a ``runner=`` job runs: processes of the local
             runner or of the Dask LocalCluster started when neither ``dask_address``
             (``"tcp://host:8786"``) nor ``dask_client`` (a ``distributed.Client``) is given.
+        content_hashes, near_duplicate_distance, drop_near_duplicates, placeholder_occurrences:
+            one photo stored once and in one split, placeholders excluded (see
+            :class:`gbif_dl.dedupe.policy.ContentPolicy`; :meth:`content_policy`).
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.
@@ -301,6 +309,10 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     workers: int | None = None
     dask_address: str | None = None
     dask_client: Any = None
+    content_hashes: bool = True
+    near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE
+    drop_near_duplicates: bool = False
+    placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES
 
     def __post_init__(self) -> None:
         from gbif_dl.fetch.engine import FetchConfig
@@ -309,6 +321,7 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
             raise ConfigError(f"fetch must be a FetchConfig; got {type(self.fetch).__name__}")
         self.assigner()  # checks splits / random_subsets / split_by
         check_fail_threshold(self.fail_threshold)
+        self.content_policy()  # checks the content options
         if self.runner is None:
             check_writer_options(self.output, self.writer_options())
         else:
@@ -350,6 +363,20 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
                 )
             return Splitter(self.splits, by=self.split_by, seed=self.seed)
         return None
+
+    def content_policy(self) -> ContentPolicy:
+        """What the run does with duplicates, near duplicates and placeholders.
+
+        Example:
+            >>> DownloadOptions(drop_near_duplicates=True).content_policy().drop_near
+            True
+        """
+        return ContentPolicy(
+            content_hashes=self.content_hashes,
+            near_duplicate_distance=self.near_duplicate_distance,
+            drop_near_duplicates=self.drop_near_duplicates,
+            placeholder_occurrences=self.placeholder_occurrences,
+        )
 
     def writer_options(self) -> dict[str, Any]:
         """The options of the streaming run's writer (``shard_size``/``shard_bytes``, if given).

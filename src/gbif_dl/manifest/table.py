@@ -3,7 +3,9 @@
 The manifest has one row per record, failures included: where the file is, which GBIF record,
 licence and rights holder it comes from, and how the download went (status, typed reason, HTTP
 status, bytes, sha256, pixel size). It drives resume and feeds the attribution files and the
-report. Its ``status`` is one of :data:`STATUSES`: :data:`SUCCESS` or :data:`FAILED`.
+report. Its ``status`` is one of :data:`STATUSES`: :data:`SUCCESS`, :data:`FAILED`, or (the same
+photo as a stored file, see :mod:`gbif_dl.dedupe`) :data:`DUPLICATE`, :data:`NEAR_DUPLICATE` or
+:data:`PLACEHOLDER`; ``duplicate_of`` then names the kept file.
 
 Reading streams: :func:`iter_manifest` yields batches of rows conformed to :data:`SCHEMA`, so
 memory stays at one batch whatever the manifest's length. Merging streams too
@@ -40,8 +42,12 @@ from gbif_dl.records import RECORD_FIELDS, host_key, public_url, url_basename, u
 from gbif_dl.writers._atomic import atomic_path
 
 __all__ = [
+    "DUPLICATE",
     "FAILED",
     "MANIFEST_NAME",
+    "NEAR_DUPLICATE",
+    "NOT_STORED",
+    "PLACEHOLDER",
     "RECORD_COLUMNS",
     "SCHEMA",
     "STATUSES",
@@ -63,8 +69,17 @@ MANIFEST_NAME = "manifest.parquet"
 
 SUCCESS = "success"
 FAILED = "failed"
+#: The same bytes as a stored file (``duplicate_of``): not stored again.
+DUPLICATE = "duplicate"
+#: Looks like a stored file (``duplicate_of``; dropped on request, or to keep splits apart).
+NEAR_DUPLICATE = "near_duplicate"
+#: One image behind the URLs of many occurrences (a publisher's "no image" picture): removed.
+PLACEHOLDER = "placeholder"
 #: Every ``status`` the manifest writes.
-STATUSES = (SUCCESS, FAILED)
+STATUSES = (SUCCESS, FAILED, DUPLICATE, NEAR_DUPLICATE, PLACEHOLDER)
+#: The statuses of a fetched image that is deliberately not stored: permanent, like a 404
+#: (a rerun does not request them again), with the status as their ``reason`` too.
+NOT_STORED = (DUPLICATE, NEAR_DUPLICATE, PLACEHOLDER)
 
 #: Columns of ``manifest.parquet``. GBIF spellings (``gbifID``, ``rightsHolder``) as in records.
 SCHEMA = pa.schema(
@@ -97,6 +112,8 @@ SCHEMA = pa.schema(
         ("host", pa.string()),  # "host:port" of the url ("host" alone for the default port)
         ("elapsed_s", pa.float64()),  # seconds from the first request to the result
         ("updated", pa.timestamp("ms", tz="UTC")),
+        ("phash", pa.string()),  # 64-bit dHash of the stored image, 16 hex digits
+        ("duplicate_of", pa.string()),  # the path of the kept file this one duplicates / follows
     ]
 )
 
@@ -174,6 +191,8 @@ def manifest_row(
     attempts: int = 0,
     host: str | None = None,
     elapsed_s: float | None = None,
+    phash: str | None = None,
+    duplicate_of: str | None = None,
 ) -> dict[str, Any]:
     """One manifest row (a JSON-serialisable dict) for ``record``.
 
@@ -218,6 +237,8 @@ def manifest_row(
         host=_utf8(host[:_MAX_TEXT]) if host else url_host(url),
         elapsed_s=float(elapsed_s) if elapsed_s is not None else None,
         updated=time.time(),
+        phash=phash,
+        duplicate_of=duplicate_of,
     )
     return row
 

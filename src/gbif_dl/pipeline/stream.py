@@ -80,6 +80,7 @@ async def download_stream(items: Any, options: DownloadOptions) -> DownloadStats
             fail_threshold=options.fail_threshold,
             verbose=options.verbose,
             progress=Progress(total=total, mode=options.progress),
+            content=options.content_policy(),
         )
         counters = await run.execute(source, options.fetch)
     stats = counters.stats(

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gbif_dl.dedupe.policy import ContentPolicy
 from gbif_dl.errors import ConfigError
 from gbif_dl.fetch.engine import DEFAULT_FETCH, FetchConfig
 from gbif_dl.manifest import MANIFEST_NAME
@@ -92,7 +93,7 @@ def _run_planned(
     done = set(plan.done)
     todo = [sid for sid in plan.shard_ids if sid not in done]
     results: list[DownloadStats] = list(runner.run_shards(todo, root, config) if todo else [])
-    merge_shards(root, config.output, load=False)
+    merge_shards(root, config.output, load=False, content=config.content)
     remove_leftover_temp_files(root)
     done_before = sum((read_marker(root, sid) or {}).get("records", 0) for sid in plan.done)
     results.append(DownloadStats(skipped=done_before + plan.duplicates))
@@ -115,6 +116,7 @@ def run(
     verbose: bool = False,
     output: str = "imagefolder",
     retry_failed: bool = False,
+    content: ContentPolicy | None = None,
 ) -> DownloadStats:
     """Download ``records`` into ``root`` in shards run by ``runner``; resumable.
 
@@ -136,6 +138,7 @@ def run(
         fail_threshold: a shard stops (and the job fails) above this share of failed items.
         verbose: log every failed item at INFO level.
         output: the layout, ``"imagefolder"`` or ``"hf"`` (a shardable writer).
+        content: duplicates, near duplicates, placeholders (default: ``ContentPolicy()``).
 
     Returns:
         :class:`~gbif_dl.pipeline.stats.DownloadStats` over all shards; repeated URLs count
@@ -157,6 +160,7 @@ def run(
         retry_failed=retry_failed,
         fail_threshold=check_fail_threshold(fail_threshold),
         verbose=verbose,
+        content=content if content is not None else ContentPolicy(),
     )
     source = as_sync_items(records)
     root_path = prepare_root(root)
@@ -196,4 +200,5 @@ def run_download(items: Any, options: DownloadOptions) -> DownloadStats:
         verbose=options.verbose,
         output=options.output,
         retry_failed=options.retry_failed,
+        content=options.content_policy(),
     )

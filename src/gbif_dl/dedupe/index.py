@@ -1,0 +1,297 @@
+"""What the run has stored, by content: exact (sha256) and near (dHash) lookups, thread-safe.
+
+The run's store threads ask :meth:`ContentIndex.claim` before writing a fetched image:
+
+- the same bytes as a stored (or being stored) file: a :data:`~gbif_dl.manifest.DUPLICATE`,
+  not written; its row names the kept file (``duplicate_of``);
+- within the near distance of a stored file: with ``drop_near_duplicates`` a
+  :data:`~gbif_dl.manifest.NEAR_DUPLICATE`, not written; else stored in the neighbour's split
+  (``duplicate_of`` names the neighbour), and the occurrence's other media follow it there;
+- else stored where its split says.
+
+It is loaded once from the manifest and journal (every stored file of earlier runs) and kept
+compact: per stored file an 8-byte sha256 prefix, an 8-byte dHash, a split byte and its path;
+the exact lookup is a binary search over sorted prefixes (:class:`~gbif_dl.dedupe.keys.SortedKeys`),
+the near one multi-index hashing (:class:`~gbif_dl.dedupe.keys.NearIndex`). Two different
+files share a 64-bit sha256 prefix with probability about 3e-8 for a million files.
+
+Example:
+    >>> index = ContentIndex(distance=4)
+    >>> first = index.claim({"url": "http://h/a", "subset": "train"}, "ab" * 32, 0b1111)
+    >>> first.status, first.subset
+    ('success', 'train')
+    >>> index.complete(first, "train/x/a.jpg")
+    >>> again = index.claim({"url": "http://h/b", "subset": "test"}, "ab" * 32, 0b1111)
+    >>> again.status, again.duplicate_of
+    ('duplicate', 'train/x/a.jpg')
+    >>> near = index.claim({"url": "http://h/c", "subset": "test", "gbifID": "9"}, "cd" * 32, 0b111)
+    >>> near.status, near.subset, near.duplicate_of
+    ('success', 'train', 'train/x/a.jpg')
+    >>> index.follow({"url": "http://h/d", "subset": "test", "gbifID": "9"})["subset"]
+    'train'
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gbif_dl.dedupe.keys import NearIndex, SortedKeys
+from gbif_dl.dedupe.phash import parse_phash
+from gbif_dl.manifest import (
+    DUPLICATE,
+    JOURNAL_NAME,
+    MANIFEST_NAME,
+    NEAR_DUPLICATE,
+    SUCCESS,
+    iter_manifest,
+    journal_blocks,
+    latest_rows,
+)
+from gbif_dl.manifest.table import TableSource
+
+__all__ = ["Claim", "ContentIndex", "sha_key"]
+
+_COLUMNS = ("url", "status", "path", "subset", "gbifID", "sha256", "phash", "duplicate_of")
+
+
+def sha_key(sha256_hex: str) -> int:
+    """The 64-bit lookup key of a sha256 (its first 8 bytes).
+
+    Example:
+        >>> sha_key("00" * 7 + "ff" + "00" * 24)
+        255
+    """
+    return int(sha256_hex[:16], 16)
+
+
+@dataclass
+class Claim:
+    """The decision for one fetched image.
+
+    Attributes:
+        status: SUCCESS (store it), DUPLICATE or NEAR_DUPLICATE (do not).
+        subset: the split to store it in (may differ from the record's: its neighbour's).
+        duplicate_of: the kept file it duplicates, or the neighbour whose split it follows.
+        entry: the index entry reserved for it (SUCCESS only), completed with its path.
+    """
+
+    status: str
+    subset: str | None = None
+    duplicate_of: str | None = None
+    entry: int | None = None
+
+
+class ContentIndex:
+    """The stored files by content; every method is safe to call from several threads.
+
+    Args:
+        distance: the near-duplicate distance (bits of the 64-bit dHash).
+        drop_near: near duplicates are not stored (``NEAR_DUPLICATE``).
+    """
+
+    def __init__(self, distance: int, *, drop_near: bool = False) -> None:
+        self.distance = distance
+        self.drop_near = drop_near
+        self._lock = threading.Lock()
+        self._exact = SortedKeys()
+        self._near = NearIndex(distance)
+        self._paths: list[str | None] = []
+        self._splits: list[str | None] = []
+        self._ready: dict[int, threading.Event] = {}
+        #: gbifID -> split, for the occurrences whose split follows a near duplicate.
+        self.overrides: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    # loading -----------------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        root: Path | str,
+        distance: int,
+        *,
+        drop_near: bool = False,
+        manifest_name: str = MANIFEST_NAME,
+        journal_name: str = JOURNAL_NAME,
+        also: tuple[str, ...] = (),
+    ) -> ContentIndex:
+        """The stored files of ``root`` (the manifest files ``manifest_name`` and ``also``, and
+        the journal): their latest rows, streamed a batch at a time.
+
+        Example:
+            >>> import tempfile
+            >>> len(ContentIndex.load(tempfile.mkdtemp(), 4))
+            0
+        """
+        index = cls(distance, drop_near=drop_near)
+        root = Path(root)
+        sources: list[TableSource] = [
+            functools.partial(iter_manifest, root / name, _COLUMNS)
+            for name in dict.fromkeys((*also, manifest_name))
+            if (root / name).is_file()
+        ]
+        sources.append(lambda: _with_url(journal_blocks(root, journal_name, _COLUMNS)))
+        for table in latest_rows(sources):
+            index._add_table(table)
+        return index
+
+    def _add_table(self, table: pa.Table) -> None:
+        stored = pc.fill_null(
+            pc.and_(pc.equal(table["status"], SUCCESS), pc.is_valid(table["path"])), False
+        )
+        table = table.filter(stored)
+        if not table.num_rows:
+            return
+        start = len(self._paths)
+        self._paths.extend(table["path"].to_pylist())
+        self._splits.extend(table["subset"].to_pylist())
+        entries = np.arange(start, len(self._paths), dtype=np.int64)
+        shas = table["sha256"].to_pylist()
+        has_sha = [i for i, sha in enumerate(shas) if sha and len(sha) >= 16]
+        if has_sha:
+            keys = np.array([sha_key(shas[i]) for i in has_sha], dtype=np.uint64)
+            self._exact.add_many(keys, entries[has_sha])
+        hashes = [parse_phash(text) for text in table["phash"].to_pylist()]
+        has_hash = [i for i, value in enumerate(hashes) if value is not None]
+        if has_hash:
+            values = np.array([hashes[i] for i in has_hash], dtype=np.uint64)
+            self._near.add_many(values, entries[has_hash])
+        for gbif_id, subset, duplicate_of in zip(
+            table["gbifID"].to_pylist(),
+            table["subset"].to_pylist(),
+            table["duplicate_of"].to_pylist(),
+            strict=True,
+        ):
+            if duplicate_of and gbif_id and subset is not None:
+                self.overrides[gbif_id] = subset
+
+    # deciding ----------------------------------------------------------------------------------
+
+    def follow(self, record: dict[str, Any]) -> dict[str, Any]:
+        """``record`` in the split of its occurrence when that follows a near duplicate."""
+        gbif_id = record.get("gbifID")
+        if gbif_id not in (None, "") and record.get("subset") is not None:
+            split = self.overrides.get(str(gbif_id))
+            if split is not None:
+                record["subset"] = split
+        return record
+
+    def claim(
+        self,
+        record: Mapping[str, Any],
+        sha256: str,
+        phash: int | None,
+        *,
+        own: str | None = None,
+    ) -> Claim:
+        """Decide what to do with a fetched image of ``record`` (its hashes given; ``own``: the
+        file the record itself had, rewritten, never its own duplicate); a SUCCESS claim
+        reserves an entry that :meth:`complete` (or :meth:`abandon`) must settle."""
+        key = sha_key(sha256)
+        while True:
+            with self._lock:
+                kept = self._exact.find(key)
+                if not kept:
+                    return self._reserve(record, key, phash, own=own)
+                entry = kept[0]
+                event = self._ready.get(entry)
+                if event is None:
+                    path = self._paths[entry]
+                    if path is not None and path != own:
+                        return Claim(DUPLICATE, subset=self._splits[entry], duplicate_of=path)
+            if event is not None:
+                event.wait()  # the same bytes are being stored by another thread
+                continue
+            with self._lock:  # its write failed, or it is this record's own file: rewritten
+                return self._reserve(record, key, phash, replace=entry, own=own)
+
+    def _reserve(
+        self,
+        record: Mapping[str, Any],
+        key: int,
+        phash: int | None,
+        *,
+        replace: int | None = None,
+        own: str | None = None,
+    ) -> Claim:
+        """(under the lock) a SUCCESS claim, in a near neighbour's split when there is one."""
+        subset = record.get("subset")
+        duplicate_of = None
+        if phash is not None:
+            for entry, _ in self._near.near(phash):
+                path = self._paths[entry]
+                if path is None or path == own:  # being stored, failed, or its own old file
+                    continue
+                if self.drop_near:
+                    return Claim(NEAR_DUPLICATE, subset=self._splits[entry], duplicate_of=path)
+                duplicate_of = path
+                split = self._splits[entry]
+                if subset is not None and split is not None and split != subset:
+                    subset = split
+                    gbif_id = record.get("gbifID")
+                    if gbif_id not in (None, ""):
+                        self.overrides[str(gbif_id)] = split
+                break
+        if replace is not None:
+            entry = replace
+            self._splits[entry] = subset
+        else:
+            entry = len(self._paths)
+            self._paths.append(None)
+            self._splits.append(subset)
+            self._exact.add(key, entry)
+        self._ready[entry] = threading.Event()
+        if phash is not None and replace is None:
+            self._near.add(phash, entry)
+        return Claim(SUCCESS, subset=subset, duplicate_of=duplicate_of, entry=entry)
+
+    def complete(self, claim: Claim, path: str) -> None:
+        """The reserved file of ``claim`` is stored at ``path``."""
+        self._settle(claim, path)
+
+    def abandon(self, claim: Claim) -> None:
+        """The reserved file of ``claim`` could not be stored."""
+        self._settle(claim, None)
+
+    def _settle(self, claim: Claim, path: str | None) -> None:
+        if claim.entry is None:
+            return
+        with self._lock:
+            self._paths[claim.entry] = path
+            event = self._ready.pop(claim.entry, None)
+        if event is not None:
+            event.set()
+
+    def add(self, sha256: str | None, phash: int | None, subset: str | None, path: str) -> None:
+        """Note a file stored outside :meth:`claim` (adopted from a killed run).
+
+        Example:
+            >>> index = ContentIndex(2)
+            >>> index.add("ff" * 32, 5, "train", "train/a.jpg")
+            >>> index.claim({"url": "u"}, "ff" * 32, None).duplicate_of
+            'train/a.jpg'
+        """
+        with self._lock:
+            entry = len(self._paths)
+            self._paths.append(path)
+            self._splits.append(subset)
+            if sha256:
+                self._exact.add(sha_key(sha256), entry)
+            if phash is not None:
+                self._near.add(phash, entry)
+
+
+def _with_url(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    for table in tables:
+        yield table.filter(pc.is_valid(table["url"])) if table["url"].null_count else table
