@@ -8,7 +8,8 @@ Hamming distance of two hashes (:func:`hamming`) measures how alike two images l
 
 Cost: a JPEG is decoded in draft mode (``Image.draft``: the decoder scales by 1/2 to 1/8 for
 free), so only a few thousand pixels are ever produced; other formats are decoded whole (they
-are rare on GBIF). Measured on the simulator's images (64..400 px): about 0.1 ms per JPEG.
+are rare on GBIF). Measured on the simulator's images (64..400 px, one core): 0.28 ms per JPEG,
+1.2 ms per PNG (decoded whole).
 
 Example:
     >>> import io
