@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gbif_dl._aio import run_sync
+from gbif_dl.dedupe.policy import DEFAULT_NEAR_DISTANCE, DEFAULT_PLACEHOLDER_OCCURRENCES
 from gbif_dl.options import DownloadOptions
 from gbif_dl.pipeline.root import LOCK_NAME
 from gbif_dl.pipeline.stats import DownloadStats
@@ -76,6 +77,10 @@ async def download_async(
     shard_size: int | None = None,
     shard_bytes: int | None = None,
     retry_failed: bool = False,
+    content_hashes: bool = True,
+    near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE,
+    drop_near_duplicates: bool = False,
+    placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download` (streaming, no ``runner=``), for code that already
@@ -116,6 +121,10 @@ def download(
     dask_address: str | None = None,
     dask_client: Any = None,
     retry_failed: bool = False,
+    content_hashes: bool = True,
+    near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE,
+    drop_near_duplicates: bool = False,
+    placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -133,6 +142,9 @@ def download(
             fields of :class:`gbif_dl.options.DownloadOptions`, documented there (``splits``
             grouped by occurrence, ``output`` one of :data:`OUTPUTS`, ``runner`` ``"local"`` or
             ``"dask"`` for sharded jobs, see docs/distributed.md).
+        content_hashes, near_duplicate_distance, drop_near_duplicates,
+            placeholder_occurrences: one photo stored once and in one split, placeholders
+            excluded (:class:`gbif_dl.dedupe.policy.ContentPolicy`, measured defaults).
         concurrency, per_host, max_size, decode_check, max_bytes, allow_private: the fields of
             :class:`gbif_dl.fetch.engine.FetchConfig`, documented there (``allow_private`` lets
             media URLs reach private and loopback addresses, as ``GBIF_DL_ALLOW_PRIVATE=1`` does).

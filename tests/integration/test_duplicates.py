@@ -1,0 +1,237 @@
+"""Issue 18, items 2-3: the same photo under several URLs is stored once and in one split;
+resized and re-encoded copies follow their original's split; placeholders are excluded.
+
+Real HTTP to the simulator's media hosts (``/copy``, ``/resized``, ``/reencoded`` and
+``/placeholder`` paths), plus copies generated here with Pillow and served as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from gbif_dl.io import download
+from gbif_dl.manifest import DUPLICATE, MANIFEST_NAME, NEAR_DUPLICATE, PLACEHOLDER, SUCCESS
+from gbif_dl.sampling.splits import Splitter
+from gbif_dl.testing.mediahost import MediaHosts, photo_copy
+
+SPLITS = {"train": 0.5, "val": 0.25, "test": 0.25}
+
+
+def _rows(root: Path) -> list[dict[str, Any]]:
+    return pq.read_table(root / MANIFEST_NAME).to_pylist()
+
+
+def _stored_files(root: Path) -> dict[str, bytes]:
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            if name.endswith((".jpg", ".png")):
+                path = Path(folder) / name
+                found[path.relative_to(root).as_posix()] = path.read_bytes()
+    return found
+
+
+def _record(url: str, gbif_id: str, label: str = "bee") -> dict[str, Any]:
+    return {"url": url, "gbifID": gbif_id, "label": label}
+
+
+def _download(items: list[dict[str, Any]], root: Path, **keywords: Any) -> Any:
+    if keywords.get("runner") is not None:
+        keywords.setdefault("workers", 1)
+        keywords.setdefault("shard_size", 7)
+    return download(items, root=root, splits=SPLITS, retries=0, progress=False, **keywords)
+
+
+def _check_one_photo_one_split(root: Path) -> None:
+    """No bytes stored twice; every duplicate row names a kept file with its bytes; no
+    sha256 in two splits; every occurrence in one split."""
+    rows = _rows(root)
+    files = _stored_files(root)
+    digests = [hashlib.sha256(body).hexdigest() for body in files.values()]
+    assert len(digests) == len(set(digests)), "two stored files have the same bytes"
+    by_path = {row["path"]: row for row in rows if row["status"] == SUCCESS}
+    assert set(by_path) == set(files)
+    splits_of_sha: dict[str, set[str]] = defaultdict(set)
+    splits_of_occurrence: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        if row["status"] in (SUCCESS, DUPLICATE):
+            splits_of_sha[row["sha256"]].add(row["subset"])
+        if row["status"] == SUCCESS:
+            splits_of_occurrence[row["gbifID"]].add(row["subset"])
+            assert row["path"].startswith(row["subset"] + "/")
+        if row["status"] == DUPLICATE:
+            assert row["reason"] == DUPLICATE
+            kept = by_path[row["duplicate_of"]]
+            assert kept["sha256"] == row["sha256"]
+            assert hashlib.sha256(files[row["duplicate_of"]]).hexdigest() == row["sha256"]
+    assert all(len(s) == 1 for s in splits_of_sha.values()), splits_of_sha
+    assert all(len(s) == 1 for s in splits_of_occurrence.values()), splits_of_occurrence
+
+
+@pytest.mark.parametrize("runner", [None, "local"])
+def test_the_same_bytes_under_several_urls_are_stored_once(
+    tmp_path: Path, runner: str | None
+) -> None:
+    with MediaHosts(n_hosts=2) as hosts:
+        base = hosts.base_urls
+        items = []
+        for i in range(12):  # each photo behind two URLs of two occurrences (on two hosts)
+            items.append(_record(f"{base[0]}/copy/k{i}/a.jpg", f"{i}-a"))
+            items.append(_record(f"{base[1]}/copy/k{i}/b.jpg", f"{i}-b"))
+        items += [_record(f"{base[0]}/media/{i}/0.jpg", f"m{i}") for i in range(10)]
+        stats = _download(items, tmp_path, runner=runner)
+        _check_one_photo_one_split(tmp_path)
+        rows = _rows(tmp_path)
+        statuses = [row["status"] for row in rows]
+        assert statuses.count(SUCCESS) == 22 and statuses.count(DUPLICATE) == 12
+        assert all(row["phash"] and len(row["phash"]) == 16 for row in rows)
+        assert stats.reasons.get("duplicate") == 12 or runner is not None
+
+        hosts.reset_stats()
+        again = _download(items, tmp_path, runner=runner)
+        refetched = [url for url in hosts.request_log() if "/copy/" in url]
+        if runner is None:
+            assert refetched == [], "a duplicate was requested again"
+        else:  # known limit: a copy found across shards is requested once more by its shard
+            duplicates = {r["url"] for r in _rows(tmp_path) if r["status"] == DUPLICATE}
+            assert set(refetched) <= duplicates
+        assert again.success == 0
+        _check_one_photo_one_split(tmp_path)
+    assert [row["status"] for row in _rows(tmp_path)].count(SUCCESS) == 22
+
+
+def _resized(body: bytes, scale: float, quality: int = 85) -> bytes:
+    with Image.open(io.BytesIO(body)) as image:
+        image = image.convert("RGB")
+        size = (max(8, int(image.width * scale)), max(8, int(image.height * scale)))
+        out = io.BytesIO()
+        image.resize(size, Image.LANCZOS).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def _copies(hosts: MediaHosts, count: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Originals and copies (simulator-made and made here) of ``count`` photos, each copy of
+    another occurrence; returns the items and which photo each URL shows."""
+    base = hosts.base_urls[0]
+    items: list[dict[str, Any]] = []
+    photo_of: dict[str, int] = {}
+    for i in range(count):
+        original = f"{base}/copy/p{i}/original.jpg"
+        if i % 3 == 0:
+            copy = f"{base}/resized/50/p{i}/copy.jpg"
+        elif i % 3 == 1:
+            copy = f"{base}/reencoded/60/p{i}/copy.jpg"
+        else:  # resized to 25% here, with Pillow, and served as it is
+            copy = f"{base}/made/p{i}.jpg"
+            hosts.serve(f"/made/p{i}.jpg", _resized(photo_copy("copy", 0, f"p{i}")[0], 0.25))
+        items += [_record(original, f"o{i}"), _record(copy, f"c{i}")]
+        photo_of[original] = photo_of[copy] = i
+    return items, photo_of
+
+
+@pytest.mark.parametrize("output", ["imagefolder", "webdataset"])
+def test_resized_and_reencoded_copies_never_leave_their_originals_split(
+    tmp_path: Path, output: str
+) -> None:
+    splitter = Splitter(SPLITS, by="gbifID", seed=0)
+    with MediaHosts(n_hosts=1) as hosts:
+        items, photo_of = _copies(hosts, 18)
+        apart = sum(
+            splitter(a) != splitter(b) for a, b in zip(items[::2], items[1::2], strict=True)
+        )
+        assert apart >= 6  # the occurrences alone would put many pairs in two splits
+        _download(items, tmp_path, output=output)
+    splits: dict[int, set[str]] = defaultdict(set)
+    rows = _rows(tmp_path)
+    paths = {row["path"] for row in rows if row["status"] == SUCCESS}
+    for row in rows:
+        if row["status"] == SUCCESS:
+            splits[photo_of[row["url"]]].add(row["subset"])
+        else:  # WebDataset: a copy fetched at once with its original, in another split
+            assert output == "webdataset" and row["status"] == NEAR_DUPLICATE, row
+            assert row["duplicate_of"] in paths
+    assert all(len(s) == 1 for s in splits.values()), splits
+    if output == "imagefolder":
+        _check_one_photo_one_split(tmp_path)
+
+
+def test_near_duplicates_can_be_dropped(tmp_path: Path) -> None:
+    with MediaHosts(n_hosts=1) as hosts:
+        items, _ = _copies(hosts, 9)
+        _download(items[0::2], tmp_path)  # the originals first
+        _download(items, tmp_path, drop_near_duplicates=True)
+    rows = {row["url"]: row for row in _rows(tmp_path)}
+    for original, copy in zip(items[0::2], items[1::2], strict=True):
+        assert rows[original["url"]]["status"] == SUCCESS
+        dropped = rows[copy["url"]]
+        assert dropped["status"] == NEAR_DUPLICATE and dropped["path"] is None
+        assert dropped["duplicate_of"] == rows[original["url"]]["path"]
+    assert len(_stored_files(tmp_path)) == 9
+
+
+def test_linked_groups_in_two_splits_end_in_one(tmp_path: Path) -> None:
+    """Occurrence x has its own photo and a copy of occurrence y's: streaming stores x's own
+    photo in x's split before the copy links x to y; the end of the run moves them together."""
+    splitter = Splitter(SPLITS, by="gbifID", seed=0)
+    pairs = []
+    for i in range(200):
+        x, y = f"x{i}", f"y{i}"
+        if splitter({"gbifID": x}) != splitter({"gbifID": y}):
+            pairs.append((x, y))
+        if len(pairs) == 6:
+            break
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        first = [_record(f"{base}/media/{x}/own.jpg", x) for x, _ in pairs]
+        first += [_record(f"{base}/copy/{y}/y.jpg", y) for _, y in pairs]
+        _download(first, tmp_path)
+        later = [_record(f"{base}/resized/50/{y}/x.jpg", x) for x, y in pairs]
+        _download(first + later, tmp_path)
+        _check_one_photo_one_split(tmp_path)
+        hosts.reset_stats()
+        _download(first + later, tmp_path)  # a rerun moves nothing back
+        assert hosts.request_log() == []
+    _check_one_photo_one_split(tmp_path)
+    rows = {row["gbifID"] + row["url"][-5:]: row for row in _rows(tmp_path)}
+    for x, y in pairs:
+        assert rows[x + "n.jpg"]["subset"] == rows[y + "y.jpg"]["subset"]
+
+
+def test_placeholders_are_excluded_by_default(tmp_path: Path) -> None:
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        items = [_record(f"{base}/placeholder/{i}.jpg", f"p{i}") for i in range(5)]
+        items += [_record(f"{base}/media/{i}/0.jpg", f"m{i}") for i in range(6)]
+        _download(items, tmp_path)
+        rows = _rows(tmp_path)
+        placeholders = [row for row in rows if row["status"] == PLACEHOLDER]
+        assert len(placeholders) == 5 and all(row["path"] is None for row in placeholders)
+        assert all(row["reason"] == PLACEHOLDER for row in placeholders)
+        assert len(_stored_files(tmp_path)) == 6
+        hosts.reset_stats()
+        _download(items, tmp_path)
+        assert hosts.request_log() == []
+
+        kept = tmp_path / "kept"
+        _download(items, kept, placeholder_occurrences=0)
+    statuses = [row["status"] for row in _rows(kept)]
+    assert statuses.count(SUCCESS) == 7 and statuses.count(DUPLICATE) == 4
+
+
+def test_without_content_hashes_every_url_is_stored(tmp_path: Path) -> None:
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        items = [_record(f"{base}/copy/k/{i}.jpg", str(i)) for i in range(3)]
+        _download(items, tmp_path, content_hashes=False)
+    rows = _rows(tmp_path)
+    assert [row["status"] for row in rows] == [SUCCESS] * 3
+    assert all(row["phash"] is None and row["sha256"] for row in rows)
