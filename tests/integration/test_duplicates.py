@@ -235,3 +235,28 @@ def test_without_content_hashes_every_url_is_stored(tmp_path: Path) -> None:
     rows = _rows(tmp_path)
     assert [row["status"] for row in rows] == [SUCCESS] * 3
     assert all(row["phash"] is None and row["sha256"] for row in rows)
+
+
+def test_the_report_shows_duplicate_groups_and_placeholders(tmp_path: Path) -> None:
+    from gbif_dl.report.html import render_html
+    from gbif_dl.report.summary import summarize
+    from gbif_dl.report.text import format_text
+
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        items = [_record(f"{base}/placeholder/{i}.jpg", f"p{i}") for i in range(4)]
+        items += [_record(f"{base}/copy/k/{i}.jpg", f"k{i}") for i in range(2)]
+        items += [_record(f"{base}/media/{i}/0.jpg", f"m{i}") for i in range(3)]
+        _download(items, tmp_path)
+    summary = summarize(tmp_path)
+    assert summary.duplicates == {PLACEHOLDER: 4, DUPLICATE: 1}
+    kinds = {group.kind: group for group in summary.duplicate_groups}
+    assert kinds[DUPLICATE].copies == 1 and kinds[DUPLICATE].thumbnail
+    assert kinds[PLACEHOLDER].copies == 4
+    reasons = {k.split(" ")[0]: n for k, n in summary.failure_reasons.items()}
+    assert summary.n_success == 4 and reasons[PLACEHOLDER] == 4
+    text = format_text(summary)
+    assert "Duplicates (4 placeholder, 1 duplicate)" in text or "Duplicates (1 duplicate" in text
+    assert kinds[DUPLICATE].kept in text
+    page = render_html(summary)
+    assert "<h2>Duplicates" in page and kinds[DUPLICATE].thumbnail in page
