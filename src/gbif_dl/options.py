@@ -309,7 +309,7 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     workers: int | None = None
     dask_address: str | None = None
     dask_client: Any = None
-    content_hashes: bool = True
+    content_hashes: bool = False
     near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE
     drop_near_duplicates: bool = False
     placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES

@@ -48,6 +48,7 @@ def _download(items: list[dict[str, Any]], root: Path, **keywords: Any) -> Any:
     if keywords.get("runner") is not None:
         keywords.setdefault("workers", 1)
         keywords.setdefault("shard_size", 7)
+    keywords.setdefault("content_hashes", True)
     return download(items, root=root, splits=SPLITS, retries=0, progress=False, **keywords)
 
 

@@ -50,7 +50,8 @@ class ContentPolicy:
     """How stored images are compared with each other.
 
     Attributes:
-        content_hashes: hash every stored image (sha256 + dHash) and act on duplicates; False
+        content_hashes: hash every stored image (sha256 + dHash) and act on duplicates (the
+            policy object defaults to on; DownloadOptions and download() to off for now); False
             stores every URL's bytes as before (and leaves ``phash`` empty).
         near_duplicate_distance: the largest Hamming distance between two dHashes that makes
             them one photo (0..31; 0: pixel-identical looks only).

@@ -140,7 +140,7 @@ class Run:
         progress: the progress display.
         files: the state files (:class:`RunFiles`).
         content: what to do with duplicates (:class:`~gbif_dl.dedupe.policy.ContentPolicy`;
-            default: hash every image, store each photo once, exclude placeholders).
+            default: off, every URL's bytes stored as before).
 
     After :meth:`execute`: ``counters`` (what happened), ``fatal`` (the disk filled up).
 
@@ -195,7 +195,7 @@ class Run:
         # their rows wait here until then, so the journal never claims a file a crash lost.
         self.held: dict[str, tuple[dict[str, Any], int]] = {}
         self.durable: set[str] = set()  # committed before their row was held (other threads)
-        self.content = content if content is not None else ContentPolicy()
+        self.content = content if content is not None else ContentPolicy.off()
         self.contents: ContentIndex | None = None  # loaded by execute() when hashing is on
 
     # records -----------------------------------------------------------------------------------

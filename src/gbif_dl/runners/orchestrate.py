@@ -160,7 +160,7 @@ def run(
         retry_failed=retry_failed,
         fail_threshold=check_fail_threshold(fail_threshold),
         verbose=verbose,
-        content=content if content is not None else ContentPolicy(),
+        content=content if content is not None else ContentPolicy.off(),
     )
     source = as_sync_items(records)
     root_path = prepare_root(root)

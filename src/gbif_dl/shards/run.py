@@ -114,7 +114,7 @@ class ShardConfig:
     fail_threshold: float | None = None
     verbose: bool = False
     lock_timeout_s: float = 600.0
-    content: ContentPolicy = dataclasses.field(default_factory=ContentPolicy)
+    content: ContentPolicy = dataclasses.field(default_factory=ContentPolicy.off)
 
 
 DEFAULT_SHARD_CONFIG = ShardConfig()
