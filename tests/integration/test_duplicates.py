@@ -115,7 +115,7 @@ def _resized(body: bytes, scale: float, quality: int = 85) -> bytes:
         image = image.convert("RGB")
         size = (max(8, int(image.width * scale)), max(8, int(image.height * scale)))
         out = io.BytesIO()
-        image.resize(size, Image.LANCZOS).save(out, "JPEG", quality=quality)
+        image.resize(size, Image.Resampling.LANCZOS).save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 

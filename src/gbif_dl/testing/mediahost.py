@@ -257,7 +257,9 @@ def _render_photo(fmt: str, digest: bytes) -> bytes:
     width = _MIN_SIDE + int(_unit(digest, 8) * (_MAX_SIDE - _MIN_SIDE + 1))
     height = _MIN_SIDE + int(_unit(digest, 12) * (_MAX_SIDE - _MIN_SIDE + 1))
     cells = rng.integers(0, 256, size=(int(rng.integers(4, 9)), int(rng.integers(4, 9)), 3))
-    image = Image.fromarray(cells.astype("uint8"), "RGB").resize((width, height), Image.BILINEAR)
+    image = Image.fromarray(cells.astype("uint8"), "RGB").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
     out = io.BytesIO()
     if fmt == "png":
         image.save(out, format="PNG", compress_level=1)
@@ -287,7 +289,7 @@ def photo_copy(kind: str, amount: int, key: str) -> tuple[bytes, str]:
         if kind == "resized":
             scale = max(1, min(amount, 400)) / 100
             size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
-            image = image.resize(size, Image.LANCZOS)
+            image = image.resize(size, Image.Resampling.LANCZOS)
         else:
             quality = max(1, min(amount, 95))
         out = io.BytesIO()
