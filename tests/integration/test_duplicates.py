@@ -155,10 +155,9 @@ def test_resized_and_reencoded_copies_never_leave_their_originals_split(
     rows = _rows(tmp_path)
     paths = {row["path"] for row in rows if row["status"] == SUCCESS}
     for row in rows:
-        if row["status"] == SUCCESS:
-            splits[photo_of[row["url"]]].add(row["subset"])
-        else:  # WebDataset: a copy fetched at once with its original, in another split
-            assert output == "webdataset" and row["status"] == NEAR_DUPLICATE, row
+        assert row["status"] == SUCCESS, row  # a copy fetched with its original waits for it
+        splits[photo_of[row["url"]]].add(row["subset"])
+        if row["duplicate_of"] is not None:  # the one stored second names the first
             assert row["duplicate_of"] in paths
     assert all(len(s) == 1 for s in splits.values()), splits
     if output == "imagefolder":

@@ -203,18 +203,36 @@ class ContentIndex:
             with self._lock:
                 kept = self._exact.find(key)
                 if not kept:
-                    return self._reserve(record, key, phash, own=own)
-                entry = kept[0]
-                event = self._ready.get(entry)
+                    event = self._pending_neighbour(phash, own)
+                    if event is None:
+                        return self._reserve(record, key, phash, own=own)
+                    entry = -1
+                else:
+                    entry = kept[0]
+                    event = self._ready.get(entry)
                 if event is None:
                     path = self._paths[entry]
                     if path is not None and path != own:
                         return Claim(DUPLICATE, subset=self._splits[entry], duplicate_of=path)
             if event is not None:
-                event.wait()  # the same bytes are being stored by another thread
+                event.wait()  # the same photo is being stored by another thread
                 continue
             with self._lock:  # its write failed, or it is this record's own file: rewritten
                 return self._reserve(record, key, phash, replace=entry, own=own)
+
+    def _pending_neighbour(self, phash: int | None, own: str | None) -> threading.Event | None:
+        """(under the lock) the event of the nearest neighbour when it is being stored (its
+        split is known, not yet its path: the claim waits for it), else None."""
+        if phash is None:
+            return None
+        for entry, _ in self._near.near(phash):
+            path = self._paths[entry]
+            if path is not None and path != own:
+                return None  # a stored neighbour: _reserve uses it
+            event = self._ready.get(entry)
+            if event is not None:
+                return event
+        return None
 
     def _reserve(
         self,

@@ -43,17 +43,17 @@ class SortedKeys:
     def __init__(self) -> None:
         self._keys = np.zeros(0, dtype=np.uint64)
         self._ids = np.zeros(0, dtype=np.int64)
-        self._tail_keys: list[int] = []
-        self._tail_ids: list[int] = []
+        self._tail: dict[int, list[int]] = {}  # the keys added since the last merge
+        self._tail_size = 0
 
     def __len__(self) -> int:
-        return len(self._keys) + len(self._tail_keys)
+        return len(self._keys) + self._tail_size
 
     def add(self, key: int, entry: int) -> None:
         """Map ``key`` to ``entry`` too."""
-        self._tail_keys.append(key)
-        self._tail_ids.append(entry)
-        if len(self._tail_keys) >= _TAIL:
+        self._tail.setdefault(key, []).append(entry)
+        self._tail_size += 1
+        if self._tail_size >= _TAIL:
             self._merge()
 
     def add_many(self, keys: np.ndarray, entries: np.ndarray) -> None:
@@ -65,26 +65,44 @@ class SortedKeys:
         self._keys, self._ids = all_keys[order], all_ids[order]
 
     def _merge(self) -> None:
-        if not self._tail_keys:
+        if not self._tail:
             return
-        keys = np.array(self._tail_keys, dtype=np.uint64)
-        ids = np.array(self._tail_ids, dtype=np.int64)
+        pairs = [(key, entry) for key, entries in self._tail.items() for entry in entries]
+        keys = np.array([key for key, _ in pairs], dtype=np.uint64)
+        ids = np.array([entry for _, entry in pairs], dtype=np.int64)
         order = np.argsort(keys, kind="stable")
         keys, ids = keys[order], ids[order]
         at = np.searchsorted(self._keys, keys, side="right")
         self._keys = np.insert(self._keys, at, keys)
         self._ids = np.insert(self._ids, at, ids)
-        self._tail_keys.clear()
-        self._tail_ids.clear()
+        self._tail.clear()
+        self._tail_size = 0
+
+    def find_many(self, keys: list[int]) -> np.ndarray:
+        """The entries mapped from any of ``keys``, as an ``int64`` array (with repeats)."""
+        targets = np.array(keys, dtype=np.uint64)
+        los = self._keys.searchsorted(targets, "left").tolist()
+        his = self._keys.searchsorted(targets, "right").tolist()
+        parts = [self._ids[lo:hi] for lo, hi in zip(los, his, strict=True) if hi > lo]
+        for key in keys:
+            tail = self._tail.get(key)
+            if tail:
+                parts.append(np.array(tail, dtype=np.int64))
+        return np.concatenate(parts) if parts else self._ids[:0]
 
     def find(self, key: int) -> list[int]:
         """The entries mapped from ``key``."""
+        return self.find_array(key).tolist()
+
+    def find_array(self, key: int) -> np.ndarray:
+        """The entries mapped from ``key``, as an ``int64`` array."""
         target = np.uint64(key)
-        lo = int(np.searchsorted(self._keys, target, side="left"))
-        hi = int(np.searchsorted(self._keys, target, side="right"))
-        found = self._ids[lo:hi].tolist()
-        if self._tail_keys:
-            found += [e for k, e in zip(self._tail_keys, self._tail_ids, strict=True) if k == key]
+        keys = self._keys
+        lo = int(keys.searchsorted(target, "left"))
+        found = self._ids[lo : int(keys.searchsorted(target, "right"))]
+        tail = self._tail.get(key)
+        if tail:
+            return np.concatenate([found, np.array(tail, dtype=np.int64)])
         return found
 
 
@@ -120,7 +138,9 @@ class NearIndex:
             raise ValueError(f"distance must be in 0..{HASH_BITS // 2 - 1}; got {distance}")
         self.distance = distance
         self._bands = _bands(distance)
-        self._maps = [SortedKeys() for _ in self._bands]
+        # one sorted map for every band: a band's keys carry its number in their top byte
+        # (a band is at most 32 bits wide unless it is the only one)
+        self._keys = SortedKeys()
         self._hashes = np.zeros(1024, dtype=np.uint64)
         self._count = 0
 
@@ -137,9 +157,17 @@ class NearIndex:
             self._hashes = grown
         self._hashes[entry] = np.uint64(value)
         self._count = max(self._count, entry + 1)
-        for (shift, mask), keys in zip(self._bands, self._maps, strict=True):
-            keys.add((value >> shift) & mask, entry)
+        for key in self._band_keys(value):
+            self._keys.add(key, entry)
         return entry
+
+    def _band_keys(self, value: int) -> list[int]:
+        if len(self._bands) == 1:
+            return [value]
+        return [
+            (band << 56) | ((value >> shift) & mask)
+            for band, (shift, mask) in enumerate(self._bands)
+        ]
 
     def add_many(self, values: np.ndarray, entries: np.ndarray) -> None:
         """Add ``values`` under ``entries`` (one sort per band)."""
@@ -153,18 +181,22 @@ class NearIndex:
         values = values.astype(np.uint64)
         self._hashes[entries] = values
         self._count = max(self._count, top)
-        for (shift, mask), keys in zip(self._bands, self._maps, strict=True):
-            keys.add_many((values >> np.uint64(shift)) & np.uint64(mask), entries)
+        if len(self._bands) == 1:
+            self._keys.add_many(values, entries)
+            return
+        keys = [
+            (np.uint64(band) << np.uint64(56)) | ((values >> np.uint64(shift)) & np.uint64(mask))
+            for band, (shift, mask) in enumerate(self._bands)
+        ]
+        self._keys.add_many(np.concatenate(keys), np.tile(entries, len(self._bands)))
 
     def near(self, value: int) -> list[tuple[int, int]]:
         """(entry, distance) of every entry within ``distance`` of ``value``, nearest first
         (ties: the earlier entry)."""
-        candidates: set[int] = set()
-        for (shift, mask), keys in zip(self._bands, self._maps, strict=True):
-            candidates.update(keys.find((value >> shift) & mask))
-        if not candidates:
+        found = self._keys.find_many(self._band_keys(value))
+        if not found.size:
             return []
-        ids = np.fromiter(sorted(candidates), dtype=np.int64, count=len(candidates))
+        ids = np.unique(found)
         distances = hamming_many(self._hashes[ids], value)
         close = distances <= self.distance
         ids, distances = ids[close], distances[close]
