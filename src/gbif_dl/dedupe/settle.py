@@ -110,6 +110,7 @@ class _Rows:
         keep = [i for i, status in enumerate(data["status"]) if status in _LINKED]
         self.cols: dict[str, list[Any]] = {n: [data[n][i] for i in keep] for n in _COLUMNS}
         self.changes: dict[str, dict[str, Any]] = {}
+        self.moved: dict[str, str] = {}  # old path -> new path of the files moved
 
     def __len__(self) -> int:
         return len(self.cols["url"])
@@ -259,6 +260,7 @@ def _one_split(rows: _Rows, members: list[int], writer: Writer, done: Settled) -
             logger.warning("cannot move %s into split %r: %s", path, target, exc)
             continue
         rows.change(row, subset=target, path=new, duplicate_of=anchor)
+        rows.moved[path] = new
         done.moved += 1
 
 
@@ -305,6 +307,10 @@ def settle_content(
     for members in _components(rows, photo).values():
         if len(members) > 1:
             _one_split(rows, members, writer, done)
+    for row in range(len(rows)):  # rows that name a moved file follow it
+        moved = rows.moved.get(rows.get("duplicate_of", row) or "")
+        if moved is not None:
+            rows.change(row, duplicate_of=moved)
     if rows.changes:
         write_manifest(_patched(manifest, rows.changes), manifest)
         logger.info(
