@@ -112,6 +112,10 @@ class RunConfig:
     workers: int | None = None
     dask_address: str | None = None
     allow_private: bool | None = None
+    content_hashes: bool | None = None
+    near_duplicate_distance: int | None = None
+    drop_near_duplicates: bool | None = None
+    placeholder_occurrences: int | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -285,6 +289,10 @@ class RunConfig:
             "workers": self.workers,
             "dask_address": self.dask_address,
             "allow_private": self.allow_private,
+            "content_hashes": self.content_hashes,
+            "near_duplicate_distance": self.near_duplicate_distance,
+            "drop_near_duplicates": self.drop_near_duplicates,
+            "placeholder_occurrences": self.placeholder_occurrences,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -351,6 +359,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "workers": (int,),
     "dask_address": (str,),
     "allow_private": (bool,),
+    "content_hashes": (bool,),
+    "near_duplicate_distance": (int,),
+    "drop_near_duplicates": (bool,),
+    "placeholder_occurrences": (int,),
 }
 
 

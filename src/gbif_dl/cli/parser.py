@@ -192,6 +192,34 @@ def _add_download(parser: argparse.ArgumentParser) -> None:
         "(404, not an image, ...); by default a rerun retries only transient failures",
     )
     group.add_argument(
+        "--content-hashes",
+        action="store_true",
+        default=None,
+        help="store each photo once and in one split: the same bytes under another URL is a "
+        "duplicate, a resized or re-encoded copy goes to its original's split, and one image "
+        "behind many occurrences (a placeholder) is excluded",
+    )
+    group.add_argument(
+        "--near-duplicate-distance",
+        type=int,
+        metavar="BITS",
+        help="with --content-hashes: dHash bits (of 64) within which two images are one photo "
+        "(default 6)",
+    )
+    group.add_argument(
+        "--drop-near-duplicates",
+        action="store_true",
+        default=None,
+        help="with --content-hashes: do not store resized or re-encoded copies at all",
+    )
+    group.add_argument(
+        "--placeholder-occurrences",
+        type=int,
+        metavar="N",
+        help="with --content-hashes: an image behind N occurrences is a placeholder (default "
+        "3; 0 keeps placeholders)",
+    )
+    group.add_argument(
         "--shard-size",
         type=int,
         metavar="N",

@@ -53,6 +53,10 @@ _DIRECT_FLAGS = (
     "workers",
     "dask_address",
     "allow_private",
+    "content_hashes",
+    "near_duplicate_distance",
+    "drop_near_duplicates",
+    "placeholder_occurrences",
 )
 
 
