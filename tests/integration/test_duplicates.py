@@ -100,11 +100,7 @@ def test_the_same_bytes_under_several_urls_are_stored_once(
         hosts.reset_stats()
         again = _download(items, tmp_path, runner=runner)
         refetched = [url for url in hosts.request_log() if "/copy/" in url]
-        if runner is None:
-            assert refetched == [], "a duplicate was requested again"
-        else:  # known limit: a copy found across shards is requested once more by its shard
-            duplicates = {r["url"] for r in _rows(tmp_path) if r["status"] == DUPLICATE}
-            assert set(refetched) <= duplicates
+        assert refetched == [], "a duplicate was requested again"
         assert again.success == 0
         _check_one_photo_one_split(tmp_path)
     assert [row["status"] for row in _rows(tmp_path)].count(SUCCESS) == 22
@@ -178,7 +174,8 @@ def test_near_duplicates_can_be_dropped(tmp_path: Path) -> None:
     assert len(_stored_files(tmp_path)) == 9
 
 
-def test_linked_groups_in_two_splits_end_in_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", [None, "local"])
+def test_linked_groups_in_two_splits_end_in_one(tmp_path: Path, runner: str | None) -> None:
     """Occurrence x has its own photo and a copy of occurrence y's: streaming stores x's own
     photo in x's split before the copy links x to y; the end of the run moves them together."""
     splitter = Splitter(SPLITS, by="gbifID", seed=0)
@@ -193,12 +190,12 @@ def test_linked_groups_in_two_splits_end_in_one(tmp_path: Path) -> None:
         base = hosts.base_urls[0]
         first = [_record(f"{base}/media/{x}/own.jpg", x) for x, _ in pairs]
         first += [_record(f"{base}/copy/{y}/y.jpg", y) for _, y in pairs]
-        _download(first, tmp_path)
+        _download(first, tmp_path, runner=runner)
         later = [_record(f"{base}/resized/50/{y}/x.jpg", x) for x, y in pairs]
-        _download(first + later, tmp_path)
+        _download(first + later, tmp_path, runner=runner)
         _check_one_photo_one_split(tmp_path)
         hosts.reset_stats()
-        _download(first + later, tmp_path)  # a rerun moves nothing back
+        _download(first + later, tmp_path, runner=runner)  # a rerun moves nothing back
         assert hosts.request_log() == []
     _check_one_photo_one_split(tmp_path)
     rows = {row["gbifID"] + row["url"][-5:]: row for row in _rows(tmp_path)}
@@ -206,23 +203,24 @@ def test_linked_groups_in_two_splits_end_in_one(tmp_path: Path) -> None:
         assert rows[x + "n.jpg"]["subset"] == rows[y + "y.jpg"]["subset"]
 
 
-def test_placeholders_are_excluded_by_default(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", [None, "local"])
+def test_placeholders_are_excluded_by_default(tmp_path: Path, runner: str | None) -> None:
     with MediaHosts(n_hosts=1) as hosts:
         base = hosts.base_urls[0]
         items = [_record(f"{base}/placeholder/{i}.jpg", f"p{i}") for i in range(5)]
         items += [_record(f"{base}/media/{i}/0.jpg", f"m{i}") for i in range(6)]
-        _download(items, tmp_path)
+        _download(items, tmp_path, runner=runner)
         rows = _rows(tmp_path)
         placeholders = [row for row in rows if row["status"] == PLACEHOLDER]
         assert len(placeholders) == 5 and all(row["path"] is None for row in placeholders)
         assert all(row["reason"] == PLACEHOLDER for row in placeholders)
         assert len(_stored_files(tmp_path)) == 6
         hosts.reset_stats()
-        _download(items, tmp_path)
+        _download(items, tmp_path, runner=runner)
         assert hosts.request_log() == []
 
         kept = tmp_path / "kept"
-        _download(items, kept, placeholder_occurrences=0)
+        _download(items, kept, placeholder_occurrences=0, runner=runner)
     statuses = [row["status"] for row in _rows(kept)]
     assert statuses.count(SUCCESS) == 7 and statuses.count(DUPLICATE) == 4
 

@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,6 +264,15 @@ def _one_split(rows: _Rows, members: list[int], writer: Writer, done: Settled) -
         done.moved += 1
 
 
+def _mentions(manifest: Path, changes: dict[str, dict[str, Any]]) -> bool:
+    """True when a row of ``manifest`` has a url of ``changes``."""
+    return any(
+        url in changes
+        for table in iter_manifest(manifest, ("url",))
+        for url in table["url"].to_pylist()
+    )
+
+
 def _patched(manifest: Path, changes: dict[str, dict[str, Any]]) -> Iterator[pa.Table]:
     """The manifest's rows with ``changes`` (by url) applied."""
     for table in iter_manifest(manifest):
@@ -282,9 +291,13 @@ def settle_content(
     manifest: Path | str | os.PathLike[str] | None,
     writer: Writer,
     policy: ContentPolicy,
+    *,
+    parts: Iterable[Path | str] = (),
 ) -> Settled:
     """Settle splits, exact copies and placeholders over the whole manifest (see the module
-    docstring); rewrite the manifest when a row changed. Returns what changed.
+    docstring); rewrite the manifest when a row changed, and the manifest ``parts`` of a
+    ``runner=`` job's shards that hold a changed row (a shard's rerun reads its own part).
+    Returns what changed.
 
     Example:
         >>> settle_content("data", None, Writer("data"), ContentPolicy()).placeholders
@@ -313,6 +326,9 @@ def settle_content(
             rows.change(row, duplicate_of=moved)
     if rows.changes:
         write_manifest(_patched(manifest, rows.changes), manifest)
+        for part in map(Path, parts):
+            if part != manifest and _mentions(part, rows.changes):
+                write_manifest(_patched(part, rows.changes), part)
         logger.info(
             "content: %d files moved to keep a photo in one split, %d copies removed, "
             "%d placeholder rows, %d copies left in another split",

@@ -333,7 +333,8 @@ def merge_shards(
     rows = merge_manifest_files(parts, target)  # latest ``updated`` wins; streamed
     if output is not None and content is not None and content.enabled:
         # copies stored by different shards, splits that share a photo, placeholders
-        settle_content(root_path, target, make_writer(output, root_path, shard=True), content)
+        writer = make_writer(output, root_path, shard=True)
+        settle_content(root_path, target, writer, content, parts=parts)
     write_attribution(root_path, target)
     if output is not None:  # files derived from the whole manifest (classes.json, metadata)
         make_writer(output, root_path, shard=True).finalize(target)
