@@ -258,3 +258,56 @@ def test_the_report_shows_duplicate_groups_and_placeholders(tmp_path: Path) -> N
     assert kinds[DUPLICATE].kept in text
     page = render_html(summary)
     assert "<h2>Duplicates" in page and kinds[DUPLICATE].thumbnail in page
+
+
+def _photo_groups(rows: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Split of each shared photo's rows (by its simulator key ``/<kind>/.../<key>/``)."""
+    splits: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        parts = row["url"].split("/")
+        if row["status"] == SUCCESS and parts[3] in ("copy", "resized", "reencoded"):
+            splits[parts[-2]].add(row["subset"])
+    return splits
+
+
+@pytest.mark.parametrize("source", ["search", "archive"])
+def test_a_sampled_dataset_with_shared_photos_and_placeholders(tmp_path: Path, source: str) -> None:
+    """The issue's call, on a simulator where 30% of occurrence pairs share a photo (same
+    bytes, resized or re-encoded) and 3% of occurrences show a placeholder: one photo, one split;
+    no bytes twice; placeholders excluded; the archive of the same occurrences gives the same."""
+    import gbif_dl
+    from gbif_dl.testing import Simulation, write_dwca
+
+    with Simulation(
+        seed=4, size=600, n_hosts=2, n_species=3, photo_copies=0.3, placeholder_share=0.03
+    ) as simu:
+        query = {"speciesKey": [s["key"] for s in simu.population.species]}
+        if source == "search":
+            items = gbif_dl.api.generate_urls(
+                query, label="speciesKey", api_url=simu.api_url, one_media_per_occurrence=False
+            )
+        else:
+            pop = simu.population
+            archive = tmp_path / "dl.zip"
+            write_dwca(pop, pop.select({**query, "mediaType": "StillImage"}), archive)
+            items = gbif_dl.dwca.generate_urls(
+                str(archive), label="speciesKey", one_media_per_occurrence=False
+            )
+        root = tmp_path / "data"
+        download(
+            items,
+            root=root,
+            splits=SPLITS,
+            progress=False,
+            allow_private=True,
+            content_hashes=True,
+            fail_threshold=None,
+        )
+    _check_one_photo_one_split(root)
+    rows = _rows(root)
+    groups = _photo_groups(rows)
+    assert len(groups) >= 20 and all(len(s) == 1 for s in groups.values())
+    placeholders = [r for r in rows if "/placeholder/" in r["url"]]
+    assert len(placeholders) >= 3 and all(r["status"] == PLACEHOLDER for r in placeholders)
+    statuses = {r["status"] for r in rows}
+    assert DUPLICATE in statuses
