@@ -66,7 +66,7 @@ def test_dhash_keeps_copies_close_and_distinct_photos_apart() -> None:
     assert min(apart) > ContentPolicy().near_distance
 
 
-@pytest.mark.parametrize("distance", [0, 1, 4, 6, 10])
+@pytest.mark.parametrize("distance", [0, 1, 3, 4, 6, 10, 15])
 def test_the_near_index_finds_exactly_what_brute_force_finds(distance: int) -> None:
     rng = random.Random(distance)
     values = []

@@ -54,7 +54,7 @@ class ContentPolicy:
             policy object defaults to on; DownloadOptions and download() to off for now); False
             stores every URL's bytes as before (and leaves ``phash`` empty).
         near_duplicate_distance: the largest Hamming distance between two dHashes that makes
-            them one photo (0..31; 0: pixel-identical looks only).
+            them one photo (0..15; 0: pixel-identical looks only).
         drop_near_duplicates: do not store a near duplicate of a stored image (status
             ``near_duplicate``); by default it is stored in its neighbour's split.
         placeholder_occurrences: one image behind the URLs of at least this many different
@@ -64,7 +64,7 @@ class ContentPolicy:
         >>> ContentPolicy(near_duplicate_distance=40)
         Traceback (most recent call last):
         ...
-        gbif_dl.errors.ConfigError: near_duplicate_distance must be an integer in 0..31; got 40
+        gbif_dl.errors.ConfigError: near_duplicate_distance must be an integer in 0..15; got 40
     """
 
     content_hashes: bool = True
@@ -74,9 +74,9 @@ class ContentPolicy:
 
     def __post_init__(self) -> None:
         distance = self.near_duplicate_distance
-        if isinstance(distance, bool) or not isinstance(distance, int) or not 0 <= distance < 32:
+        if isinstance(distance, bool) or not isinstance(distance, int) or not 0 <= distance < 16:
             raise ConfigError(
-                f"near_duplicate_distance must be an integer in 0..31; got {distance!r}"
+                f"near_duplicate_distance must be an integer in 0..15; got {distance!r}"
             )
         count = self.placeholder_occurrences
         if isinstance(count, bool) or not isinstance(count, int) or count < 0 or count == 1:
