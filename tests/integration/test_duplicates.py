@@ -311,3 +311,25 @@ def test_a_sampled_dataset_with_shared_photos_and_placeholders(tmp_path: Path, s
     assert len(placeholders) >= 3 and all(r["status"] == PLACEHOLDER for r in placeholders)
     statuses = {r["status"] for r in rows}
     assert DUPLICATE in statuses
+
+
+def test_a_duplicate_names_the_new_place_of_a_moved_file(tmp_path: Path) -> None:
+    """A rerun that changes the seed moves stored files; a copy met later names the file where
+    it is now."""
+    first = next(
+        str(i)
+        for i in range(100)
+        if Splitter(SPLITS, by="gbifID", seed=0)({"gbifID": str(i)})
+        != Splitter(SPLITS, by="gbifID", seed=1)({"gbifID": str(i)})
+    )
+    with MediaHosts(n_hosts=1) as hosts:
+        original = _record(f"{hosts.base_urls[0]}/copy/m/a.jpg", first)
+        copy = _record(f"{hosts.base_urls[0]}/copy/m/b.jpg", "other")
+        _download([original], tmp_path, seed=0)
+        _download([original, copy], tmp_path, seed=1)
+    rows = {row["url"]: row for row in _rows(tmp_path)}
+    moved = rows[original["url"]]
+    assert moved["subset"] == Splitter(SPLITS, by="gbifID", seed=1)({"gbifID": first})
+    assert rows[copy["url"]]["status"] == DUPLICATE
+    assert rows[copy["url"]]["duplicate_of"] == moved["path"]
+    _check_one_photo_one_split(tmp_path)

@@ -208,7 +208,7 @@ class ContentIndex:
                         return self._reserve(record, key, phash, own=own)
                     entry = -1
                 else:
-                    entry = kept[0]
+                    entry = kept[-1]  # the latest file with these bytes (a moved one's new place)
                     event = self._ready.get(entry)
                 if event is None:
                     path = self._paths[entry]

@@ -77,7 +77,7 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 ROOT_FILES = (ATTRIBUTION_NAME, CITATION_NAME, CLASSES_NAME)
 
 
-def file_facts(body: bytes) -> dict[str, Any]:
+def file_facts(body: bytes, *, phash: bool = True) -> dict[str, Any]:
     """bytes, sha256, mime, pixel size and dHash of a stored file (crash recovery, moves).
 
     Example:
@@ -94,7 +94,7 @@ def file_facts(body: bytes) -> dict[str, Any]:
         "mime": kind.mime if kind else None,
         "width": size[0] if size else None,
         "height": size[1] if size else None,
-        "phash": format_phash(value) if (value := dhash(body)) is not None else None,
+        "phash": format_phash(value) if phash and (value := dhash(body)) is not None else None,
     }
 
 
@@ -264,8 +264,8 @@ class Run:
         def move_and_inspect() -> dict[str, Any]:
             if target != path:
                 self.writer.move_stored(path, target)
-            facts = file_facts(self.writer.read_stored(target))
-            if self.contents is not None and previous_path is None:  # unknown to the index
+            facts = file_facts(self.writer.read_stored(target), phash=self.contents is not None)
+            if self.contents is not None and (previous_path is None or target != path):
                 phash = int(facts["phash"], 16) if facts["phash"] else None
                 self.contents.add(facts["sha256"], phash, record.get("subset"), target)
             return facts
