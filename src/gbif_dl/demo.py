@@ -2,7 +2,8 @@
 
 A simulated GBIF (a few thousand occurrences of a handful of species) and a few image hosts run
 on loopback, with a little latency and a few faults (a 404 here, a 503 or a 429 there, an HTML
-page instead of an image) so that the report has something to say. The demo then does what a user
+page instead of an image, a photo shared by two occurrences, a publisher's placeholder) so that
+the report has something to say. The demo then does what a user
 does against the real GBIF: search, balance the species, download with train/val/test splits,
 and write the report.
 
@@ -69,6 +70,12 @@ class DemoResult:
     api_url: str
     query: dict[str, Any]
     description: str
+
+
+#: Share of occurrence pairs showing one photo (same bytes, resized or re-encoded), and of
+#: occurrences showing a placeholder, in the demo's simulated GBIF.
+DEMO_PHOTO_COPIES = 0.2
+DEMO_PLACEHOLDERS = 0.02
 
 
 def default_demo_root() -> Path:
@@ -169,6 +176,8 @@ def run_demo(
         host_faults=demo_faults(n_hosts, seed),
         n_species=max(DEMO_SPECIES + 2, 8),
         media_host_names=host_names(n_hosts),
+        photo_copies=DEMO_PHOTO_COPIES,
+        placeholder_share=DEMO_PLACEHOLDERS,
     ) as simulation:
         species = [s["key"] for s in simulation.population.species[:DEMO_SPECIES]]
         query: dict[str, Any] = {"speciesKey": species}
@@ -194,6 +203,7 @@ def run_demo(
             seed=seed,
             progress=progress,
             proxy=simulation.proxy_url,
+            content_hashes=True,  # one photo once, in one split; placeholders out
         )
         api_url = simulation.api_url
     summary = report.summarize(root_path, thumbnails=thumbnails)
