@@ -90,6 +90,76 @@ class Claim:
     entry: int | None = None
 
 
+class _Entries:
+    """The path and split of each entry: loaded rows as Arrow text (as in the manifest, about
+    the path's length a row) and split codes (2 bytes a row); this run's in small lists."""
+
+    def __init__(self) -> None:
+        self._chunks: list[pa.Array] = []
+        self._base: pa.Array | None = None
+        self._base_len = 0
+        self._changed: dict[int, str | None] = {}  # loaded entries whose path changed
+        self._new: list[str | None] = []
+        self._names: list[str | None] = [None]  # split code -> name
+        self._codes: dict[str | None, int] = {None: 0}
+        self._splits = np.zeros(1024, dtype=np.uint16)
+
+    def __len__(self) -> int:
+        return self._base_len + len(self._new)
+
+    def _code(self, split: str | None) -> int:
+        code = self._codes.get(split)
+        if code is None:
+            code = self._codes[split] = len(self._names)
+            self._names.append(split)
+        return code
+
+    def _grow(self, size: int) -> None:
+        if size > len(self._splits):
+            grown = np.zeros(max(2 * len(self._splits), size), dtype=np.uint16)
+            grown[: len(self._splits)] = self._splits
+            self._splits = grown
+
+    def extend(self, paths: pa.ChunkedArray, splits: list[str | None]) -> None:
+        """Add loaded rows (before any :meth:`append`)."""
+        start = len(self)
+        self._chunks.extend(paths.cast(pa.large_string()).chunks)
+        self._base_len += len(paths)
+        self._base = None
+        self._grow(len(self))
+        self._splits[start : len(self)] = [self._code(split) for split in splits]
+
+    def append(self, path: str | None, split: str | None) -> int:
+        entry = len(self)
+        self._new.append(path)
+        self._grow(entry + 1)
+        self._splits[entry] = self._code(split)
+        return entry
+
+    def path(self, entry: int) -> str | None:
+        if entry >= self._base_len:
+            return self._new[entry - self._base_len]
+        if entry in self._changed:
+            return self._changed[entry]
+        if self._base is None:
+            self._base = pa.concat_arrays(self._chunks)
+            self._chunks = [self._base]
+        value = self._base[entry].as_py()
+        return str(value) if value is not None else None
+
+    def set_path(self, entry: int, path: str | None) -> None:
+        if entry >= self._base_len:
+            self._new[entry - self._base_len] = path
+        else:
+            self._changed[entry] = path
+
+    def split(self, entry: int) -> str | None:
+        return self._names[int(self._splits[entry])]
+
+    def set_split(self, entry: int, split: str | None) -> None:
+        self._splits[entry] = self._code(split)
+
+
 class ContentIndex:
     """The stored files by content; every method is safe to call from several threads.
 
@@ -104,14 +174,13 @@ class ContentIndex:
         self._lock = threading.Lock()
         self._exact = SortedKeys()
         self._near = NearIndex(distance)
-        self._paths: list[str | None] = []
-        self._splits: list[str | None] = []
+        self._entries = _Entries()
         self._ready: dict[int, threading.Event] = {}
         #: gbifID -> split, for the occurrences whose split follows a near duplicate.
         self.overrides: dict[str, str] = {}
 
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._entries)
 
     # loading -----------------------------------------------------------------------------------
 
@@ -153,10 +222,9 @@ class ContentIndex:
         table = table.filter(stored)
         if not table.num_rows:
             return
-        start = len(self._paths)
-        self._paths.extend(table["path"].to_pylist())
-        self._splits.extend(table["subset"].to_pylist())
-        entries = np.arange(start, len(self._paths), dtype=np.int64)
+        start = len(self._entries)
+        self._entries.extend(table["path"], table["subset"].to_pylist())
+        entries = np.arange(start, len(self._entries), dtype=np.int64)
         shas = table["sha256"].to_pylist()
         has_sha = [i for i, sha in enumerate(shas) if sha and len(sha) >= 16]
         if has_sha:
@@ -211,9 +279,10 @@ class ContentIndex:
                     entry = kept[-1]  # the latest file with these bytes (a moved one's new place)
                     event = self._ready.get(entry)
                 if event is None:
-                    path = self._paths[entry]
+                    path = self._entries.path(entry)
                     if path is not None and path != own:
-                        return Claim(DUPLICATE, subset=self._splits[entry], duplicate_of=path)
+                        subset = self._entries.split(entry)
+                        return Claim(DUPLICATE, subset=subset, duplicate_of=path)
             if event is not None:
                 event.wait()  # the same photo is being stored by another thread
                 continue
@@ -226,7 +295,7 @@ class ContentIndex:
         if phash is None:
             return None
         for entry, _ in self._near.near(phash):
-            path = self._paths[entry]
+            path = self._entries.path(entry)
             if path is not None and path != own:
                 return None  # a stored neighbour: _reserve uses it
             event = self._ready.get(entry)
@@ -248,13 +317,13 @@ class ContentIndex:
         duplicate_of = None
         if phash is not None:
             for entry, _ in self._near.near(phash):
-                path = self._paths[entry]
+                path = self._entries.path(entry)
                 if path is None or path == own:  # being stored, failed, or its own old file
                     continue
+                split = self._entries.split(entry)
                 if self.drop_near:
-                    return Claim(NEAR_DUPLICATE, subset=self._splits[entry], duplicate_of=path)
+                    return Claim(NEAR_DUPLICATE, subset=split, duplicate_of=path)
                 duplicate_of = path
-                split = self._splits[entry]
                 if subset is not None and split is not None and split != subset:
                     subset = split
                     gbif_id = record.get("gbifID")
@@ -263,11 +332,10 @@ class ContentIndex:
                 break
         if replace is not None:
             entry = replace
-            self._splits[entry] = subset
+            self._entries.set_path(entry, None)
+            self._entries.set_split(entry, subset)
         else:
-            entry = len(self._paths)
-            self._paths.append(None)
-            self._splits.append(subset)
+            entry = self._entries.append(None, subset)
             self._exact.add(key, entry)
         self._ready[entry] = threading.Event()
         if phash is not None and replace is None:
@@ -286,7 +354,7 @@ class ContentIndex:
         if claim.entry is None:
             return
         with self._lock:
-            self._paths[claim.entry] = path
+            self._entries.set_path(claim.entry, path)
             event = self._ready.pop(claim.entry, None)
         if event is not None:
             event.set()
@@ -301,9 +369,7 @@ class ContentIndex:
             'train/a.jpg'
         """
         with self._lock:
-            entry = len(self._paths)
-            self._paths.append(path)
-            self._splits.append(subset)
+            entry = self._entries.append(path, subset)
             if sha256:
                 self._exact.add(sha_key(sha256), entry)
             if phash is not None:
