@@ -45,7 +45,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gbif_dl.dedupe.keys import NearIndex, SortedKeys
-from gbif_dl.dedupe.phash import parse_phash
 from gbif_dl.manifest import (
     DUPLICATE,
     JOURNAL_NAME,
@@ -58,9 +57,42 @@ from gbif_dl.manifest import (
 )
 from gbif_dl.manifest.table import TableSource
 
-__all__ = ["Claim", "ContentIndex", "sha_key"]
+__all__ = ["Claim", "ContentIndex", "hex64", "sha_key"]
 
 _COLUMNS = ("url", "status", "path", "subset", "gbifID", "sha256", "phash", "duplicate_of")
+
+
+#: ASCII byte -> its hex digit value (255: not a hex digit).
+_HEX = np.full(256, 255, dtype=np.uint8)
+for _digit, _char in enumerate("0123456789abcdef"):
+    _HEX[ord(_char)] = _HEX[ord(_char.upper())] = _digit
+
+
+def hex64(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The first 16 hex digits of each cell of ``column`` as ``uint64`` (vectorised), and
+    which cells had them (null, short or not hex: False).
+
+    Example:
+        >>> values, valid = hex64(pa.array(["00000000000000ff", None, "zz", "10" * 32]))
+        >>> values[valid].tolist(), valid.tolist()
+        ([255, 1157442765409226768], [True, False, False, True])
+    """
+    text = pc.fill_null(column, "")
+    long_enough = np.asarray(pc.greater_equal(pc.utf8_length(text), 16), dtype=bool)
+    head = pc.if_else(pa.array(long_enough), pc.utf8_slice_codeunits(text, 0, 16), "0" * 16)
+    if isinstance(head, pa.ChunkedArray):
+        head = pa.concat_arrays(head.chunks) if head.num_chunks else pa.array([], pa.string())
+    head = head.cast(pa.large_string())
+    count = len(head)
+    if not count:
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=bool)
+    offsets = np.frombuffer(head.buffers()[1], dtype=np.int64)[head.offset : head.offset + 2]
+    data = np.frombuffer(head.buffers()[2], dtype=np.uint8)[offsets[0] : offsets[0] + 16 * count]
+    digits = _HEX[data.reshape(count, 16)]
+    valid = long_enough & (digits != 255).all(axis=1)
+    shifts = np.arange(60, -4, -4, dtype=np.uint64)
+    values = (digits.astype(np.uint64) << shifts).sum(axis=1, dtype=np.uint64)
+    return values, valid
 
 
 def sha_key(sha256_hex: str) -> int:
@@ -120,14 +152,17 @@ class _Entries:
             grown[: len(self._splits)] = self._splits
             self._splits = grown
 
-    def extend(self, paths: pa.ChunkedArray, splits: list[str | None]) -> None:
+    def extend(self, paths: pa.ChunkedArray, splits: pa.ChunkedArray) -> None:
         """Add loaded rows (before any :meth:`append`)."""
         start = len(self)
         self._chunks.extend(paths.cast(pa.large_string()).chunks)
         self._base_len += len(paths)
         self._base = None
         self._grow(len(self))
-        self._splits[start : len(self)] = [self._code(split) for split in splits]
+        encoded = pa.concat_arrays(splits.chunks).dictionary_encode()
+        codes = np.array([self._code(name) for name in encoded.dictionary.to_pylist()] + [0])
+        indices = np.asarray(pc.fill_null(encoded.indices, len(codes) - 1), dtype=np.int64)
+        self._splits[start : len(self)] = codes[indices]
 
     def append(self, path: str | None, split: str | None) -> int:
         entry = len(self)
@@ -211,11 +246,20 @@ class ContentIndex:
             if (root / name).is_file()
         ]
         sources.append(lambda: _with_url(journal_blocks(root, journal_name, _COLUMNS)))
+        found: list[tuple[str, np.ndarray, np.ndarray]] = []
         for table in latest_rows(sources):
-            index._add_table(table)
+            index._add_table(table, found)
+        for name, target in (("sha256", index._exact), ("phash", index._near)):
+            parts = [(values, entries) for kind, values, entries in found if kind == name]
+            if parts:
+                target.add_many(
+                    np.concatenate([v for v, _ in parts]), np.concatenate([e for _, e in parts])
+                )
         return index
 
-    def _add_table(self, table: pa.Table) -> None:
+    def _add_table(self, table: pa.Table, found: list[tuple[str, np.ndarray, np.ndarray]]) -> None:
+        """Add the stored rows of ``table``; their lookup keys go to ``found`` (sorted once,
+        after the last batch)."""
         stored = pc.fill_null(
             pc.and_(pc.equal(table["status"], SUCCESS), pc.is_valid(table["path"])), False
         )
@@ -223,26 +267,21 @@ class ContentIndex:
         if not table.num_rows:
             return
         start = len(self._entries)
-        self._entries.extend(table["path"], table["subset"].to_pylist())
+        self._entries.extend(table["path"], table["subset"])
         entries = np.arange(start, len(self._entries), dtype=np.int64)
-        shas = table["sha256"].to_pylist()
-        has_sha = [i for i, sha in enumerate(shas) if sha and len(sha) >= 16]
-        if has_sha:
-            keys = np.array([sha_key(shas[i]) for i in has_sha], dtype=np.uint64)
-            self._exact.add_many(keys, entries[has_sha])
-        hashes = [parse_phash(text) for text in table["phash"].to_pylist()]
-        has_hash = [i for i, value in enumerate(hashes) if value is not None]
-        if has_hash:
-            values = np.array([hashes[i] for i in has_hash], dtype=np.uint64)
-            self._near.add_many(values, entries[has_hash])
-        for gbif_id, subset, duplicate_of in zip(
-            table["gbifID"].to_pylist(),
-            table["subset"].to_pylist(),
-            table["duplicate_of"].to_pylist(),
-            strict=True,
-        ):
-            if duplicate_of and gbif_id and subset is not None:
-                self.overrides[gbif_id] = subset
+        for name, column in (("sha256", table["sha256"]), ("phash", table["phash"])):
+            values, valid = hex64(column)
+            found.append((name, values[valid], entries[valid]))
+        linked = pc.fill_null(
+            pc.and_(pc.is_valid(table["duplicate_of"]), pc.is_valid(table["subset"])), False
+        )
+        if pc.any(linked).as_py():  # occurrences whose split follows a near duplicate
+            rows = table.filter(linked)
+            for gbif_id, subset in zip(
+                rows["gbifID"].to_pylist(), rows["subset"].to_pylist(), strict=True
+            ):
+                if gbif_id:
+                    self.overrides[gbif_id] = subset
 
     # deciding ----------------------------------------------------------------------------------
 
