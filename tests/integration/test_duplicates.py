@@ -333,3 +333,21 @@ def test_a_duplicate_names_the_new_place_of_a_moved_file(tmp_path: Path) -> None
     assert rows[copy["url"]]["status"] == DUPLICATE
     assert rows[copy["url"]]["duplicate_of"] == moved["path"]
     _check_one_photo_one_split(tmp_path)
+
+
+def test_the_hosts_can_serve_the_earlier_cheaper_pictures() -> None:
+    """distinct_pixels=False: the cached variants (distinct bytes, shared pixels), as before."""
+    import urllib.request
+
+    from gbif_dl.dedupe.phash import dhash
+
+    hashes = {}
+    with MediaHosts(n_hosts=1, distinct_pixels=False) as cheap, MediaHosts(n_hosts=1) as hosts:
+        for name, server in (("cheap", cheap), ("distinct", hosts)):
+            bodies = [
+                urllib.request.urlopen(f"{server.base_urls[0]}/media/{i}/0.jpg").read()
+                for i in range(80)
+            ]
+            assert len({hashlib.sha256(b).hexdigest() for b in bodies}) == 80
+            hashes[name] = {dhash(b) for b in bodies}
+    assert len(hashes["distinct"]) == 80 and len(hashes["cheap"]) < 80

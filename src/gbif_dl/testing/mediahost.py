@@ -210,9 +210,12 @@ class _Renderer:
                 self._cache.popitem(last=False)
         return body
 
-    def image(self, path: str) -> tuple[bytes, str]:
+    def image(self, path: str, *, distinct: bool = True) -> tuple[bytes, str]:
         digest = _digest(path)
         fmt = "png" if _unit(digest, 0) < _PNG_SHARE else "jpeg"
+        if not distinct:  # one of the cached variants, stamped with the path's hash
+            index = int.from_bytes(digest[4:8], "big") % _VARIANTS
+            return _stamp(self.variant(fmt, index), fmt, digest.hex().encode()), f"image/{fmt}"
         key = ("path:" + path, 0)
         with self._lock:
             body = self._cache.get(key)
@@ -409,6 +412,10 @@ class MediaHosts:
         n_hosts: how many hosts.
         faults: one :class:`HostFaults` for every host, or ``{host_index: HostFaults}`` for some
             (0-based; the others have none).
+        distinct_pixels: True (default): every path its own picture (about half a millisecond
+            to render one, cached); False: the earlier, cheaper pictures, one of 512 cached
+            pixel variants a format (the bytes still differ per path), for benchmarks that must not
+            change what the hosts cost; content hashing then sees look-alikes.
 
     Example:
         >>> with MediaHosts(n_hosts=1, faults={0: HostFaults(latency_s=0.01)}) as hosts:
@@ -417,7 +424,11 @@ class MediaHosts:
     """
 
     def __init__(
-        self, n_hosts: int = 2, faults: HostFaults | Mapping[int, HostFaults] | None = None
+        self,
+        n_hosts: int = 2,
+        faults: HostFaults | Mapping[int, HostFaults] | None = None,
+        *,
+        distinct_pixels: bool = True,
     ) -> None:
         if not 1 <= n_hosts <= 250:
             raise ConfigError(f"MediaHosts needs 1..250 hosts, got n_hosts={n_hosts}.")
@@ -439,6 +450,7 @@ class MediaHosts:
         self._total_in_flight = 0
         self._total_max_in_flight = 0
         self._log: list[str] = []  # every request's URL, in the order they arrived
+        self._distinct = distinct_pixels
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -630,7 +642,7 @@ class MediaHosts:
             return web.Response(status=503, text="Service Unavailable", headers=headers), 0
         if fault == "throttle":
             return self._throttle(state, url, faults.retry_after_s), 0
-        body, mime = _RENDERER.image(request.path)
+        body, mime = _RENDERER.image(request.path, distinct=self._distinct)
         if fault == "truncate":
             return await self._send_truncated(request, body, mime)
         if fault == "drip":
