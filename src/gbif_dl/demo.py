@@ -125,6 +125,29 @@ def demo_faults(n_hosts: int, seed: int = 0) -> dict[int, Any]:
     return faults
 
 
+def demo_simulation(*, seed: int, size: int, n_hosts: int) -> Any:
+    """The demo's simulated GBIF (not started): its faults, fixed host names, shared photos
+    and placeholders.
+
+    Example:
+        >>> demo_simulation(seed=0, size=100, n_hosts=2).size
+        100
+    """
+    from gbif_dl.testing import Simulation
+    from gbif_dl.testing.naming import host_names
+
+    return Simulation(
+        seed=seed,
+        size=size,
+        n_hosts=n_hosts,
+        host_faults=demo_faults(n_hosts, seed),
+        n_species=max(DEMO_SPECIES + 2, 8),
+        media_host_names=host_names(n_hosts),
+        photo_copies=DEMO_PHOTO_COPIES,
+        placeholder_share=DEMO_PLACEHOLDERS,
+    )
+
+
 def run_demo(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -164,21 +187,10 @@ def run_demo(
     if not 1 <= n_hosts <= 8:
         raise ConfigError(f"--hosts must be between 1 and 8, got {n_hosts}")
     from gbif_dl import api, io, report
-    from gbif_dl.testing import Simulation
-    from gbif_dl.testing.naming import host_names
 
     started = time.monotonic()
     root_path = Path(root) if root is not None else default_demo_root()
-    with Simulation(
-        seed=seed,
-        size=size,
-        n_hosts=n_hosts,
-        host_faults=demo_faults(n_hosts, seed),
-        n_species=max(DEMO_SPECIES + 2, 8),
-        media_host_names=host_names(n_hosts),
-        photo_copies=DEMO_PHOTO_COPIES,
-        placeholder_share=DEMO_PLACEHOLDERS,
-    ) as simulation:
+    with demo_simulation(seed=seed, size=size, n_hosts=n_hosts) as simulation:
         species = [s["key"] for s in simulation.population.species[:DEMO_SPECIES]]
         query: dict[str, Any] = {"speciesKey": species}
         description = (

@@ -55,6 +55,7 @@ from gbif_dl.manifest import (
     rows_to_table,
     write_manifest,
 )
+from gbif_dl.records import safe_component
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.paths import remove_inside
 
@@ -227,8 +228,6 @@ def _components(rows: _Rows, photo: _Groups) -> dict[int, list[int]]:
 
 def _split_path(path: str, old: str, new: str) -> str | None:
     """``path`` under split ``new`` instead of ``old`` (its first folder), or None."""
-    from gbif_dl.records import safe_component
-
     head, sep, rest = path.partition("/")
     return f"{safe_component(new)}/{rest}" if sep and head == safe_component(old) else None
 
