@@ -351,3 +351,19 @@ def test_the_hosts_can_serve_the_earlier_cheaper_pictures() -> None:
             assert len({hashlib.sha256(b).hexdigest() for b in bodies}) == 80
             hashes[name] = {dhash(b) for b in bodies}
     assert len(hashes["distinct"]) == 80 and len(hashes["cheap"]) < 80
+
+
+def test_copies_do_not_count_against_the_failure_threshold(tmp_path: Path) -> None:
+    """Half the URLs are copies: the run does not stop at fail_threshold=0.1 (they are not
+    failed fetches), and the CLI exits 0."""
+    from gbif_dl.cli import EXIT_OK, main
+
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        items = [_record(f"{base}/copy/k{i % 40}/{i}.jpg", f"o{i}") for i in range(80)]
+        stats = _download(items, tmp_path / "api", fail_threshold=0.1, placeholder_occurrences=0)
+        assert not stats.aborted and stats.success == 40 and stats.reasons == {DUPLICATE: 40}
+        urls = tmp_path / "urls.txt"
+        urls.write_text("".join(f"{item['url']}\n" for item in items))
+        args = ["download", "--urls", str(urls), "-o", str(tmp_path / "cli"), "--content-hashes"]
+        assert main([*args, "--placeholder-occurrences", "0", "-q"]) == EXIT_OK

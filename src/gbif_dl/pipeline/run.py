@@ -360,6 +360,7 @@ class Run:
         if previous_path:  # an overwrite whose new bytes duplicate another file
             with contextlib.suppress(OSError):
                 remove_inside(self.root, previous_path)
+        self.counters.not_stored += 1  # before _finish judges the failure threshold
         self._finish(self._content_row(result, stored), "failed", reason=stored.status)
 
     def _stored(self, result: FetchResult, stored: Stored, *, previous_path: str | None) -> None:
