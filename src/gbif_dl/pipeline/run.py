@@ -289,7 +289,7 @@ class Run:
         self, result: FetchResult, own_path: str | None = None
     ) -> tuple[Stored | OSError, asyncio.CancelledError | None]:
         """Store in a thread; a cancellation meanwhile waits for the thread (which may put the
-        file in place) so no stored file is left without its row. Returns (path and sha256, or
+        file in place) so no stored file is left without its row. Returns (what became of it, or
         the OSError) and the cancellation to re-raise once the row is journaled."""
         # in a thread: creating a file can cost a millisecond of kernel time (ext4 under
         # churn), which then overlaps with the downloads on another core
