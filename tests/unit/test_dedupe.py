@@ -222,3 +222,14 @@ def test_not_stored_reasons_are_permanent_and_options_are_checked() -> None:
     policy = DownloadOptions(content_hashes=True, placeholder_occurrences=0).content_policy()
     assert policy.enabled and policy.placeholders is None
     assert not DownloadOptions().content_policy().enabled
+
+
+def test_the_end_pass_leaves_a_manifest_of_failures_alone(tmp_path: Path) -> None:
+    rows = [
+        manifest_row({"url": f"http://h/{i}"}, status="failed", reason="timeout") for i in range(3)
+    ]
+    write_manifest([rows_to_table(rows)], tmp_path / MANIFEST_NAME)
+    done = settle_content(
+        tmp_path, tmp_path / MANIFEST_NAME, ImageFolderWriter(tmp_path), ContentPolicy()
+    )
+    assert (done.moved, done.duplicates, done.placeholders, done.left) == (0, 0, 0, 0)

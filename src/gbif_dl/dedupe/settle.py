@@ -40,10 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from gbif_dl.dedupe.index import hex64
 from gbif_dl.dedupe.keys import NearIndex
-from gbif_dl.dedupe.phash import parse_phash
 from gbif_dl.dedupe.policy import ContentPolicy
 from gbif_dl.manifest import (
     DUPLICATE,
@@ -103,41 +105,84 @@ class _Groups:
         return found
 
 
+def _array(column: pa.ChunkedArray) -> pa.Array:
+    """``column`` as one array (an empty one when it has no chunks)."""
+    return pa.concat_arrays(column.chunks) if column.num_chunks else pa.array([], column.type)
+
+
 class _Rows:
-    """The content columns of the manifest rows that hold a photo, and the changes to them."""
+    """The content columns of the manifest rows that hold a photo, compact (text as Arrow
+    arrays, statuses, splits and occurrences as codes, digests as 64-bit ints), and the
+    changes to them (by url, for the manifest)."""
+
+    _TEXT = ("url", "path", "duplicate_of")
+    _NAMED = ("status", "subset")
 
     def __init__(self, table: pa.Table) -> None:
-        data = table.to_pydict()
-        keep = [i for i, status in enumerate(data["status"]) if status in _LINKED]
-        self.cols: dict[str, list[Any]] = {n: [data[n][i] for i in keep] for n in _COLUMNS}
+        table = table.filter(pc.fill_null(pc.is_in(table["status"], pa.array(_LINKED)), False))
+        self.size = table.num_rows
+        self._text = {n: _array(table[n]) for n in self._TEXT}
+        self._over: dict[str, dict[int, Any]] = {n: {} for n in self._TEXT}
+        self._names: dict[str, list[Any]] = {}
+        self._codes: dict[str, np.ndarray] = {}
+        for name in self._NAMED:
+            encoded = _array(table[name]).dictionary_encode()
+            self._names[name] = [*encoded.dictionary.to_pylist(), None]
+            nulls = len(self._names[name]) - 1
+            self._codes[name] = np.asarray(pc.fill_null(encoded.indices, nulls), dtype=np.int64)
+        occurrence = _array(table["gbifID"]).dictionary_encode()
+        known = occurrence.dictionary.to_pylist()
+        empty = known.index("") if "" in known else -2  # an empty gbifID is no occurrence
+        codes = np.asarray(pc.fill_null(occurrence.indices, -1), dtype=np.int64)
+        self._occurrence = np.where(codes == empty, -1, codes)
+        self._hex = {n: hex64(table[n]) for n in ("sha256", "phash")}
         self.changes: dict[str, dict[str, Any]] = {}
         self.moved: dict[str, str] = {}  # old path -> new path of the files moved
 
     def __len__(self) -> int:
-        return len(self.cols["url"])
+        return self.size
 
     def get(self, name: str, row: int) -> Any:
-        return self.cols[name][row]
+        """The value of column ``name`` (``gbifID``: a code; digests: ints) at ``row``."""
+        if name in self._over:
+            over = self._over[name]
+            return over[row] if row in over else self._text[name][row].as_py()
+        if name in self._codes:
+            return self._names[name][int(self._codes[name][row])]
+        if name == "gbifID":
+            code = int(self._occurrence[row])
+            return code if code >= 0 else None
+        values, valid = self._hex[name]
+        return int(values[row]) if valid[row] else None
+
+    def hashes(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The ``sha256`` prefixes or ``phash`` values of every row, and which rows have one."""
+        return self._hex[name]
 
     def stored(self, row: int) -> bool:
-        return self.cols["status"][row] == SUCCESS and bool(self.cols["path"][row])
+        return self.get("status", row) == SUCCESS and bool(self.get("path", row))
 
     def change(self, row: int, **values: Any) -> None:
         values["updated"] = time.time()  # the latest row of its url when shard parts merge again
         for name, value in values.items():
-            if name in self.cols:
-                self.cols[name][row] = value
-        self.changes.setdefault(self.cols["url"][row], {}).update(values)
+            if name in self._over:
+                self._over[name][row] = value
+            elif name in self._codes:
+                names = self._names[name]
+                if value not in names:
+                    names.append(value)
+                self._codes[name][row] = names.index(value)
+        self.changes.setdefault(self.get("url", row), {}).update(values)
 
 
 def _photos(rows: _Rows, distance: int) -> _Groups:
     """Rows linked by sha256, by ``duplicate_of`` and by near dHashes."""
     groups = _Groups(len(rows))
-    first_of: dict[str, int] = {}
+    first_of: dict[int, int] = {}
     path_of: dict[str, int] = {}
     for row in range(len(rows)):
         sha = rows.get("sha256", row)
-        if sha:
+        if sha is not None:
             groups.union(first_of.setdefault(sha, row), row)
         if rows.stored(row):
             path_of[rows.get("path", row)] = row
@@ -145,14 +190,12 @@ def _photos(rows: _Rows, distance: int) -> _Groups:
         target = path_of.get(rows.get("duplicate_of", row) or "")
         if target is not None:
             groups.union(target, row)
+    values, valid = rows.hashes("phash")
     near = NearIndex(distance)
-    for row in range(len(rows)):
-        value = parse_phash(rows.get("phash", row))
-        if value is None:
-            continue
-        for other, _ in near.near(value):
+    near.add_many(values[valid], np.flatnonzero(valid))
+    for row in np.flatnonzero(valid).tolist():
+        for other, _ in near.near(int(values[row])):
             groups.union(other, row)
-        near.add(value, row)
     return groups
 
 
@@ -176,7 +219,7 @@ def _exact_copies(rows: _Rows, root: Path, writer: Writer, done: Settled) -> Non
     kept: dict[str, int] = {}
     for row in range(len(rows)):
         sha = rows.get("sha256", row)
-        if not sha or not rows.stored(row):
+        if sha is None or not rows.stored(row):
             continue
         first = kept.setdefault(sha, row)
         if first == row or not _remove(root, writer, rows.get("path", row)):
@@ -198,7 +241,7 @@ def _placeholders(
     """Mark the photos of at least ``threshold`` occurrences; remove their files."""
     marked = 0
     for members in photos.values():
-        occurrences = {rows.get("gbifID", r) for r in members} - {None, ""}
+        occurrences = {rows.get("gbifID", r) for r in members} - {None}
         if len(occurrences) < threshold:
             continue
         kept = next((rows.get("path", r) for r in members if rows.stored(r)), None)
@@ -221,7 +264,7 @@ def _components(rows: _Rows, photo: _Groups) -> dict[int, list[int]]:
     for row in range(len(rows)):
         groups.union(photo.find(row), row)
         gbif_id = rows.get("gbifID", row)
-        if gbif_id and rows.get("status", row) != PLACEHOLDER:
+        if gbif_id is not None and rows.get("status", row) != PLACEHOLDER:
             groups.union(occurrence.setdefault(gbif_id, row), row)
     return groups.members(range(len(rows)))
 
