@@ -61,7 +61,7 @@ def _serve(n: int, queue: Any, stop: Any) -> None:
     from gbif_dl.testing.mediahost import MediaHosts
 
     bodies = _bodies()
-    with MediaHosts(n_hosts=2) as hosts:
+    with MediaHosts(n_hosts=2, distinct_pixels=False) as hosts:
         for i in range(n):
             hosts.serve(f"/photo/{i}.jpg", bodies[i % N_BODIES])
         queue.put(hosts.base_urls)

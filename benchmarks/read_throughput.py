@@ -53,7 +53,7 @@ def build(workdir: Path, n: int, shard_size: int) -> dict[str, Path]:
     for name, root in roots.items():
         shutil.rmtree(root, ignore_errors=True)
         complete[name].unlink(missing_ok=True)
-    with MediaHosts(n_hosts=2) as hosts:
+    with MediaHosts(n_hosts=2, distinct_pixels=False) as hosts:
         records = [
             {
                 "url": f"{hosts.base_urls[i % 2]}/media/{i}/0.jpg",

@@ -74,7 +74,7 @@ def _serve(n_hosts: int, conn: Connection) -> None:
     """Child process: run the media hosts until the parent sends anything."""
     from gbif_dl.testing.mediahost import MediaHosts
 
-    with MediaHosts(n_hosts=n_hosts) as hosts:
+    with MediaHosts(n_hosts=n_hosts, distinct_pixels=False) as hosts:
         conn.send(hosts.base_urls)
         conn.recv()
         stats = hosts.stats()

@@ -119,6 +119,10 @@ class RunConfig:
     renditions: bool | None = None
     short_streams: str | None = None
     processes: int | str | None = None
+    content_hashes: bool | None = None
+    near_duplicate_distance: int | None = None
+    drop_near_duplicates: bool | None = None
+    placeholder_occurrences: int | None = None
     # where relative paths in the file are resolved from (not a key of the file)
     base_dir: str = field(default=".", repr=False)
 
@@ -307,6 +311,10 @@ class RunConfig:
             "renditions": self.renditions,
             "short_streams": self.short_streams,
             "processes": self.processes,
+            "content_hashes": self.content_hashes,
+            "near_duplicate_distance": self.near_duplicate_distance,
+            "drop_near_duplicates": self.drop_near_duplicates,
+            "placeholder_occurrences": self.placeholder_occurrences,
         }
         return {k: v for k, v in kwargs.items() if v is not None}
 
@@ -379,6 +387,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "spares": (float, int),
     "short_streams": (str,),
     "processes": (int, str),
+    "content_hashes": (bool,),
+    "near_duplicate_distance": (int,),
+    "drop_near_duplicates": (bool,),
+    "placeholder_occurrences": (int,),
 }
 
 

@@ -2,7 +2,8 @@
 
 A simulated GBIF (a few thousand occurrences of a handful of species) and a few image hosts run
 on loopback, with a little latency and a few faults (a 404 here, a 503 or a 429 there, an HTML
-page instead of an image) so that the report has something to say. The demo then does what a user
+page instead of an image, a photo shared by two occurrences, a publisher's placeholder) so that
+the report has something to say. The demo then does what a user
 does against the real GBIF: search, balance the species, download with train/val/test splits,
 and write the report.
 
@@ -71,6 +72,12 @@ class DemoResult:
     description: str
 
 
+#: Share of occurrence pairs showing one photo (same bytes, resized or re-encoded), and of
+#: occurrences showing a placeholder, in the demo's simulated GBIF.
+DEMO_PHOTO_COPIES = 0.2
+DEMO_PLACEHOLDERS = 0.02
+
+
 def default_demo_root() -> Path:
     """Where ``gbif-dl demo`` writes by default: ``gbif-dl/demo`` in the user's data folder.
 
@@ -118,6 +125,29 @@ def demo_faults(n_hosts: int, seed: int = 0) -> dict[int, Any]:
     return faults
 
 
+def demo_simulation(*, seed: int, size: int, n_hosts: int) -> Any:
+    """The demo's simulated GBIF (not started): its faults, fixed host names, shared photos
+    and placeholders.
+
+    Example:
+        >>> demo_simulation(seed=0, size=100, n_hosts=2).size
+        100
+    """
+    from gbif_dl.testing import Simulation
+    from gbif_dl.testing.naming import host_names
+
+    return Simulation(
+        seed=seed,
+        size=size,
+        n_hosts=n_hosts,
+        host_faults=demo_faults(n_hosts, seed),
+        n_species=max(DEMO_SPECIES + 2, 8),
+        media_host_names=host_names(n_hosts),
+        photo_copies=DEMO_PHOTO_COPIES,
+        placeholder_share=DEMO_PLACEHOLDERS,
+    )
+
+
 def run_demo(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -157,19 +187,10 @@ def run_demo(
     if not 1 <= n_hosts <= 8:
         raise ConfigError(f"--hosts must be between 1 and 8, got {n_hosts}")
     from gbif_dl import api, io, report
-    from gbif_dl.testing import Simulation
-    from gbif_dl.testing.naming import host_names
 
     started = time.monotonic()
     root_path = Path(root) if root is not None else default_demo_root()
-    with Simulation(
-        seed=seed,
-        size=size,
-        n_hosts=n_hosts,
-        host_faults=demo_faults(n_hosts, seed),
-        n_species=max(DEMO_SPECIES + 2, 8),
-        media_host_names=host_names(n_hosts),
-    ) as simulation:
+    with demo_simulation(seed=seed, size=size, n_hosts=n_hosts) as simulation:
         species = [s["key"] for s in simulation.population.species[:DEMO_SPECIES]]
         query: dict[str, Any] = {"speciesKey": species}
         description = (
@@ -194,6 +215,7 @@ def run_demo(
             seed=seed,
             progress=progress,
             proxy=simulation.proxy_url,
+            content_hashes=True,  # one photo once, in one split; placeholders out
         )
         api_url = simulation.api_url
     summary = report.summarize(root_path, thumbnails=thumbnails)

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gbif_dl._aio import run_sync
+from gbif_dl.dedupe.policy import DEFAULT_NEAR_DISTANCE, DEFAULT_PLACEHOLDER_OCCURRENCES
 from gbif_dl.options import DownloadOptions
 from gbif_dl.pipeline.root import LOCK_NAME
 from gbif_dl.pipeline.stats import DownloadStats
@@ -80,6 +81,10 @@ async def download_async(
     work_dir: str | os.PathLike[str] | None = None,
     renditions: bool = True,
     short_streams: str | None = None,
+    content_hashes: bool = False,
+    near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE,
+    drop_near_duplicates: bool = False,
+    placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES,
     **compat: Any,
 ) -> DownloadStats:
     """The async form of :func:`download` (streaming, no ``runner=``), for code that already
@@ -125,6 +130,10 @@ def download(
     renditions: bool = True,
     short_streams: str | None = None,
     processes: int | str = 1,
+    content_hashes: bool = False,
+    near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE,
+    drop_near_duplicates: bool = False,
+    placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES,
     **compat: Any,
 ) -> DownloadStats:
     """Download media records into ``root/[subset/]label/<basename>.<ext>``; resumable.
@@ -152,6 +161,9 @@ def download(
             (``allow_private`` lets media URLs reach private and loopback addresses, as
             ``GBIF_DL_ALLOW_PRIVATE=1`` does; ``renditions=False`` always fetches the record's
             own URL, even with ``max_size``).
+        content_hashes, near_duplicate_distance, drop_near_duplicates,
+            placeholder_occurrences: one photo stored once and in one split, placeholders
+            excluded (:class:`gbif_dl.dedupe.policy.ContentPolicy`, measured defaults).
         **compat: ``tcp_connections`` (now ``concurrency``), ``nb_workers`` and ``batch_size``
             of gbif-dl 0.1 are accepted with a DeprecationWarning.
 

@@ -24,6 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gbif_dl.dedupe.policy import (
+    DEFAULT_NEAR_DISTANCE,
+    DEFAULT_PLACEHOLDER_OCCURRENCES,
+    ContentPolicy,
+)
 from gbif_dl.errors import ConfigError
 from gbif_dl.pipeline.stats import check_fail_threshold
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
@@ -295,6 +300,9 @@ class DownloadOptions:
             streaming download in this process), N, or ``"auto"`` (one per CPU for a large
             input, see :mod:`gbif_dl.runners.processes`); N > 1 runs as ``runner="local"``
             with ``workers=N``, in shards of 2,000 records unless ``shard_size`` says otherwise.
+        content_hashes, near_duplicate_distance, drop_near_duplicates, placeholder_occurrences:
+            one photo stored once and in one split, placeholders excluded (see
+            :class:`gbif_dl.dedupe.policy.ContentPolicy`; :meth:`content_policy`).
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.
@@ -329,6 +337,10 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     work_dir: str | os.PathLike[str] | None = None
     short_streams: str | None = None
     processes: int | str = 1
+    content_hashes: bool = False
+    near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE
+    drop_near_duplicates: bool = False
+    placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES
 
     def __post_init__(self) -> None:
         from gbif_dl.fetch.engine import FetchConfig
@@ -357,6 +369,7 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
         self.assigner()  # checks splits / random_subsets / split_by
         check_fail_threshold(self.fail_threshold)
         self._check_processes()
+        self.content_policy()  # checks the content options
         if self.runner is None and self.processes in (1, "auto"):
             check_writer_options(self.output, self.writer_options())
         else:
@@ -411,6 +424,20 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
                 )
             return Splitter(self.splits, by=self.split_by, seed=self.seed)
         return None
+
+    def content_policy(self) -> ContentPolicy:
+        """What the run does with duplicates, near duplicates and placeholders.
+
+        Example:
+            >>> DownloadOptions(drop_near_duplicates=True).content_policy().drop_near
+            True
+        """
+        return ContentPolicy(
+            content_hashes=self.content_hashes,
+            near_duplicate_distance=self.near_duplicate_distance,
+            drop_near_duplicates=self.drop_near_duplicates,
+            placeholder_occurrences=self.placeholder_occurrences,
+        )
 
     def writer_options(self) -> dict[str, Any]:
         """The options of the streaming run's writer (``shard_size``/``shard_bytes``, if given).

@@ -202,6 +202,22 @@ def test_rerun_leaves_a_404_alone_unless_retry_failed(
     ]
 
 
+def test_content_hashes_store_a_photo_once(
+    simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--content-hashes: the same bytes under two URLs are stored once, the report says so."""
+    base = simu.hosts.base_urls[0]
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{base}/copy/k/a.jpg\n{base}/copy/k/b.jpg\n{base}/media/1/0.jpg\n")
+    root = tmp_path / "once"
+    args = ["download", "--urls", str(urls), "-o", str(root), "--fail-threshold", "1"]
+    assert main([*args, "--content-hashes", "--near-duplicate-distance", "4"]) == EXIT_OK
+    rows = _manifest(root)
+    assert sorted(r["status"] for r in rows) == ["duplicate", "success", "success"]
+    assert main(["report", str(root)]) == EXIT_OK
+    assert "Duplicates (1 duplicate)" in capsys.readouterr().out
+
+
 def test_download_from_a_local_dwca(
     simu: Simulation, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

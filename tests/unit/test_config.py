@@ -248,3 +248,15 @@ def test_shipped_examples_are_valid(name: str) -> None:
     assert config.nb_samples and config.split_streams_by
     other = "query.yaml" if name == "query.toml" else "query.toml"
     assert load_config(EXAMPLES / other).queries == config.queries
+
+
+def test_content_options_reach_download() -> None:
+    """The duplicate options of a query file (or their flags) reach download()."""
+    config = RunConfig.from_mapping(
+        {"content_hashes": True, "near_duplicate_distance": 4, "placeholder_occurrences": 0}
+    )
+    policy = config.download_options().content_policy()
+    assert policy.enabled and policy.near_distance == 4 and policy.placeholders is None
+    assert "content_hashes" not in RunConfig().download_kwargs()
+    with pytest.raises(ConfigError, match="near_duplicate_distance"):
+        RunConfig.from_mapping({"near_duplicate_distance": "six"})

@@ -367,7 +367,9 @@ def run_b(ctx: Context) -> CaseResult:
     )
     tools = Tools(ctx, "download-b")
     host_stats: dict[str, list[dict[str, Any]]] = {OURS: [], OLD: [], I2D: []}
-    with MediaHosts(n_hosts=n_hosts, faults=HostFaults(latency_s=latency)) as hosts:
+    with MediaHosts(
+        n_hosts=n_hosts, faults=HostFaults(latency_s=latency), distinct_pixels=False
+    ) as hosts:
         spec = {"base_urls": hosts.base_urls, "n": n, "labels": 20}
 
         def reset(fn: Callable[[], Run], name: str) -> Callable[[], Run]:
@@ -512,7 +514,7 @@ def run_d(ctx: Context) -> CaseResult:
 
     tools.after.append(account)
     faults = HostFaults(truncate_rate=0.02, fault_attempts=100)
-    with MediaHosts(n_hosts=2, faults=faults) as hosts:
+    with MediaHosts(n_hosts=2, faults=faults, distinct_pixels=False) as hosts:
         spec = {"base_urls": hosts.base_urls, "n": n, "labels": 20}
 
         def reset(fn: Callable[[], Run]) -> Callable[[], Run]:

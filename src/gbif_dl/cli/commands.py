@@ -33,6 +33,7 @@ from gbif_dl.cli.settings import (
 )
 from gbif_dl.config import RunConfig
 from gbif_dl.errors import ConfigError
+from gbif_dl.fetch.result import Reason
 from gbif_dl.progress import Meter, counted, expected_total, format_bytes, format_duration
 from gbif_dl.storage.location import is_store_root
 
@@ -50,6 +51,17 @@ def _stat(stats: Any, name: str) -> int:
     return int(value or 0)
 
 
+#: Images fetched but deliberately not stored (the same photo as a stored file).
+_NOT_STORED = (Reason.DUPLICATE, Reason.NEAR_DUPLICATE, Reason.PLACEHOLDER)
+
+
+def _stat_reasons(stats: Any) -> Mapping[str, int]:
+    reasons = (
+        stats.get("reasons") if isinstance(stats, Mapping) else getattr(stats, "reasons", None)
+    )
+    return reasons if isinstance(reasons, Mapping) else {}
+
+
 def _download(records: Iterable[Any], config: RunConfig, *, quiet: bool) -> Any:
     from gbif_dl import io
 
@@ -63,8 +75,10 @@ def _download(records: Iterable[Any], config: RunConfig, *, quiet: bool) -> Any:
 
 def _finish(stats: Any, config: RunConfig, root: str) -> int:
     ok, failed, skipped = (_stat(stats, k) for k in ("success", "failed", "skipped"))
-    attempted = ok + failed
-    share = failed / attempted if attempted else 0.0
+    reasons = _stat_reasons(stats)
+    copies = sum(reasons.get(reason.value, 0) for reason in _NOT_STORED)  # not fetch failures
+    attempted = ok + failed - copies
+    share = (failed - copies) / attempted if attempted else 0.0
     print(f"{ok} images downloaded, {failed} failed, {skipped} skipped -> {root}")
     _print_streams(getattr(stats, "streams", None) or {})
     print(f"summary: gbif-dl report {root}")

@@ -176,6 +176,38 @@ def _processes(text: str) -> int | str:
     return value
 
 
+def _add_content(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("duplicates (one photo stored once, in one split)")
+    group.add_argument(
+        "--content-hashes",
+        action="store_true",
+        default=None,
+        help="store each photo once and in one split: the same bytes under another URL is a "
+        "duplicate, a resized or re-encoded copy goes to its original's split, and one image "
+        "behind many occurrences (a placeholder) is excluded",
+    )
+    group.add_argument(
+        "--near-duplicate-distance",
+        type=int,
+        metavar="BITS",
+        help="with --content-hashes: dHash bits (of 64) within which two images are one photo "
+        "(default 6)",
+    )
+    group.add_argument(
+        "--drop-near-duplicates",
+        action="store_true",
+        default=None,
+        help="with --content-hashes: do not store resized or re-encoded copies at all",
+    )
+    group.add_argument(
+        "--placeholder-occurrences",
+        type=int,
+        metavar="N",
+        help="with --content-hashes: an image behind N occurrences is a placeholder (default "
+        "3; 0 keeps placeholders)",
+    )
+
+
 def _add_download(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("download")
     group.add_argument("-o", "--root", help="output folder (default: data)")
@@ -324,6 +356,7 @@ def _add_dataset_commands(commands: Any) -> None:
     p.add_argument("--urls", metavar="FILE", help="records from a file of URLs (txt or csv)")
     _add_sampling(p)
     _add_download(p)
+    _add_content(p)
     p.set_defaults(handler=cmd_download)
 
     p = _sub(commands, "plan", "dry run: streams, counts, quotas and estimates; downloads nothing")

@@ -60,6 +60,10 @@ _DIRECT_FLAGS = (
     "spares",
     "short_streams",
     "processes",
+    "content_hashes",
+    "near_duplicate_distance",
+    "drop_near_duplicates",
+    "placeholder_occurrences",
 )
 
 

@@ -53,10 +53,17 @@ class Reason(str, enum.Enum):
     BLOCKED_ADDRESS = "blocked_address"
     #: the image header claims more pixels than ``max_pixels`` (refused before decoding)
     TOO_MANY_PIXELS = "too_many_pixels"
+    #: the same bytes as a file already stored (the manifest's ``duplicate_of``)
+    DUPLICATE = "duplicate"
+    #: looks like a file already stored (a resized or re-encoded copy), dropped on request
+    NEAR_DUPLICATE = "near_duplicate"
+    #: one image behind the URLs of many occurrences (a publisher's "no image" picture)
+    PLACEHOLDER = "placeholder"
 
 
 #: Failures that a rerun cannot cure: the same URL gives the same answer (the bytes are not an
-#: image, too large, undecodable, refused by ``is_valid_file``, or the URL is unusable). A rerun
+#: image, too large, undecodable, refused by ``is_valid_file``, the URL is unusable, or the
+#: image is a duplicate, a dropped near duplicate or a placeholder). A rerun
 #: does not request them again unless asked to (``retry_failed=True``). An ``http_status``
 #: failure is permanent or not by its status (see :func:`is_permanent`); every other reason
 #: (timeouts, network errors, truncated bodies, write and resize errors, cancellation, a too
@@ -71,6 +78,9 @@ PERMANENT_REASONS: frozenset[Reason] = frozenset(
         Reason.TOO_MANY_REDIRECTS,
         Reason.INVALID,
         Reason.TOO_MANY_PIXELS,
+        Reason.DUPLICATE,
+        Reason.NEAR_DUPLICATE,
+        Reason.PLACEHOLDER,
     }
 )
 

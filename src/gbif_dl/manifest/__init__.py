@@ -36,8 +36,12 @@ from gbif_dl.manifest.journal import (
 )
 from gbif_dl.manifest.resume import FINISHED, GONE, PENDING, ResumeIndex, load_index
 from gbif_dl.manifest.table import (
+    DUPLICATE,
     FAILED,
     MANIFEST_NAME,
+    NEAR_DUPLICATE,
+    NOT_STORED,
+    PLACEHOLDER,
     RECORD_COLUMNS,
     SCHEMA,
     STATUSES,
@@ -57,12 +61,16 @@ from gbif_dl.manifest.table import (
 )
 
 __all__ = [
+    "DUPLICATE",
     "FAILED",
     "FINISHED",
     "GONE",
     "JOURNAL_NAME",
     "MANIFEST_NAME",
+    "NEAR_DUPLICATE",
+    "NOT_STORED",
     "PENDING",
+    "PLACEHOLDER",
     "RECORD_COLUMNS",
     "SCHEMA",
     "STATUSES",

@@ -42,6 +42,7 @@ from gbif_dl.manifest.spill import ExternalSorter, KeyFilter, RunFile, SpillFile
 from gbif_dl.manifest.table import (
     FAILED,
     MANIFEST_NAME,
+    NOT_STORED,
     SUCCESS,
     TableSource,
     iter_manifest,
@@ -483,7 +484,7 @@ def _gone_codes(
     """A byte a row: the GONE code of a failed row whose failure is permanent (by
     :func:`~gbif_dl.fetch.result.is_permanent`, asked once per distinct status), else 0."""
     codes = np.zeros(len(reasons), dtype=np.uint8)
-    failed = _mask(pc.equal(statuses, FAILED))
+    failed = _mask(pc.is_in(statuses, pa.array([FAILED, *NOT_STORED])))
     if not failed.any():
         return codes
     http = failed & _mask(pc.equal(reasons, Reason.HTTP_STATUS.value))

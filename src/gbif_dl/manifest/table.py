@@ -3,7 +3,9 @@
 The manifest has one row per record, failures included: where the file is, which GBIF record,
 licence and rights holder it comes from, and how the download went (status, typed reason, HTTP
 status, bytes, sha256, pixel size). It drives resume and feeds the attribution files and the
-report. Its ``status`` is one of :data:`STATUSES`: :data:`SUCCESS` or :data:`FAILED`.
+report. Its ``status`` is one of :data:`STATUSES`: :data:`SUCCESS`, :data:`FAILED`, or (the same
+photo as a stored file, see :mod:`gbif_dl.dedupe`) :data:`DUPLICATE`, :data:`NEAR_DUPLICATE` or
+:data:`PLACEHOLDER`; ``duplicate_of`` then names the kept file.
 
 Reading streams: :func:`iter_manifest` yields batches of rows conformed to :data:`SCHEMA`, so
 memory stays at one batch whatever the manifest's length. Merging streams too
@@ -42,8 +44,12 @@ from gbif_dl.records import RECORD_FIELDS, host_key, public_url, url_basename, u
 from gbif_dl.writers._atomic import atomic_path
 
 __all__ = [
+    "DUPLICATE",
     "FAILED",
     "MANIFEST_NAME",
+    "NEAR_DUPLICATE",
+    "NOT_STORED",
+    "PLACEHOLDER",
     "RECORD_COLUMNS",
     "SCHEMA",
     "STATUSES",
@@ -69,8 +75,17 @@ SUCCESS = "success"
 FAILED = "failed"
 #: A stored file removed to keep a balanced request equal (``short_streams="trim"``).
 TRIMMED = "trimmed"
+#: The same bytes as a stored file (``duplicate_of``): not stored again.
+DUPLICATE = "duplicate"
+#: Looks like a stored file (``duplicate_of``; dropped on request, or to keep splits apart).
+NEAR_DUPLICATE = "near_duplicate"
+#: One image behind the URLs of many occurrences (a publisher's "no image" picture): removed.
+PLACEHOLDER = "placeholder"
 #: Every ``status`` the manifest writes.
-STATUSES = (SUCCESS, FAILED, TRIMMED)
+STATUSES = (SUCCESS, FAILED, TRIMMED, DUPLICATE, NEAR_DUPLICATE, PLACEHOLDER)
+#: The statuses of a fetched image that is deliberately not stored: permanent, like a 404
+#: (a rerun does not request them again), with the status as their ``reason`` too.
+NOT_STORED = (DUPLICATE, NEAR_DUPLICATE, PLACEHOLDER)
 
 #: Columns of ``manifest.parquet``. GBIF spellings (``gbifID``, ``rightsHolder``) as in records.
 SCHEMA = pa.schema(
@@ -107,6 +122,8 @@ SCHEMA = pa.schema(
         ("stream", pa.string()),  # the sampling stream of a quota'd item (gbif_dl.sampling.spares)
         ("quota", pa.int64()),  # that stream's target count of stored items
         ("spare", pa.bool_()),  # drawn as a spare (fetched only when its stream needed it)
+        ("phash", pa.string()),  # 64-bit dHash of the stored image, 16 hex digits
+        ("duplicate_of", pa.string()),  # the path of the kept file this one duplicates / follows
     ]
 )
 
@@ -185,6 +202,8 @@ def manifest_row(
     host: str | None = None,
     elapsed_s: float | None = None,
     fetched_url: str | None = None,
+    phash: str | None = None,
+    duplicate_of: str | None = None,
 ) -> dict[str, Any]:
     """One manifest row (a JSON-serialisable dict) for ``record``.
 
@@ -232,6 +251,8 @@ def manifest_row(
         elapsed_s=float(elapsed_s) if elapsed_s is not None else None,
         updated=time.time(),
         fetched_url=_utf8(public_url(fetched_url))[:_MAX_TEXT] if fetched_url else None,
+        phash=phash,
+        duplicate_of=duplicate_of,
     )
     if record.get("stream") is not None:  # a quota'd item (gbif_dl.sampling.spares)
         quota = record.get("quota")

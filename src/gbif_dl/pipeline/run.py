@@ -12,7 +12,10 @@ Per record:
   :data:`~gbif_dl.manifest.resume.GONE`): counted as failed under its old reason, its row kept
   as it is, no request (unless ``retry_failed`` or ``overwrite``);
 - stored by a run killed before it journaled it (:meth:`Writer.find_existing`): adopted;
-- else fetched by the engine, stored by the writer (in a thread), journaled and counted.
+- else fetched by the engine, stored by the writer (in a thread), journaled and counted; with
+  content hashes on (:class:`~gbif_dl.dedupe.policy.ContentPolicy`) the same photo is stored
+  once (:func:`gbif_dl.dedupe.store.store_unique`) and the end of the run settles splits and
+  placeholders (:func:`gbif_dl.dedupe.settle.settle_content`).
 
 Example:
     >>> RunFiles().manifest, RunFiles().attribution
@@ -32,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from gbif_dl._memory import release_memory
+from gbif_dl.dedupe.index import ContentIndex
+from gbif_dl.dedupe.phash import dhash, format_phash
+from gbif_dl.dedupe.policy import ContentPolicy
+from gbif_dl.dedupe.settle import settle_content
+from gbif_dl.dedupe.store import Stored, store_unique
 from gbif_dl.errors import OutputError
 from gbif_dl.fetch.engine import FetchConfig, FetchEngine
 from gbif_dl.fetch.result import FetchResult, Reason
@@ -72,12 +80,12 @@ _DISK_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 ROOT_FILES = (ATTRIBUTION_NAME, CITATION_NAME, CLASSES_NAME)
 
 
-def file_facts(body: bytes) -> dict[str, Any]:
-    """bytes, sha256, mime and pixel size of a stored file (crash recovery, moves).
+def file_facts(body: bytes, *, phash: bool = True) -> dict[str, Any]:
+    """bytes, sha256, mime, pixel size and dHash of a stored file (crash recovery, moves).
 
     Example:
-        >>> file_facts(b"x")["nbytes"]
-        1
+        >>> file_facts(b"x")["nbytes"], file_facts(b"x")["phash"]
+        (1, None)
     """
     from gbif_dl.fetch.images import image_size, sniff_image
 
@@ -89,6 +97,7 @@ def file_facts(body: bytes) -> dict[str, Any]:
         "mime": kind.mime if kind else None,
         "width": size[0] if size else None,
         "height": size[1] if size else None,
+        "phash": format_phash(value) if phash and (value := dhash(body)) is not None else None,
     }
 
 
@@ -135,6 +144,8 @@ class Run:
         verbose: log every failed item at INFO level.
         progress: the progress display.
         files: the state files (:class:`RunFiles`).
+        content: what to do with duplicates (:class:`~gbif_dl.dedupe.policy.ContentPolicy`;
+            default: off, every URL's bytes stored as before).
 
     After :meth:`execute`: ``counters`` (what happened), ``fatal`` (the disk filled up).
 
@@ -169,6 +180,7 @@ class Run:
         progress: Progress | None = None,
         files: RunFiles = RunFiles(),
         quotas: QuotaGate | None = None,
+        content: ContentPolicy | None = None,
     ) -> None:
         self.root = root
         self.files = files
@@ -193,6 +205,8 @@ class Run:
         self.quotas = quotas
         #: per stream of quota'd items: requested, delivered, spares used, ran dry (at the end)
         self.streams: dict[str, dict[str, Any]] = {}
+        self.content = content if content is not None else ContentPolicy.off()
+        self.contents: ContentIndex | None = None  # loaded by execute() when hashing is on
 
     # records -----------------------------------------------------------------------------------
 
@@ -202,6 +216,8 @@ class Run:
             if self.stopping:
                 break
             record, problem, detail = normalize_item(item, self.assign)
+            if self.contents is not None:
+                self.contents.follow(record)  # its occurrence follows a near duplicate's split
             url = public_url(record["url"])  # the form the manifest stores (no credentials)
             if self.quotas is not None:
                 self.quotas.see(record)  # a primary counts toward its stream's target
@@ -271,7 +287,13 @@ class Run:
         def move_and_inspect() -> dict[str, Any]:
             if target != path:
                 self.writer.move_stored(path, target)
-            return file_facts(self.writer.read_stored(target))
+            facts = file_facts(self.writer.read_stored(target), phash=self.contents is not None)
+            if self.contents is not None and (previous_path is None or target != path):
+                phash = int(facts["phash"], 16) if facts["phash"] else None
+                self.contents.add(facts["sha256"], phash, record.get("subset"), target)
+            return facts
+
+        previous_path = self.index.get(public_url(record["url"]), (None, None))[1]
 
         try:
             facts = await asyncio.to_thread(move_and_inspect)
@@ -283,23 +305,22 @@ class Run:
 
     # results -----------------------------------------------------------------------------------
 
-    def _store(self, result: FetchResult) -> tuple[str, str]:
-        path = self.writer.write(result)
-        return path, hashlib.sha256(result.body or b"").hexdigest()
+    def _store(self, result: FetchResult, own_path: str | None = None) -> Stored:
+        return store_unique(self.contents, self.writer, result, own_path=own_path)
 
     async def _store_shielded(
-        self, result: FetchResult
-    ) -> tuple[tuple[str, str] | OSError, asyncio.CancelledError | None]:
+        self, result: FetchResult, own_path: str | None = None
+    ) -> tuple[Stored | OSError, asyncio.CancelledError | None]:
         """Store in a thread; a cancellation meanwhile waits for the thread (which may put the
-        file in place) so no stored file is left without its row. Returns (path and sha256, or
+        file in place) so no stored file is left without its row. Returns (what became of it, or
         the OSError) and the cancellation to re-raise once the row is journaled."""
         # in a thread: creating a file can cost a millisecond of kernel time (ext4 under
         # churn), which then overlaps with the downloads on another core; the run's store
         # threads take the files in batches (see gbif_dl.pipeline.store)
         if self.stores is not None:
-            store: asyncio.Future[tuple[str, str]] = self.stores.submit(result)
+            store: asyncio.Future[Stored] = self.stores.submit((result, own_path))
         else:
-            store = asyncio.get_running_loop().run_in_executor(None, self._store, result)
+            store = asyncio.get_running_loop().run_in_executor(None, self._store, result, own_path)
         cancelled: asyncio.CancelledError | None = None
         while True:
             try:
@@ -328,38 +349,58 @@ class Run:
         previous_path = self.index.get(url, (None, None))[1]
         if previous_path:
             self.writer.own(record, previous_path)
-        stored, cancelled = await self._store_shielded(result)
+        stored, cancelled = await self._store_shielded(result, previous_path)
         if isinstance(stored, OSError):
             unsafe = isinstance(stored, UnsafePathError)
             reason = Reason.UNSAFE_PATH if unsafe else Reason.WRITE_ERROR
             detail = str(stored)
             self._fail(record, reason, result, http_status=result.http_status, detail=detail)
             self._check_disk_full(stored)
+        elif stored.path is None:  # the same photo as a stored file: not stored again
+            self._not_stored(result, stored, previous_path=previous_path)
         else:
-            self._stored(result, *stored, previous_path=previous_path)
+            self._stored(result, stored, previous_path=previous_path)
         if cancelled is not None:
             raise cancelled
 
-    def _stored(
-        self, result: FetchResult, path: str, sha256: str, *, previous_path: str | None
-    ) -> None:
-        """Journal (or hold, for a writer that commits later) a stored result."""
-        if previous_path and previous_path != path:  # overwrite with another type or place
-            with contextlib.suppress(OSError):
-                remove_inside(self.root, previous_path)  # never through a link
-        nbytes = len(result.body or b"")
-        row = manifest_row(
+    def _content_row(self, result: FetchResult, stored: Stored) -> dict[str, Any]:
+        """The manifest row of a fetched image: stored, or why not (its hashes either way)."""
+        not_stored = stored.path is None
+        return manifest_row(
             result.record,
-            status=SUCCESS,
-            path=path,
+            status=stored.status,
+            path=stored.path,
+            reason=stored.status if not_stored else None,
             http_status=result.http_status,
-            nbytes=nbytes,
-            sha256=sha256,
+            nbytes=len(result.body or b""),
+            sha256=stored.sha256,
             mime=result.mime,
             width=result.width,
             height=result.height,
             **_timing(result),
+            phash=stored.phash,
+            duplicate_of=stored.duplicate_of,
         )
+
+    def _not_stored(
+        self, result: FetchResult, stored: Stored, *, previous_path: str | None
+    ) -> None:
+        """Journal and count a duplicate (failed for good, under its status as the reason)."""
+        if previous_path:  # an overwrite whose new bytes duplicate another file
+            with contextlib.suppress(OSError):
+                remove_inside(self.root, previous_path)
+        self.counters.not_stored += 1  # before _finish judges the failure threshold
+        self._finish(self._content_row(result, stored), "failed", reason=stored.status)
+
+    def _stored(self, result: FetchResult, stored: Stored, *, previous_path: str | None) -> None:
+        """Journal (or hold, for a writer that commits later) a stored result."""
+        path = stored.path
+        assert path is not None
+        if previous_path and previous_path != path:  # overwrite with another type or place
+            with contextlib.suppress(OSError):
+                remove_inside(self.root, previous_path)  # never through a link
+        nbytes = len(result.body or b"")
+        row = self._content_row(result, stored)
         if not self.writer.defers_commit:
             self._finish(row, "success", nbytes=nbytes)
         else:
@@ -459,11 +500,20 @@ class Run:
             self.root, manifest_name=manifest_name, journal_name=journal_name
         )
         self.index = load_index(self.root, manifest_name=manifest_name, journal_name=journal_name)
+        if self.content.enabled:
+            self.contents = ContentIndex.load(
+                self.root,
+                self.content.near_distance,
+                drop_near=self.content.drop_near,
+                manifest_name=manifest_name,
+                journal_name=journal_name,
+                also=(MANIFEST_NAME,),  # a shard also knows what earlier runs stored
+            )
         self.journal = BatchedJournal(
             self.root, journal_name, on_error=self._journal_error, on_late_error=self._stop
         )
         completed = False
-        self.stores = StoreThreads(self._store)
+        self.stores = StoreThreads(lambda job: self._store(*job))
         try:
             engine = FetchEngine(fetch)
             source = self.quotas.feed(items) if self.quotas is not None else items
@@ -486,6 +536,7 @@ class Run:
                 self.progress.close()
                 self.index.close()  # its files go before the manifest is built
                 self.index = ResumeIndex()
+                self.contents = None
             if completed and self.fatal is None:
                 self._settle_streams()
             self._merge()
@@ -519,6 +570,8 @@ class Run:
             )
             release_memory()
             if manifest is not None and self.files.attribution:
+                if self.content.enabled:  # splits that share a photo, placeholders
+                    settle_content(self.root, manifest, self.writer, self.content)
                 write_attribution(self.root, manifest)
                 self.writer.finalize(manifest)  # files derived from the manifest
         except OSError as exc:

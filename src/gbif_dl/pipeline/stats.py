@@ -148,6 +148,7 @@ class Counters:
     reasons: dict[str, int] = dataclasses.field(default_factory=dict)
     aborted: bool = False
     not_retried: int = 0  # failed for good in an earlier run, not requested (part of failed)
+    not_stored: int = 0  # duplicates and placeholders (part of failed, not judged: see below)
 
     def count(self, outcome: str, *, reason: str | None = None, nbytes: int = 0) -> None:
         """Count one item: ``outcome`` is ``"success"``, ``"failed"`` or ``"skipped"``.
@@ -175,7 +176,8 @@ class Counters:
         """
         if fail_threshold is None:
             return False
-        failed = self.failed - self.not_retried  # earlier runs' failures are not judged again
+        # earlier runs' failures are not judged again, nor copies of stored photos
+        failed = self.failed - self.not_retried - self.not_stored
         fetched = self.success + failed
         return fetched >= MIN_ITEMS_FOR_THRESHOLD and failed > fail_threshold * fetched
 

@@ -86,6 +86,7 @@ async def download_stream(items: Any, options: DownloadOptions) -> DownloadStats
             verbose=options.verbose,
             progress=Progress(total=total, mode=options.progress),
             quotas=QuotaGate(short_streams=options.short_streams),
+            content=options.content_policy(),
         )
         counters = await run.execute(source, options.fetch)
     stats = counters.stats(

@@ -167,6 +167,27 @@ def _quota_section(summary: DatasetSummary) -> str:
     return f"<h2>{_e(quota_title(summary.streams))}</h2>{table}"
 
 
+def _duplicates_html(summary: DatasetSummary) -> str:
+    """Duplicate, near-duplicate and placeholder groups, with a thumbnail of each kept file."""
+    if not summary.duplicate_groups:
+        return ""
+    kinds = ", ".join(f"{n:,} {kind}" for kind, n in summary.duplicates.items())
+    rows = [
+        [
+            f"<img src='{g.thumbnail}' alt='' width='48'>" if g.thumbnail else "",
+            _e(g.kind),
+            _e(g.kept),
+            _e(g.copies),
+        ]
+        for g in summary.duplicate_groups
+    ]
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return (
+        f"<h2>Duplicates ({_e(kinds)})</h2><table><tr><th></th><th>kind</th>"
+        f"<th>kept file</th><th>copies</th></tr>{body}</table>"
+    )
+
+
 def render_html(summary: DatasetSummary, *, title: str | None = None) -> str:
     """The report as one self-contained HTML document (inline CSS, SVG and images).
 
@@ -234,6 +255,7 @@ def render_html(summary: DatasetSummary, *, title: str | None = None) -> str:
 <div><h2>Failure reasons</h2>{reasons_html}</div>
 <div><h2>{hosts_title(s)}</h2>{_html_table(*host_rows(s, 20))}</div>
 </div>
+{_duplicates_html(s)}
 <h2>Sample images ({len(s.thumbnails)})</h2>
 <div class="grid">{thumbs or "<p>No images to show.</p>"}</div>
 {credit}

@@ -33,9 +33,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gbif_dl.errors import OutputError
-from gbif_dl.manifest.table import FAILED, MANIFEST_NAME, SUCCESS, iter_manifest, url_host
+from gbif_dl.manifest.table import (
+    FAILED,
+    MANIFEST_NAME,
+    NOT_STORED,
+    SUCCESS,
+    iter_manifest,
+    url_host,
+)
 from gbif_dl.pipeline.shortfall import stream_outcomes
 from gbif_dl.records import license_code_of
+from gbif_dl.report.duplicates import DuplicateGroup, DuplicateTally
 from gbif_dl.report.thumbnails import DEFAULT_THUMBNAILS, Thumbnail, ThumbnailSampler
 from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME
 
@@ -70,6 +78,7 @@ _COLUMNS = (
     "attempts",
     "host",
     "elapsed_s",
+    "duplicate_of",
 )
 
 
@@ -139,6 +148,8 @@ class DatasetSummary:
     has_citation: bool = False
     #: per stream of quota'd items (gbif_dl.pipeline.shortfall.stream_outcomes); {} otherwise
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    duplicate_groups: list[DuplicateGroup] = field(default_factory=list)
 
 
 def license_name(value: str | None) -> str:
@@ -188,7 +199,8 @@ class _Tally:
         self.rows += batch.num_rows
         status = batch["status"]
         success = pc.fill_null(pc.equal(status, SUCCESS), False)
-        failed = pc.or_kleene(pc.is_null(status), pc.equal(status, FAILED))
+        # a duplicate, near duplicate or placeholder is a fetched image not stored: failed
+        failed = pc.or_kleene(pc.is_null(status), pc.is_in(status, pa.array([FAILED, *NOT_STORED])))
         fetched = pc.or_(success, failed)
         n_fetched = pc.sum(fetched).as_py() or 0
         self.other += batch.num_rows - n_fetched
@@ -318,14 +330,19 @@ def summarize(
         )
     tally = _Tally()
     sampler = ThumbnailSampler(thumbnails, root_path)
+    copies = DuplicateTally()
     try:
         for batch in iter_manifest(path, _COLUMNS):
+            copies.add(batch)
             tally.add(batch, sampler)
     except (pa.ArrowException, OSError) as exc:
         raise OutputError(
             f"cannot read {path}: {exc}; the file is damaged, re-run the download to rebuild it"
         ) from exc
-    return _summary(root_path, tally, sampler)
+    summary = _summary(root_path, tally, sampler)
+    summary.duplicates = dict(copies.by_kind)
+    summary.duplicate_groups = copies.groups(root_path, thumbnails=thumbnails > 0)
+    return summary
 
 
 _SPLIT_RANK = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2, NO_SPLIT: 9}

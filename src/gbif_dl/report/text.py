@@ -198,6 +198,11 @@ def format_text(summary: DatasetSummary, *, max_classes: int = 30, max_hosts: in
         out += format_table(["reason", "count", "share"], reasons)
     else:
         out.append("  none")
+    if s.duplicate_groups:
+        kinds = ", ".join(f"{n:,} {kind}" for kind, n in s.duplicates.items())
+        out += ["", f"Duplicates ({kinds}):"]
+        rows = [[g.kind, g.kept, g.copies] for g in s.duplicate_groups]
+        out += format_table(["kind", "kept file", "copies"], rows)
     if s.hosts:
         out += ["", f"{hosts_title(s)}:"]
         out += format_table(*host_rows(s, max_hosts))

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from gbif_dl.dedupe.policy import ContentPolicy
 from gbif_dl.errors import ConfigError
 from gbif_dl.fetch.engine import DEFAULT_FETCH, FetchConfig
 from gbif_dl.manifest import MANIFEST_NAME
@@ -104,7 +105,7 @@ def _run_planned(
     results: list[DownloadStats] = list(
         run_plan(runner, todo, root, config, hosts=plan.hosts, progress=progress) if todo else []
     )
-    merge_shards(root, config.output, load=False)
+    merge_shards(root, config.output, load=False, content=config.content)
     remove_leftover_temp_files(root)
     results.append(DownloadStats(skipped=done_before + plan.duplicates))
     return results
@@ -128,6 +129,7 @@ def run(
     retry_failed: bool = False,
     progress: bool | ClusterProgress | None = False,
     short_streams: str | None = None,
+    content: ContentPolicy | None = None,
 ) -> DownloadStats:
     """Download ``records`` into ``root`` in shards run by ``runner``; resumable.
 
@@ -155,6 +157,7 @@ def run(
         short_streams: for quota'd items, what a stream that ran dry does to the others
             (:class:`~gbif_dl.options.DownloadOptions`; spares run as extra shards,
             :mod:`gbif_dl.shards.spares`).
+        content: duplicates, near duplicates, placeholders (default: ``ContentPolicy()``).
 
     Returns:
         :class:`~gbif_dl.pipeline.stats.DownloadStats` over all shards; repeated URLs count
@@ -176,6 +179,7 @@ def run(
         retry_failed=retry_failed,
         fail_threshold=check_fail_threshold(fail_threshold),
         verbose=verbose,
+        content=content if content is not None else ContentPolicy.off(),
     )
     source = as_sync_items(records)
     root_path = prepare_root(root)
@@ -236,4 +240,5 @@ def run_download(items: Any, options: DownloadOptions) -> DownloadStats:
         retry_failed=options.retry_failed,
         progress=options.progress,
         short_streams=options.short_streams,
+        content=options.content_policy(),
     )

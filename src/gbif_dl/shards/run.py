@@ -50,6 +50,8 @@ from typing import Any, Literal, overload
 import pyarrow as pa
 
 from gbif_dl._aio import run_sync
+from gbif_dl.dedupe.policy import ContentPolicy
+from gbif_dl.dedupe.settle import settle_content
 from gbif_dl.errors import OutputError
 from gbif_dl.fetch.engine import DEFAULT_FETCH, FetchConfig
 from gbif_dl.manifest import (
@@ -112,6 +114,7 @@ class ShardConfig:
     fail_threshold: float | None = None
     verbose: bool = False
     lock_timeout_s: float = 600.0
+    content: ContentPolicy = dataclasses.field(default_factory=ContentPolicy.off)
 
 
 DEFAULT_SHARD_CONFIG = ShardConfig()
@@ -209,6 +212,7 @@ def _run_records(
         verbose=config.verbose,
         progress=progress,
         files=RunFiles(manifest=files.manifest, journal=files.journal, attribution=False),
+        content=config.content,
     )
     run_sync(run.execute(_records_of(records), config.fetch))
     if run.fatal is not None:
@@ -282,18 +286,30 @@ def run_shard(
 
 @overload
 def merge_shards(
-    root: str | os.PathLike[str], output: str | None = ..., *, load: Literal[True] = ...
+    root: str | os.PathLike[str],
+    output: str | None = ...,
+    *,
+    load: Literal[True] = ...,
+    content: ContentPolicy | None = ...,
 ) -> pa.Table: ...
 
 
 @overload
 def merge_shards(
-    root: str | os.PathLike[str], output: str | None = ..., *, load: Literal[False]
+    root: str | os.PathLike[str],
+    output: str | None = ...,
+    *,
+    load: Literal[False],
+    content: ContentPolicy | None = ...,
 ) -> None: ...
 
 
 def merge_shards(
-    root: str | os.PathLike[str], output: str | None = "imagefolder", *, load: bool = True
+    root: str | os.PathLike[str],
+    output: str | None = "imagefolder",
+    *,
+    load: bool = True,
+    content: ContentPolicy | None = None,
 ) -> pa.Table | None:
     """Merge every shard's manifest part into ``root/manifest.parquet``; rewrite attribution.
 
@@ -326,6 +342,10 @@ def merge_shards(
         if part is not None:
             parts.append(part)
     rows = merge_manifest_files(parts, target)  # latest ``updated`` wins; streamed
+    if output is not None and content is not None and content.enabled:
+        # copies stored by different shards, splits that share a photo, placeholders
+        writer = make_writer(output, root_path, shard=True)
+        settle_content(root_path, target, writer, content, parts=parts)
     write_attribution(root_path, target)
     if output is not None:  # files derived from the whole manifest (classes.json, metadata)
         make_writer(output, root_path, shard=True).finalize(target)

@@ -312,6 +312,8 @@ def _multimedia_chunk(
             urls.append(f"{base}/media/{gbif_id}/{slot}.mp4")
         elif k == _KIND_IIIF:
             urls.append(f"{base}/iiif/{gbif_id}/{slot}/manifest.json")
+        elif (shared := pop.content_path(src, slot)) is not None:
+            urls.append(f"{base}{shared}")
         elif q:
             stamp = 1_600_000_000 + (gbif_id * 7919) % 100_000_000
             urls.append(f"{base}/media/{gbif_id}/{slot}.jpg?{stamp}")

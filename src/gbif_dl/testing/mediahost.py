@@ -6,9 +6,10 @@ All hosts run in one background thread with its own event loop, so tests, benchm
 can drive them from synchronous or asynchronous code alike.
 
 Any path answers with a deterministic image: format (about 20% PNG, whatever the URL's
-extension) and pixel size (64..400 px a side) are chosen from a hash of the path, and the bytes
-carry the path's hash in a comment, so two URLs never share the same bytes. Pixel data comes
-from a small LRU cache of rendered variants, so a host serves thousands of images per second.
+extension), pixel size (64..400 px a side) and pixels (a smooth random field, so two paths
+never look alike: their dHashes differ in about half their bits) are chosen from a hash of the
+path, and the bytes carry the path's hash in a comment, so two URLs never share the same bytes.
+Rendered images stay in a small LRU cache (about half a millisecond to render one).
 
 Faults (:class:`HostFaults`) hit URLs chosen by hash. Transient ones (503, 429 + ``Retry-After``,
 truncated body, drip) hit a chosen URL for its first ``fault_attempts`` requests, then the URL
@@ -22,6 +23,10 @@ succeeds; HTML bodies and 404 are permanent. Deterministic paths, whatever the r
 ``/truncate/...``                  ``Content-Length`` larger than the body, then the connection is
                                    closed, for the first ``fault_attempts`` requests
 ``/throttle/<seconds>/...``        429 with ``Retry-After: <seconds>`` once, then the image
+``/copy/<key>/...``                the photo ``<key>``: the same bytes under every such path
+``/resized/<percent>/<key>/...``   the photo ``<key>`` resized to ``<percent>``% (JPEG, quality 90)
+``/reencoded/<quality>/<key>/...`` the photo ``<key>`` re-encoded as JPEG at ``<quality>``
+``/placeholder/...``               one "image not available" picture, the same bytes everywhere
 =================================  ================================================================
 
 Example:
@@ -56,7 +61,14 @@ from aiohttp import web
 from gbif_dl.errors import ConfigError
 from gbif_dl.testing._server import BackgroundLoop, serve_on_loopback, stop_serving
 
-__all__ = ["HostFaults", "HostStats", "MediaHosts", "render_image"]
+__all__ = [
+    "HostFaults",
+    "HostStats",
+    "MediaHosts",
+    "photo_copy",
+    "placeholder_image",
+    "render_image",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -198,11 +210,24 @@ class _Renderer:
                 self._cache.popitem(last=False)
         return body
 
-    def image(self, path: str) -> tuple[bytes, str]:
+    def image(self, path: str, *, distinct: bool = True) -> tuple[bytes, str]:
         digest = _digest(path)
         fmt = "png" if _unit(digest, 0) < _PNG_SHARE else "jpeg"
-        index = int.from_bytes(digest[4:8], "big") % _VARIANTS
-        return _stamp(self.variant(fmt, index), fmt, digest.hex().encode()), f"image/{fmt}"
+        if not distinct:  # one of the cached variants, stamped with the path's hash
+            index = int.from_bytes(digest[4:8], "big") % _VARIANTS
+            return _stamp(self.variant(fmt, index), fmt, digest.hex().encode()), f"image/{fmt}"
+        key = ("path:" + path, 0)
+        with self._lock:
+            body = self._cache.get(key)
+            if body is not None:
+                self._cache.move_to_end(key)
+        if body is None:
+            body = _render_photo(fmt, digest)
+            with self._lock:
+                self._cache[key] = body
+                if len(self._cache) > self._size:
+                    self._cache.popitem(last=False)
+        return _stamp(body, fmt, digest.hex().encode()), f"image/{fmt}"
 
 
 def _render_variant(fmt: str, index: int) -> bytes:
@@ -223,6 +248,82 @@ def _render_variant(fmt: str, index: int) -> bytes:
     else:
         image.save(out, format="JPEG", quality=85)
     return out.getvalue()
+
+
+def _render_photo(fmt: str, digest: bytes) -> bytes:
+    """A photo-like image of its own: a smooth field of random colours (a few cells a side,
+    from ``digest``) with a little noise, at a size taken from ``digest``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(int.from_bytes(digest, "big"))
+    width = _MIN_SIDE + int(_unit(digest, 8) * (_MAX_SIDE - _MIN_SIDE + 1))
+    height = _MIN_SIDE + int(_unit(digest, 12) * (_MAX_SIDE - _MIN_SIDE + 1))
+    cells = rng.integers(0, 256, size=(int(rng.integers(4, 9)), int(rng.integers(4, 9)), 3))
+    image = Image.fromarray(cells.astype("uint8"), "RGB").resize(
+        (width, height), Image.Resampling.BILINEAR
+    )
+    out = io.BytesIO()
+    if fmt == "png":
+        image.save(out, format="PNG", compress_level=1)
+    else:
+        image.save(out, format="JPEG", quality=85)
+    return out.getvalue()
+
+
+def photo_copy(kind: str, amount: int, key: str) -> tuple[bytes, str]:
+    """The bytes of photo ``key`` served under ``/copy/<key>`` (``kind`` ``"copy"``), resized
+    to ``amount`` percent (``"resized"``) or re-encoded at JPEG quality ``amount``
+    (``"reencoded"``). Deterministic: tests generate the same copies.
+
+    Example:
+        >>> original, _ = photo_copy("copy", 0, "k1")
+        >>> original == photo_copy("copy", 0, "k1")[0], photo_copy("resized", 50, "k1")[1]
+        (True, 'image/jpeg')
+    """
+    from PIL import Image
+
+    body, mime = _RENDERER.image(f"/photo/{key}")
+    if kind == "copy":
+        return body, mime
+    with Image.open(io.BytesIO(body)) as image:
+        image = image.convert("RGB")
+        quality = 90
+        if kind == "resized":
+            scale = max(1, min(amount, 400)) / 100
+            size = (max(8, round(image.width * scale)), max(8, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        else:
+            quality = max(1, min(amount, 95))
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=quality)
+    return out.getvalue(), "image/jpeg"
+
+
+def placeholder_image() -> bytes:
+    """The one "image not available" picture ``/placeholder/...`` serves (a grey card with a
+    dark frame and a cross, as publishers serve for a missing photo).
+
+    Example:
+        >>> placeholder_image()[:2]
+        b'\xff\xd8'
+    """
+    global _PLACEHOLDER
+    if _PLACEHOLDER is None:
+        from PIL import Image, ImageDraw
+
+        image = Image.new("RGB", (240, 180), (200, 200, 200))
+        draw = ImageDraw.Draw(image)
+        draw.rectangle((10, 10, 229, 169), outline=(60, 60, 60), width=6)
+        draw.line((10, 10, 229, 169), fill=(90, 90, 90), width=5)
+        draw.line((10, 169, 229, 10), fill=(90, 90, 90), width=5)
+        out = io.BytesIO()
+        image.save(out, format="JPEG", quality=85)
+        _PLACEHOLDER = out.getvalue()
+    return _PLACEHOLDER
+
+
+_PLACEHOLDER: bytes | None = None
 
 
 def _stamp(body: bytes, fmt: str, text: bytes) -> bytes:
@@ -311,6 +412,10 @@ class MediaHosts:
         n_hosts: how many hosts.
         faults: one :class:`HostFaults` for every host, or ``{host_index: HostFaults}`` for some
             (0-based; the others have none).
+        distinct_pixels: True (default): every path its own picture (about half a millisecond
+            to render one, cached); False: the earlier, cheaper pictures, one of 512 cached
+            pixel variants a format (the bytes still differ per path), for benchmarks that must not
+            change what the hosts cost; content hashing then sees look-alikes.
 
     Example:
         >>> with MediaHosts(n_hosts=1, faults={0: HostFaults(latency_s=0.01)}) as hosts:
@@ -319,7 +424,11 @@ class MediaHosts:
     """
 
     def __init__(
-        self, n_hosts: int = 2, faults: HostFaults | Mapping[int, HostFaults] | None = None
+        self,
+        n_hosts: int = 2,
+        faults: HostFaults | Mapping[int, HostFaults] | None = None,
+        *,
+        distinct_pixels: bool = True,
     ) -> None:
         if not 1 <= n_hosts <= 250:
             raise ConfigError(f"MediaHosts needs 1..250 hosts, got n_hosts={n_hosts}.")
@@ -341,6 +450,7 @@ class MediaHosts:
         self._total_in_flight = 0
         self._total_max_in_flight = 0
         self._log: list[str] = []  # every request's URL, in the order they arrived
+        self._distinct = distinct_pixels
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -519,6 +629,9 @@ class MediaHosts:
             return web.Response(status=302, headers={"Location": target}), 0
         if head == "big" and len(parts) > 1 and parts[1].isdigit():
             return await self._send_big(request, min(int(parts[1]), _MAX_BIG))
+        if head in ("copy", "resized", "reencoded", "placeholder"):
+            body, mime = _copy_for(parts)
+            return web.Response(body=body, content_type=mime), len(body)
         if head == "throttle" and len(parts) > 1 and self._count_attempt(state, url) == 1:
             return self._throttle(state, url, _float(parts[1], faults.retry_after_s)), 0
         fault = "truncate" if head == "truncate" else _fault_for(faults, url)
@@ -533,7 +646,7 @@ class MediaHosts:
             return web.Response(status=503, text="Service Unavailable", headers=headers), 0
         if fault == "throttle":
             return self._throttle(state, url, faults.retry_after_s), 0
-        body, mime = _RENDERER.image(request.path)
+        body, mime = _RENDERER.image(request.path, distinct=self._distinct)
         if fault == "truncate":
             return await self._send_truncated(request, body, mime)
         if fault == "drip":
@@ -585,6 +698,17 @@ class MediaHosts:
         await response.write(rest)
         await response.write_eof()
         return response, response.content_length
+
+
+def _copy_for(parts: list[str]) -> tuple[bytes, str]:
+    """The body of a ``/copy``, ``/resized``, ``/reencoded`` or ``/placeholder`` path."""
+    head = parts[0]
+    if head == "placeholder":
+        return placeholder_image(), "image/jpeg"
+    if head == "copy":
+        return photo_copy("copy", 0, parts[1] if len(parts) > 1 else "")
+    amount = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 50
+    return photo_copy(head, amount, parts[2] if len(parts) > 2 else "")
 
 
 def _seconds(value: float) -> str:

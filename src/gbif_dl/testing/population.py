@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import hashlib
 import json
 import logging
 import re
@@ -488,6 +489,12 @@ class _JsonParts:
         }
 
 
+def _share(seed: int, what: str, index: int) -> float:
+    """A uniform number in [0, 1) from ``(seed, what, index)`` (independent of the columns)."""
+    digest = hashlib.blake2b(f"{seed}|{what}|{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
 class Population:
     """A deterministic synthetic set of GBIF occurrences, searchable with GBIF semantics.
 
@@ -500,6 +507,12 @@ class Population:
         media_base_urls: where media ``identifier`` URLs point, round-robin by record
             (``<base>/media/<gbifID>/<j>.jpg``); default ``http://127.0.0.1:9``, a dead port.
         species_weights: relative frequency of each species; None = Zipf-like skew.
+        photo_copies: share of pairs of consecutive records (``2k``, ``2k+1``) that show one
+            photo under two URLs (the first image of each): the same bytes, a copy resized to
+            50% or one re-encoded at quality 60 (the media hosts' ``/copy``, ``/resized`` and
+            ``/reencoded`` paths). Default 0: every record its own photo.
+        placeholder_share: share of records whose first image is the publisher's "image not
+            available" picture (``/placeholder/...``: one image behind many occurrences).
 
     Example:
         >>> pop = Population(seed=1, size=200, n_species=3, n_datasets=2)
@@ -518,7 +531,16 @@ class Population:
         n_datasets: int = 4,
         media_base_urls: Sequence[str] | None = None,
         species_weights: Sequence[float] | None = None,
+        photo_copies: float = 0.0,
+        placeholder_share: float = 0.0,
     ) -> None:
+        if not (0 <= photo_copies <= 1 and 0 <= placeholder_share <= 1):
+            raise ConfigError(
+                "photo_copies and placeholder_share are shares in 0..1; got "
+                f"{photo_copies!r} and {placeholder_share!r}"
+            )
+        self.photo_copies = float(photo_copies)
+        self.placeholder_share = float(placeholder_share)
         if size < 0:
             raise ConfigError(f"Population size must be >= 0, got {size}; pass size=1000 or so")
         if n_species < 1 or n_datasets < 1:
@@ -701,10 +723,38 @@ class Population:
             return f"{base}/media/{gbif_id}/{slot}.mp4"
         if kind == _KIND_IIIF:
             return f"{base}/iiif/{gbif_id}/{slot}/manifest.json"
+        shared = self.content_path(index, slot)
+        if shared is not None:
+            return f"{base}{shared}"
         url = f"{base}/media/{gbif_id}/{slot}.jpg"
         if self.url_query[index]:
             url += f"?{1_600_000_000 + (gbif_id * 7919) % 100_000_000}"
         return url
+
+    def content_path(self, index: int, slot: int) -> str | None:
+        """The media-host path of record ``index``'s image ``slot`` when it shows a shared photo
+        or a placeholder (``photo_copies``, ``placeholder_share``), else None.
+
+        Example:
+            >>> pop = Population(seed=1, size=20, placeholder_share=1.0)
+            >>> pop.content_path(3, 0)
+            '/placeholder/4000000003.jpg'
+            >>> Population(seed=1, size=20).content_path(3, 0) is None
+            True
+        """
+        if slot != 0 or not (self.photo_copies or self.placeholder_share):
+            return None
+        gbif_id = BASE_KEY + index
+        if _share(self.seed, "placeholder", index) < self.placeholder_share:
+            return f"/placeholder/{gbif_id}.jpg"
+        pair = index // 2
+        if _share(self.seed, "copies", pair) >= self.photo_copies:
+            return None
+        key = f"s{self.seed}g{pair}"
+        if index % 2 == 0:
+            return f"/copy/{key}/{gbif_id}.jpg"
+        variant = ("copy", "resized/50", "reencoded/60")[int(_share(self.seed, "how", pair) * 3)]
+        return f"/{variant}/{key}/{gbif_id}.jpg"
 
     def _created(self, index: int) -> str | None:
         year = int(self.year[index])

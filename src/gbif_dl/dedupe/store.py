@@ -1,0 +1,86 @@
+"""Storing one fetched image once: hash it, ask the content index, write it (or not).
+
+Runs in the run core's store thread (never on the event loop): the sha256 and the dHash of a
+body cost a fraction of a millisecond (:mod:`gbif_dl.dedupe.phash`).
+
+Example:
+    >>> import tempfile
+    >>> from gbif_dl.fetch.result import FetchResult
+    >>> from gbif_dl.writers.imagefolder import ImageFolderWriter
+    >>> writer = ImageFolderWriter(tempfile.mkdtemp())
+    >>> index = ContentIndex(4)
+    >>> def fetched(url):
+    ...     return FetchResult(record={"url": url, "basename": url[-1]}, ok=True, body=b"x",
+    ...                        ext=".jpg")
+    >>> first = store_unique(index, writer, fetched("http://h/a"))
+    >>> second = store_unique(index, writer, fetched("http://h/b"))
+    >>> first.status, first.path, second.status, second.duplicate_of
+    ('success', 'a.jpg', 'duplicate', 'a.jpg')
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from gbif_dl.dedupe.index import ContentIndex
+from gbif_dl.dedupe.phash import dhash, format_phash
+from gbif_dl.fetch.result import FetchResult
+from gbif_dl.manifest import SUCCESS
+from gbif_dl.writers.base import Writer
+
+__all__ = ["Stored", "store_unique"]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What became of one fetched image.
+
+    Attributes:
+        path: where it is stored (None when it was not).
+        sha256: the sha256 of its bytes (hex).
+        phash: its dHash as 16 hex digits (None: not hashed, or not decodable).
+        status: SUCCESS, or why it was not stored (DUPLICATE, NEAR_DUPLICATE).
+        duplicate_of: the kept file it duplicates, or the neighbour whose split it follows.
+    """
+
+    path: str | None
+    sha256: str
+    phash: str | None = None
+    status: str = SUCCESS
+    duplicate_of: str | None = None
+
+
+def store_unique(
+    contents: ContentIndex | None,
+    writer: Writer,
+    result: FetchResult,
+    *,
+    own_path: str | None = None,
+) -> Stored:
+    """Write ``result`` unless ``contents`` holds the same photo; ``own_path`` is the file the
+    record itself had (an overwrite), never its own duplicate. Without ``contents`` (hashing
+    off) it only writes and takes the sha256.
+
+    Raises:
+        OSError: the writer could not store it (the reservation is released).
+    """
+    body = result.body or b""
+    sha256 = hashlib.sha256(body).hexdigest()
+    if contents is None:
+        return Stored(writer.write(result), sha256)
+    value = dhash(body)
+    phash = format_phash(value) if value is not None else None
+    record = result.record
+    claim = contents.claim(record, sha256, value, own=own_path)
+    if claim.subset != record.get("subset"):
+        record["subset"] = claim.subset  # the split of the photo it duplicates or resembles
+    if claim.status != SUCCESS:
+        return Stored(None, sha256, phash, claim.status, claim.duplicate_of)
+    try:
+        path = writer.write(result)
+    except BaseException:
+        contents.abandon(claim)
+        raise
+    contents.complete(claim, path)
+    return Stored(path, sha256, phash, SUCCESS, claim.duplicate_of)
