@@ -21,7 +21,7 @@ from gbif_dl.gbif.params import validate_query
 from gbif_dl.options import SamplingOptions
 from gbif_dl.records import MediaRecord
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
-from gbif_dl.sampling.spares import DEFAULT_SPARES
+from gbif_dl.sampling.spares import DEFAULT_SPARES, SampledItems
 from gbif_dl.sources.search import agenerate_urls, media_types_of, search_records
 
 __all__ = ["agenerate_urls", "gbif_count", "generate_urls"]
@@ -120,4 +120,4 @@ def generate_urls(
     records = search_records(
         queries, options, api_url=api_url, concurrency=concurrency, verbose=verbose
     )
-    return iterate_sync(records)
+    return SampledItems(iterate_sync(records))

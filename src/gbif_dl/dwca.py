@@ -28,7 +28,7 @@ from typing import Any
 from gbif_dl.errors import ConfigError
 from gbif_dl.options import SamplingOptions
 from gbif_dl.records import MediaRecord
-from gbif_dl.sampling.spares import DEFAULT_SPARES
+from gbif_dl.sampling.spares import DEFAULT_SPARES, SampledItems
 from gbif_dl.sources.archive import ArchiveSource, ArchiveStats, create_download, resolve_archive
 from gbif_dl.sources.archive.resolve import (
     TOO_MANY_DOWNLOADS_WAIT_S,
@@ -99,7 +99,9 @@ def generate_urls(
     resolved = resolve_archive(identifier, dwca_root_path, api_url=api_url)
     source = ArchiveSource(resolved.path)
     records = source.records(options)
-    return _yield(records, source, stats, resolved.path if delete and resolved.fetched else None)
+    return SampledItems(
+        _yield(records, source, stats, resolved.path if delete and resolved.fetched else None)
+    )
 
 
 def _yield(

@@ -40,6 +40,7 @@ from gbif_dl.options import DownloadOptions
 from gbif_dl.pipeline.root import LOCK_NAME
 from gbif_dl.pipeline.stats import DownloadStats
 from gbif_dl.pipeline.stream import download_stream
+from gbif_dl.sampling.spares import with_spares
 from gbif_dl.writers.registry import OUTPUTS
 
 __all__ = ["LOCK_NAME", "OUTPUTS", "DownloadStats", "download", "download_async"]
@@ -93,7 +94,8 @@ async def download_async(
     Example:
         >>> stats = await download_async(urls, root="data")  # doctest: +SKIP
     """
-    return await download_stream(items, _options(dict(locals())))
+    options = _options(dict(locals()))
+    return await download_stream(with_spares(items), options)  # a sample's spares too
 
 
 def download(
@@ -186,6 +188,7 @@ def download(
         (120, 2, 0)
     """
     options = _options(dict(locals()))
+    items = with_spares(items)  # a sampling generator's spares follow its sample
     if options.runner is None:
         from gbif_dl.runners.processes import choose_processes, prepare_parent, sharded_options
 

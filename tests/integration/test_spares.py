@@ -20,7 +20,7 @@ import gbif_dl
 from gbif_dl.errors import ConfigError
 from gbif_dl.io import download
 from gbif_dl.manifest import MANIFEST_NAME
-from gbif_dl.sampling.spares import spares_for
+from gbif_dl.sampling.spares import spares_for, with_spares
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.testing.simulation import Simulation
 from gbif_dl.writers._atomic import is_temp_name
@@ -92,7 +92,7 @@ def _assert_exact(root: Path, per_class: int, classes: list[int]) -> None:
 
 
 def test_search_yields_tagged_primaries_then_round_robin_spares(simu: Simulation) -> None:
-    items = list(_issue_items(simu, 7))
+    items = list(with_spares(_issue_items(simu, 7)))
     primaries = [i for i in items if not i["spare"]]
     spares = [i for i in items if i["spare"]]
     assert len(primaries) == 300 and len(spares) == 3 * spares_for(100, 0.25)
@@ -104,14 +104,39 @@ def test_search_yields_tagged_primaries_then_round_robin_spares(simu: Simulation
     streams = [i["stream"] for i in spares]
     assert streams[:3] == streams[3:6] and len(set(streams[:3])) == 3  # round-robin
     assert not {i["url"] for i in spares} & {i["url"] for i in primaries}
-    again = list(_issue_items(simu, 7))
+    again = list(with_spares(_issue_items(simu, 7)))
     assert [i["url"] for i in again] == [i["url"] for i in items]  # same seed, same spares
+    # iterated as gbif-dl 0.1 code does, the generator gives the sample alone
+    assert list(_issue_items(simu, 7)) == primaries
+
+
+def test_iterating_the_generator_gives_the_sample_only_and_download_takes_the_spares(
+    simu: Simulation, tmp_path: Path
+) -> None:
+    """gbif-dl 0.1 code that loops over generate_urls itself gets nb_samples items; the
+    downloader given the same generator object takes the spares it needs."""
+    for source in (
+        lambda: _issue_items(simu, 3, nb_samples=30),
+        lambda: gbif_dl.dwca.generate_urls(
+            "tests/data/dwca-0022697-200613084148143.zip", label="speciesKey", nb_samples=20
+        ),
+    ):
+        sample = list(source())
+        assert sample and not any(i["spare"] for i in sample)
+        assert len(sample) == sum({i["stream"]: i["quota"] for i in sample}.values())
+        generator = source()
+        first = next(generator)  # partly consumed by the caller: the rest and the spares follow
+        rest = list(with_spares(generator))
+        assert [first, *rest[: len(sample) - 1]] == sample
+        assert rest[len(sample) - 1 :] and all(i["spare"] for i in rest[len(sample) - 1 :])
 
 
 def test_archive_spares_are_the_next_candidates_of_the_same_sampler() -> None:
     """An archive's spares are the items a larger quota would have drawn next."""
     path = "tests/data/dwca-0022697-200613084148143.zip"
-    small = list(gbif_dl.dwca.generate_urls(path, label="speciesKey", nb_samples=20, seed=3))
+    small = list(
+        with_spares(gbif_dl.dwca.generate_urls(path, label="speciesKey", nb_samples=20, seed=3))
+    )
     larger = gbif_dl.dwca.generate_urls(path, label="speciesKey", nb_samples=25, seed=3, spares=0)
     assert [i["spare"] for i in small] == [False] * 20 + [True] * 5
     assert {i["url"] for i in small} == {i["url"] for i in larger}

@@ -35,6 +35,7 @@ from gbif_dl.config import RunConfig
 from gbif_dl.errors import ConfigError
 from gbif_dl.fetch.result import Reason
 from gbif_dl.progress import Meter, counted, expected_total, format_bytes, format_duration
+from gbif_dl.sampling.spares import with_spares
 from gbif_dl.storage.location import is_store_root
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,7 +70,9 @@ def _download(records: Iterable[Any], config: RunConfig, *, quiet: bool) -> Any:
     meter = Meter("records", unit="records", total=total)
     with expected_total(total):
         return io.download(
-            counted(records, meter), progress=False if quiet else None, **config.download_kwargs()
+            counted(with_spares(records), meter),
+            progress=False if quiet else None,
+            **config.download_kwargs(),
         )
 
 

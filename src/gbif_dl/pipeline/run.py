@@ -193,7 +193,7 @@ class Run:
         self.progress = progress if progress is not None else Progress(mode=False)
         self.index = ResumeIndex()
         self.journal: BatchedJournal | None = None
-        self.stores: StoreThreads[FetchResult, tuple[str, str]] | None = None
+        self.stores: StoreThreads[tuple[FetchResult, str | None], Stored] | None = None
         self.counters = Counters()
         self.fatal: OSError | None = None
         self.stopping = False
@@ -304,6 +304,9 @@ class Run:
         self._finish(manifest_row(record, status=SUCCESS, path=target, **facts), "skipped")
 
     # results -----------------------------------------------------------------------------------
+
+    def _store_job(self, job: tuple[FetchResult, str | None]) -> Stored:
+        return self._store(*job)
 
     def _store(self, result: FetchResult, own_path: str | None = None) -> Stored:
         return store_unique(self.contents, self.writer, result, own_path=own_path)
@@ -513,7 +516,7 @@ class Run:
             self.root, journal_name, on_error=self._journal_error, on_late_error=self._stop
         )
         completed = False
-        self.stores = StoreThreads(lambda job: self._store(*job))
+        self.stores = StoreThreads(self._store_job)
         try:
             engine = FetchEngine(fetch)
             source = self.quotas.feed(items) if self.quotas is not None else items

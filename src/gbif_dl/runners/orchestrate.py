@@ -40,6 +40,7 @@ from gbif_dl.pipeline.stats import DownloadStats, check_fail_threshold
 from gbif_dl.pipeline.stream import log_stats
 from gbif_dl.runners.base import PlannedRunner, Runner, run_plan
 from gbif_dl.runners.report import ClusterProgress
+from gbif_dl.sampling.spares import with_spares
 from gbif_dl.shards.files import read_marker
 from gbif_dl.shards.plan import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards
 from gbif_dl.shards.run import ShardConfig, merge_shards, remove_leftover_temp_files
@@ -109,6 +110,41 @@ def _run_planned(
     remove_leftover_temp_files(root)
     results.append(DownloadStats(skipped=done_before + plan.duplicates))
     return results
+
+
+def _run_rounds(
+    source: Iterable[Any],
+    root_path: Path,
+    chosen: Runner,
+    config: ShardConfig,
+    report: ClusterProgress,
+    *,
+    assign: Assign | None,
+    overwrite: bool,
+    shard_size: int,
+    by_host: bool,
+    short_streams: str | None,
+) -> tuple[ShardPlan, list[DownloadStats], dict[str, dict[str, Any]]]:
+    """Plan and run the job's shards, then its spare rounds (quota'd items); trim if asked."""
+    rounds = SpareRounds(root_path, short_streams=short_streams, output=config.output)
+    items = rounds.divert(source, assign)
+    plan = plan_shards(
+        items, root_path, size=shard_size, assign=assign, overwrite=overwrite, by_host=by_host
+    )
+    try:
+        results = _run_planned(plan, root_path, chosen, config, report)
+        spare_results, streams = rounds.run(
+            lambda spares: _run_planned(spares, root_path, chosen, config, report),
+            len(plan.shard_ids),
+            shard_size,
+            by_host=by_host,
+        )
+    finally:
+        report.close()
+    results += spare_results
+    if any(stream["trimmed"] for stream in streams.values()):
+        merge_shards(root_path, config.output, load=False)  # the trimmed rows
+    return plan, results, streams
 
 
 def run(
@@ -181,30 +217,24 @@ def run(
         verbose=verbose,
         content=content if content is not None else ContentPolicy.off(),
     )
-    source = as_sync_items(records)
+    source = as_sync_items(with_spares(records))
     root_path = prepare_root(root)
     report = progress if isinstance(progress, ClusterProgress) else ClusterProgress(mode=progress)
     by_host = isinstance(chosen, PlannedRunner) and chosen.plans_by_host(config)
     with locked(root_path):
         remove_leftover_temp_files(root_path)
-        rounds = SpareRounds(root_path, short_streams=short_streams, output=output)
-        items = rounds.divert(source, assign)
-        plan = plan_shards(
-            items, root_path, size=shard_size, assign=assign, overwrite=overwrite, by_host=by_host
+        plan, results, streams = _run_rounds(
+            source,
+            root_path,
+            chosen,
+            config,
+            report,
+            assign=assign,
+            overwrite=overwrite,
+            shard_size=shard_size,
+            by_host=by_host,
+            short_streams=short_streams,
         )
-        try:
-            results = _run_planned(plan, root_path, chosen, config, report)
-            spare_results, streams = rounds.run(
-                lambda spares: _run_planned(spares, root_path, chosen, config, report),
-                len(plan.shard_ids),
-                shard_size,
-                by_host=by_host,
-            )
-        finally:
-            report.close()
-        results += spare_results
-        if any(stream["trimmed"] for stream in streams.values()):
-            merge_shards(root_path, output, load=False)  # the trimmed rows
     stats = DownloadStats.combine(
         results,
         streams=streams,

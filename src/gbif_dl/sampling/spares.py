@@ -3,12 +3,14 @@
 A source that samples (``nb_samples`` or ``nb_samples_per_stream``) tags every item it yields
 with the keys of :data:`QUOTA_KEYS`: ``stream`` (a stable text key of its stream, such as
 ``speciesKey=5352251``), ``quota`` (how many stored items that stream should end with) and, for
-``nb_samples=-1``, ``balanced``. After all the primary items it yields *spares*
+``nb_samples=-1``, ``balanced``. After all the primary items come *spares*
 (``spare: True``): per stream the next :func:`spares_for` candidates in the order the same
 seeded sampler would have drawn them, interleaved round-robin across streams
 (:func:`round_robin`). The downloader (:mod:`gbif_dl.pipeline.quotas`) fetches a spare only
 when a stream has fewer stored items than its quota, so every stream ends with exactly its
-quota whenever it has enough usable candidates.
+quota whenever it has enough usable candidates. ``generate_urls`` returns a
+:class:`SampledItems`: iterated, it gives the sample alone, as gbif-dl 0.1 did (``nb_samples``
+items); ``gbif_dl.io.download`` takes the spares too (:func:`with_spares`).
 
 Example:
     >>> spares_for(100, 0.25), spares_for(4, 0.25), spares_for(10, 0.0), spares_for(0, 0.25)
@@ -22,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Iterable, Iterator, MutableMapping
 from typing import Any, TypeVar
 
 from gbif_dl.errors import ConfigError
@@ -31,11 +33,14 @@ __all__ = [
     "DEFAULT_SPARES",
     "MIN_SPARES",
     "QUOTA_KEYS",
+    "AsyncSampledItems",
+    "SampledItems",
     "check_spares",
     "round_robin",
     "spares_for",
     "stream_key",
     "tag",
+    "with_spares",
 ]
 
 T = TypeVar("T")
@@ -131,3 +136,114 @@ def round_robin(groups: Iterable[Iterable[T]]) -> Iterator[T]:
                 alive.append(iterator)
                 break
         iterators = alive
+
+
+class SampledItems(Iterator[dict[str, Any]]):
+    """The items of a sampling generator as gbif-dl 0.1 yielded them: the sample, no spares.
+
+    Iterating gives the sampled (primary) items only, so code written for gbif-dl 0.1 that
+    consumes the generator itself gets exactly ``nb_samples`` items. gbif-dl's own downloader
+    asks for :meth:`with_spares` (see :func:`with_spares`), which goes on with the spares.
+
+    Example:
+        >>> items = SampledItems(iter([{"url": "a"}, {"url": "b"}, {"url": "c", "spare": True}]))
+        >>> [item["url"] for item in items]
+        ['a', 'b']
+        >>> items = SampledItems(iter([{"url": "a"}, {"url": "c", "spare": True}]))
+        >>> [item["url"] for item in with_spares(items)]
+        ['a', 'c']
+    """
+
+    def __init__(self, items: Iterator[dict[str, Any]]) -> None:
+        self._items = items
+        self._first_spare: dict[str, Any] | None = None
+        self._sample_done = False
+
+    def __iter__(self) -> SampledItems:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if self._sample_done:
+            raise StopIteration
+        item = next(self._items)
+        if isinstance(item, dict) and item.get("spare"):
+            self._first_spare, self._sample_done = item, True
+            raise StopIteration
+        return item
+
+    def with_spares(self) -> Iterator[dict[str, Any]]:
+        """The rest of the sample, then the spares."""
+        yield from self
+        if self._first_spare is not None:
+            spare, self._first_spare = self._first_spare, None
+            yield spare
+        yield from self._items
+
+    def close(self) -> None:
+        """Close the underlying generator (its GBIF client, its archive)."""
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+
+class AsyncSampledItems(AsyncIterator[dict[str, Any]]):
+    """The async form of :class:`SampledItems` (``agenerate_urls``).
+
+    Example:
+        >>> import asyncio
+        >>> async def source():
+        ...     for item in [{"url": "a"}, {"url": "b", "spare": True}]:
+        ...         yield item
+        >>> async def urls(items):
+        ...     return [item["url"] async for item in items]
+        >>> asyncio.run(urls(AsyncSampledItems(source())))
+        ['a']
+        >>> asyncio.run(urls(with_spares(AsyncSampledItems(source()))))
+        ['a', 'b']
+    """
+
+    def __init__(self, items: AsyncIterator[dict[str, Any]]) -> None:
+        self._items = items
+        self._first_spare: dict[str, Any] | None = None
+        self._sample_done = False
+
+    def __aiter__(self) -> AsyncSampledItems:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if self._sample_done:
+            raise StopAsyncIteration
+        item = await self._items.__anext__()
+        if isinstance(item, dict) and item.get("spare"):
+            self._first_spare, self._sample_done = item, True
+            raise StopAsyncIteration
+        return item
+
+    async def with_spares(self) -> AsyncIterator[dict[str, Any]]:
+        """The rest of the sample, then the spares."""
+        async for item in self:
+            yield item
+        if self._first_spare is not None:
+            spare, self._first_spare = self._first_spare, None
+            yield spare
+        async for item in self._items:
+            yield item
+
+    async def aclose(self) -> None:
+        """Close the underlying async generator."""
+        aclose = getattr(self._items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def with_spares(items: Any) -> Any:
+    """``items`` with their spares, for a downloader: a sampling generator's spares follow its
+    sample; any other iterable is returned as it is.
+
+    Example:
+        >>> with_spares([1, 2])
+        [1, 2]
+    """
+    if isinstance(items, (SampledItems, AsyncSampledItems)):
+        return items.with_spares()
+    return items
