@@ -6,12 +6,15 @@ downloaded with ``content_hashes=False`` and ``content_hashes=True`` into fresh 
 alternating, ``--repeats`` times each; prints every run and the median images/s of each arm.
 Issue 18 asks for at most a 15% cut.
 
-    PYTHONPATH=src python benchmarks/dedupe_cost.py [--n 10000] [--repeats 3]
+    PYTHONPATH=src python benchmarks/dedupe_cost.py [--n 10000] [--repeats 3] [--json PATH]
+
+(``python benchmarks/run.py hashing`` runs it and records the result with the others.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import shutil
 import statistics
@@ -55,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=None, help="write the summary here")
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
     queue, stop = context.Queue(), context.Event()
@@ -75,6 +79,17 @@ def main() -> None:
     off, on = statistics.median(rates[False]), statistics.median(rates[True])
     change = (on / off - 1) * 100
     print(f"median images/s: without hashing {off:,.0f}, with {on:,.0f} ({change:+.1f}%)")
+    if args.json is not None:
+        summary = {
+            "images": args.n,
+            "repeats": args.repeats,
+            "rates_without": [round(r, 1) for r in rates[False]],
+            "rates_with": [round(r, 1) for r in rates[True]],
+            "median_without": round(off, 1),
+            "median_with": round(on, 1),
+            "change_pct": round(change, 1),
+        }
+        args.json.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

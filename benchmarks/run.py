@@ -3,7 +3,8 @@
     python benchmarks/run.py [CASE ...] [--quick] [--repeats N]
 
 Cases: search, dwca, download (= download-a .. download-e), any single download-X, read, dask,
-soak, resize, renditions. With no case, all run (the full soak alone takes about half an hour).
+soak, hashing, resize, renditions. With no case, all run (the full soak alone takes about half
+an hour).
 Peers (gbif-dl 0.1.1, img2dataset) get their own virtual environments under
 ``benchmarks/.venvs/`` on first use; nginx is started and stopped by the download cases.
 Each case writes ``benchmarks/results/<case>.json``; the markdown table printed at the end goes
@@ -27,7 +28,7 @@ from harness import core, machine, venvs
 from harness.nginx import find_nginx
 
 DOWNLOAD = ["download-a", "download-b", "download-c", "download-d", "download-e"]
-SCRIPTS = ["read", "dask", "soak"]
+SCRIPTS = ["read", "dask", "soak", "hashing"]
 RESIZE = ["resize", "renditions"]
 CASES = ["search", "dwca", *DOWNLOAD, *SCRIPTS, *RESIZE]
 

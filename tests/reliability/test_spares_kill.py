@@ -22,6 +22,7 @@ from reliability_helpers import manifest_rows, stored_files
 
 import gbif_dl
 from gbif_dl.io import download
+from gbif_dl.sampling.spares import with_spares
 from gbif_dl.testing.mediahost import HostFaults
 from gbif_dl.testing.simulation import Simulation
 
@@ -42,14 +43,16 @@ def test_sigkill_then_rerun_gives_exactly_the_quota(tmp_path: Path, runner: str)
     faults = HostFaults(not_found_rate=0.05, latency_s=0.02)
     with Simulation(seed=0, size=3000, n_hosts=2, n_species=3, host_faults=faults) as simu:
         keys = [int(s["key"]) for s in simu.population.species[:3]]
-        records = list(
-            gbif_dl.api.generate_urls(
-                queries={"speciesKey": keys},
-                label="speciesKey",
-                nb_samples=300,
-                split_streams_by="speciesKey",
-                seed=7,
-                api_url=simu.api_url,
+        records = list(  # the sample, then its spares, as the downloader takes them
+            with_spares(
+                gbif_dl.api.generate_urls(
+                    queries={"speciesKey": keys},
+                    label="speciesKey",
+                    nb_samples=300,
+                    split_streams_by="speciesKey",
+                    seed=7,
+                    api_url=simu.api_url,
+                )
             )
         )
         records_file = tmp_path / "records.json"

@@ -200,5 +200,6 @@ def test_stored_counts_per_column_read_in_batches(tmp_path: Path, tiny: None) ->
         if i % 4:
             expected[f"s{i % 3}"] = expected.get(f"s{i % 3}", 0) + 1
     assert stored_counts(manifest, "label") == expected
-    assert stored_counts(manifest, "stream") == {}  # no such column (yet)
+    assert stored_counts(manifest, "stream") == {}  # a column of nulls: no stream to count
+    assert stored_counts(manifest, "no such column") == {}
     assert stored_counts(tmp_path / "missing.parquet", "label") == {}

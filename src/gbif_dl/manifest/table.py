@@ -380,8 +380,8 @@ def iter_manifest(
 
 def stored_counts(manifest: Path | str, by: str) -> dict[Any, int]:
     """How many stored images (status :data:`SUCCESS`) a manifest file holds per value of its
-    column ``by`` (for example the sampling ``stream`` of each item); ``{}`` when the file or
-    the column is missing.
+    column ``by`` (for example the sampling ``stream`` of each item); rows whose value is null
+    are not counted, and ``{}`` comes back when the file or the column is missing.
 
     Reads the two columns a batch at a time: memory is a batch plus one count per value.
 
@@ -407,7 +407,7 @@ def stored_counts(manifest: Path | str, by: str) -> dict[Any, int]:
         batch_size=_MANIFEST_BATCH, columns=columns, use_threads=False
     ):
         stored = batch.column(0).filter(pc.fill_null(pc.equal(batch.column(1), SUCCESS), False))
-        for item in pc.value_counts(stored).to_pylist():
+        for item in pc.value_counts(stored.drop_null()).to_pylist():
             counts[item["values"]] = counts.get(item["values"], 0) + int(item["counts"])
     return counts
 

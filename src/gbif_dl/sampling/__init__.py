@@ -5,4 +5,6 @@
 - :mod:`gbif_dl.sampling.filters`: ``media_items``, ``pick_media``, ``LicenseFilter``,
   ``UrlDeduper``.
 - :mod:`gbif_dl.sampling.splits`: deterministic train/test assignment.
+- :mod:`gbif_dl.sampling.spares`: the seeded spares behind each stream's quota;
+  ``with_spares(items)`` gives a sampling generator's sample and then its spares.
 """
