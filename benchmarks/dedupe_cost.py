@@ -8,7 +8,9 @@ Issue 18 asks for at most a 15% cut.
 
     PYTHONPATH=src python benchmarks/dedupe_cost.py [--n 10000] [--repeats 3] [--json PATH]
 
-(``python benchmarks/run.py hashing`` runs it and records the result with the others.)
+A harder setting than ``python benchmarks/run.py hashing`` (case a's nginx and JPEGs): here the
+media hosts are Python and share the machine's cores with the download, so every extra
+microsecond of CPU shows; PNGs are decoded whole.
 """
 
 from __future__ import annotations

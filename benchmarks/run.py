@@ -28,15 +28,15 @@ from harness import core, machine, venvs
 from harness.nginx import find_nginx
 
 DOWNLOAD = ["download-a", "download-b", "download-c", "download-d", "download-e"]
-SCRIPTS = ["read", "dask", "soak", "hashing"]
+SCRIPTS = ["read", "dask", "soak"]
 RESIZE = ["resize", "renditions"]
-CASES = ["search", "dwca", *DOWNLOAD, *SCRIPTS, *RESIZE]
+CASES = ["search", "dwca", *DOWNLOAD, "hashing", *SCRIPTS, *RESIZE]
 
 
 def case_runner(name: str):
-    if name.startswith("download-"):
+    if name.startswith("download-") or name == "hashing":
         module = importlib.import_module("harness.cases.download")
-        return getattr(module, "run_" + name.split("-", 1)[1])
+        return getattr(module, "run_" + name.split("-", 1)[-1])
     if name in SCRIPTS:
         return getattr(importlib.import_module("harness.cases.scripts"), "run_" + name)
     if name in RESIZE:

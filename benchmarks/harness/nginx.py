@@ -36,8 +36,8 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {pool};
-        # any /img/.../<digits>NNN.jpg is served from the pool file NNN.jpg
-        location ~ "^/img/.*([0-9]{{3}})\\.jpg$" {{
+        # any /img/.../<digits>NNN.jpg is served from the pool file NNN.jpg ({digits} digits)
+        location ~ "^/img/.*([0-9]{{{digits}}})\\.jpg$" {{
             try_files /$1.jpg =404;
         }}
         location / {{ return 404; }}
@@ -67,10 +67,12 @@ def free_port() -> int:
 
 
 class Nginx:
-    """``with Nginx(pool) as base_url:`` serves ``pool`` on a free loopback port."""
+    """``with Nginx(pool) as base_url:`` serves ``pool`` on a free loopback port; a URL's last
+    ``digits`` digits name the pool file."""
 
-    def __init__(self, pool: Path, workers: int = 1) -> None:
+    def __init__(self, pool: Path, workers: int = 1, digits: int = 3) -> None:
         self.pool = pool.resolve()
+        self.digits = digits
         self.workers = workers
         self.proc: subprocess.Popen[bytes] | None = None
         self.prefix: Path | None = None
@@ -90,6 +92,7 @@ class Nginx:
                 prefix=self.prefix,
                 port=port,
                 pool=self.pool,
+                digits=self.digits,
             )
         )
         self.proc = subprocess.Popen(

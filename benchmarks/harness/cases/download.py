@@ -9,6 +9,8 @@ c) 100,000 images into one label folder (nginx): rate of the last 10% vs the fir
 d) 2% truncated bodies (persistent): gbif-dl completes and accounts for every failure;
    gbif-dl 0.1.1 gets a timeout; img2dataset for reference.
 e) gbif-dl's peak RSS downloading 100,000 vs 10,000 items.
+hashing) case a with 10,000 distinct JPEGs, gbif-dl with ``content_hashes`` off and on (sha256,
+   dHash and the duplicate lookups), alternating in the same run (issue 18: at most a 15% cut).
 
 Items are generated lazily in each runner (``peers/_runner_common.download_items``), the same
 for every tool; img2dataset gets the same URLs as a text file.
@@ -618,4 +620,72 @@ def run_e(ctx: Context) -> CaseResult:
         ),
     ]
     res.notes.append("peers not measured here (memory scaling is gbif-dl's own goal).")
+    return res
+
+
+# --- hashing ---------------------------------------------------------------------------------
+
+OURS_HASHES = "gbif-dl content_hashes"
+
+
+def _hashing_pair(ctx: Context, tools: Tools, spec: dict[str, Any]) -> dict[str, list[Run]]:
+    """gbif-dl without and with content hashes on ``spec``, alternating."""
+    on = {"kwargs": {"progress": False, "content_hashes": True}}
+    return core.alternate(
+        ctx,
+        [
+            (OURS, tools.ours(spec, 600)),
+            (OURS_HASHES, tools.ours({**spec, **on}, 600, name=OURS_HASHES)),
+        ],
+    )
+
+
+def _hashing_line(title: str, runs: dict[str, list[Run]]) -> Line:
+    rates = _rates(runs)
+    kept = ratio(rates[OURS_HASHES], rates[OURS])
+    stored = " / ".join(
+        fmt(median([r.result.get("files_on_disk") for r in runs[t]]), digits=0)
+        for t in (OURS, OURS_HASHES)
+    )
+    return Line(
+        title,
+        {OURS: f"{fmt(rates[OURS])} / {fmt(rates[OURS_HASHES])}"},
+        ("" if kept is None else f"{100 * (kept - 1):+.1f}% with hashing; ") + f"stored {stored}",
+        "cut ≤ 15%",
+        None if kept is None else kept >= 0.85,
+    )
+
+
+def run_hashing(ctx: Context) -> CaseResult:
+    """Content hashes off vs on (issue 18): case a's download of distinct photos (the CPU is
+    the limit), and the same photos from 4 hosts with 100 ms latency (the network is)."""
+    from gbif_dl.testing.mediahost import HostFaults, MediaHosts
+
+    n = 1_000 if ctx.quick else 10_000
+    n_slow = 500 if ctx.quick else 4_000
+    res = CaseResult(
+        "hashing",
+        "content hashing cost: content_hashes off vs on, distinct JPEGs",
+        {
+            "images": n,
+            "images_latency_bound": n_slow,
+            "labels": 20,
+            "gbif-dl": "defaults",
+            OURS_HASHES: "content_hashes=True",
+        },
+    )
+    tools = Tools(ctx, "hashing")
+    pool = images.make_pool(core.WORK / f"jpeg-pool-{n}", n=n)
+    with Nginx(pool, digits=images.pool_digits(n)) as base:
+        fast = _hashing_pair(ctx, tools, {"base_urls": [base], "n": n, "labels": 20})
+    with MediaHosts(n_hosts=4, faults=HostFaults(latency_s=0.1)) as hosts:
+        for i, path in enumerate(sorted(pool.glob("*.jpg"))[:n_slow]):
+            hosts.serve(f"/img/{i:08d}.jpg", path.read_bytes())
+        slow = _hashing_pair(ctx, tools, {"base_urls": hosts.base_urls, "n": n_slow, "labels": 20})
+    res.add_runs("nginx", fast)
+    res.add_runs("latency", slow)
+    res.lines += [
+        _hashing_line(f"images/s ({n:,} images, nginx, no latency): hashes off / on", fast),
+        _hashing_line(f"images/s ({n_slow:,} images, 4 hosts x 100 ms): hashes off / on", slow),
+    ]
     return res

@@ -8,9 +8,6 @@
   memory; memory curve and rate per 10% of the items, at 10^5 and 10^6 records, each in a
   fresh process: the ratio of their peaks and the slope extrapolated to 10^8
   (``benchmarks/soak.py --sizes``).
-- ``hashing`` (issue 18): images/s of the same download of distinct images with
-  ``content_hashes`` off and on (sha256 + dHash + the duplicate lookups), alternating
-  (``benchmarks/dedupe_cost.py``); the issue allows at most a 15% cut.
 """
 
 from __future__ import annotations
@@ -147,27 +144,4 @@ def run_soak(ctx: Context) -> CaseResult:
         )
     )
     res.runs = {"soak": result["runs"], "scaling": [scaling]}
-    return res
-
-
-def run_hashing(ctx: Context) -> CaseResult:
-    n = 1_000 if ctx.quick else 10_000
-    data = _script_json(
-        "dedupe_cost.py", ["--n", str(n), "--repeats", str(ctx.repeats)], ctx, timeout_s=3600
-    )
-    res = CaseResult(
-        "hashing",
-        "content hashing cost: the same download with content_hashes off and on",
-        {"images": n, "repeats": ctx.repeats, "images_kind": "distinct, ~80% JPEG, 20% PNG"},
-    )
-    res.lines.append(
-        Line(
-            f"images/s ({n:,} distinct images): without / with content hashes",
-            {OURS: f"{fmt(data['median_without'])} / {fmt(data['median_with'])}"},
-            f"{data['change_pct']:+.1f}% with hashing",
-            "cut ≤ 15%",
-            data["change_pct"] >= -15.0,
-        )
-    )
-    res.runs = {"hashing": [data]}
     return res
