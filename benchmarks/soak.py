@@ -247,7 +247,8 @@ def scaling(summaries: list[dict[str, Any]], target: int = 10**8) -> dict[str, A
         "ratio": round(peak_large / peak_small, 3),
         "slope_bytes_per_record": round(slope, 2),
         "extrapolated_target": target,
-        "extrapolated_rss_mib": _mib(peak_large + slope * (target - large["records"])),
+        # a peak that fell between the sizes (run-to-run spread) extrapolates flat, not down
+        "extrapolated_rss_mib": _mib(peak_large + max(slope, 0.0) * (target - large["records"])),
     }
 
 

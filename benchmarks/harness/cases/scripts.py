@@ -141,6 +141,8 @@ def run_soak(ctx: Context) -> CaseResult:
             {OURS: f"{' / '.join(str(m) for m in scaling['rss_hwm_mib'])}; {scaling['ratio']}"},
             f"slope {scaling['slope_bytes_per_record']} B/record; at 10^8 records "
             f"{scaling['extrapolated_rss_mib']} MiB (extrapolated)",
+            "ratio ≤ 1.15",
+            scaling["ratio"] <= 1.15,
         )
     )
     res.runs = {"soak": result["runs"], "scaling": [scaling]}
