@@ -82,7 +82,7 @@ async def download_async(
     work_dir: str | os.PathLike[str] | None = None,
     renditions: bool = True,
     short_streams: str | None = None,
-    content_hashes: bool = False,
+    content_hashes: bool | None = None,
     near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE,
     drop_near_duplicates: bool = False,
     placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES,
@@ -132,7 +132,7 @@ def download(
     renditions: bool = True,
     short_streams: str | None = None,
     processes: int | str = 1,
-    content_hashes: bool = False,
+    content_hashes: bool | None = None,
     near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE,
     drop_near_duplicates: bool = False,
     placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES,
@@ -165,7 +165,8 @@ def download(
             own URL, even with ``max_size``).
         content_hashes, near_duplicate_distance, drop_near_duplicates,
             placeholder_occurrences: one photo stored once and in one split, placeholders
-            excluded (:class:`gbif_dl.dedupe.policy.ContentPolicy`, measured defaults).
+            excluded (:class:`gbif_dl.dedupe.policy.ContentPolicy`, measured defaults);
+            ``content_hashes=None`` (default) turns it on when ``splits`` are asked for.
         **compat: ``tcp_connections`` (now ``concurrency``), ``nb_workers`` and ``batch_size``
             of gbif-dl 0.1 are accepted with a DeprecationWarning.
 

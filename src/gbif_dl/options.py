@@ -303,6 +303,9 @@ class DownloadOptions:
         content_hashes, near_duplicate_distance, drop_near_duplicates, placeholder_occurrences:
             one photo stored once and in one split, placeholders excluded (see
             :class:`gbif_dl.dedupe.policy.ContentPolicy`; :meth:`content_policy`).
+            ``content_hashes=None`` (default): on when ``splits`` are asked for (a leak-free
+            split needs it; it costs a JPEG decode per image, about 2% of images/s when the
+            network is the limit, up to 45% when the CPU is, see BENCHMARKS.md), else off.
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.
@@ -337,7 +340,7 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     work_dir: str | os.PathLike[str] | None = None
     short_streams: str | None = None
     processes: int | str = 1
-    content_hashes: bool = False
+    content_hashes: bool | None = None
     near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE
     drop_near_duplicates: bool = False
     placeholder_occurrences: int = DEFAULT_PLACEHOLDER_OCCURRENCES
@@ -431,9 +434,14 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
         Example:
             >>> DownloadOptions(drop_near_duplicates=True).content_policy().drop_near
             True
+            >>> DownloadOptions().content_policy().enabled  # no splits: off by default
+            False
+            >>> DownloadOptions(splits={"train": 0.8, "test": 0.2}).content_policy().enabled
+            True
         """
+        hashes = self.content_hashes
         return ContentPolicy(
-            content_hashes=self.content_hashes,
+            content_hashes=bool(self.splits) if hashes is None else hashes,
             near_duplicate_distance=self.near_duplicate_distance,
             drop_near_duplicates=self.drop_near_duplicates,
             placeholder_occurrences=self.placeholder_occurrences,

@@ -235,6 +235,26 @@ def test_without_content_hashes_every_url_is_stored(tmp_path: Path) -> None:
     assert all(row["phash"] is None and row["sha256"] for row in rows)
 
 
+def test_splits_turn_content_hashes_on_by_default(tmp_path: Path) -> None:
+    """The issue's call: download(items, root=..., splits=...) with no content option is
+    leak-free; without splits nothing is hashed (every URL stored, as in gbif-dl 0.1)."""
+    with MediaHosts(n_hosts=2) as hosts:
+        base = hosts.base_urls
+        items = []
+        for i in range(8):  # each photo behind two URLs of two occurrences
+            items.append(_record(f"{base[0]}/copy/d{i}/a.jpg", f"{i}-a"))
+            items.append(_record(f"{base[1]}/copy/d{i}/b.jpg", f"{i}-b"))
+        download(items, root=tmp_path / "split", splits=SPLITS, retries=0, progress=False)
+        download(items, root=tmp_path / "plain", retries=0, progress=False)
+    _check_one_photo_one_split(tmp_path / "split")
+    split_rows = _rows(tmp_path / "split")
+    assert [r["status"] for r in split_rows].count(DUPLICATE) == 8
+    assert all(r["phash"] for r in split_rows)
+    plain_rows = _rows(tmp_path / "plain")
+    assert [r["status"] for r in plain_rows] == [SUCCESS] * 16
+    assert all(r["phash"] is None for r in plain_rows)
+
+
 def test_the_report_shows_duplicate_groups_and_placeholders(tmp_path: Path) -> None:
     from gbif_dl.report.html import render_html
     from gbif_dl.report.summary import summarize

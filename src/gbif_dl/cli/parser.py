@@ -180,11 +180,11 @@ def _add_content(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("duplicates (one photo stored once, in one split)")
     group.add_argument(
         "--content-hashes",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
         help="store each photo once and in one split: the same bytes under another URL is a "
         "duplicate, a resized or re-encoded copy goes to its original's split, and one image "
-        "behind many occurrences (a placeholder) is excluded",
+        "behind many occurrences (a placeholder) is excluded (default: on with --splits)",
     )
     group.add_argument(
         "--near-duplicate-distance",

@@ -51,8 +51,9 @@ class ContentPolicy:
 
     Attributes:
         content_hashes: hash every stored image (sha256 + dHash) and act on duplicates (the
-            policy object defaults to on; DownloadOptions and download() to off for now); False
-            stores every URL's bytes as before (and leaves ``phash`` empty).
+            policy object defaults to on; DownloadOptions and download() turn it on when the
+            download has ``splits``); False stores every URL's bytes as before (and leaves
+            ``phash`` empty).
         near_duplicate_distance: the largest Hamming distance between two dHashes that makes
             them one photo (0..15; 0: pixel-identical looks only).
         drop_near_duplicates: do not store a near duplicate of a stored image (status
