@@ -225,6 +225,57 @@ def test_placeholders_are_excluded_by_default(tmp_path: Path, runner: str | None
     assert statuses.count(SUCCESS) == 7 and statuses.count(DUPLICATE) == 4
 
 
+def _quota_item(url: str, stream: str, i: int, *, spare: bool) -> dict[str, Any]:
+    return {
+        "url": url,
+        "label": stream,
+        "gbifID": f"{stream}-{i}",
+        "stream": f"label={stream}",
+        "quota": 5,
+        "spare": spare,
+    }
+
+
+def test_placeholders_free_their_quota_places_in_the_same_run(tmp_path: Path) -> None:
+    """A placeholder is known only once its 3rd occurrence arrives; the stream whose file
+    it was still ends with exactly its quota, from its spares, in one run."""
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        items = []
+        for stream in ("a", "b", "c"):  # each stream: 1 placeholder among 5, then 3 spares
+            items += [
+                _quota_item(
+                    f"{base}/placeholder/{stream}.jpg"
+                    if i == 0
+                    else f"{base}/media/{stream}{i}/0.jpg",
+                    stream,
+                    i,
+                    spare=False,
+                )
+                for i in range(5)
+            ]
+        for stream in ("a", "b", "c"):
+            items += [
+                _quota_item(f"{base}/media/{stream}s{i}/0.jpg", stream, 10 + i, spare=True)
+                for i in range(3)
+            ]
+        stats = download(
+            items, root=tmp_path, splits=SPLITS, retries=0, progress=False, concurrency=1
+        )
+    rows = _rows(tmp_path)
+    stored = [row for row in rows if row["status"] == SUCCESS]
+    assert sorted(row["stream"] for row in stored) == sorted(
+        f"label={s}" for s in "abc" for _ in range(5)
+    )
+    assert [row["status"] for row in rows].count(PLACEHOLDER) == 3  # one image, 3 occurrences
+    assert {name: s["delivered"] for name, s in stats.streams.items()} == {
+        f"label={s}": 5 for s in "abc"
+    }
+    assert not any(s["ran_dry"] for s in stats.streams.values())
+    assert len(_stored_files(tmp_path)) == 15
+    _check_one_photo_one_split(tmp_path)
+
+
 def test_without_content_hashes_every_url_is_stored(tmp_path: Path) -> None:
     with MediaHosts(n_hosts=1) as hosts:
         base = hosts.base_urls[0]

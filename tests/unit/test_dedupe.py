@@ -233,3 +233,29 @@ def test_the_end_pass_leaves_a_manifest_of_failures_alone(tmp_path: Path) -> Non
         tmp_path, tmp_path / MANIFEST_NAME, ImageFolderWriter(tmp_path), ContentPolicy()
     )
     assert (done.moved, done.duplicates, done.placeholders, done.left) == (0, 0, 0, 0)
+
+
+def test_a_copy_that_makes_a_placeholder_releases_its_files_stream_once() -> None:
+    index = ContentIndex(6, placeholders=3)
+    sha = "ab" * 32
+    kept = index.claim({"url": "u0", "gbifID": "1", "stream": "s=a"}, sha, 7)
+    index.complete(kept, "a/kept.jpg")
+    same_occurrence = index.claim({"url": "u1", "gbifID": "1", "stream": "s=b"}, sha, 7)
+    second = index.claim({"url": "u2", "gbifID": "2", "stream": "s=b"}, sha, 7)
+    third = index.claim({"url": "u3", "gbifID": "3", "stream": "s=c"}, sha, 7)
+    fourth = index.claim({"url": "u4", "gbifID": "4", "stream": "s=c"}, sha, 7)
+    assert [c.status for c in (same_occurrence, second, third, fourth)] == ["duplicate"] * 4
+    assert [c.released for c in (same_occurrence, second, third, fourth)] == [
+        None,
+        None,
+        "s=a",  # the third occurrence: the kept file (stream a) is a placeholder
+        None,  # released once
+    ]
+    no_rule = ContentIndex(6)
+    first = no_rule.claim({"url": "u0", "gbifID": "1", "stream": "s=a"}, sha, 7)
+    no_rule.complete(first, "a/kept.jpg")
+    copies = [
+        no_rule.claim({"url": f"v{i}", "gbifID": str(i), "stream": "s=b"}, sha, 7)
+        for i in range(2, 6)
+    ]
+    assert all(c.released is None for c in copies)

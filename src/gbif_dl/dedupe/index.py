@@ -114,12 +114,16 @@ class Claim:
         subset: the split to store it in (may differ from the record's: its neighbour's).
         duplicate_of: the kept file it duplicates, or the neighbour whose split it follows.
         entry: the index entry reserved for it (SUCCESS only), completed with its path.
+        released: the stream of a file of this run that this copy makes a placeholder (its
+            bytes now stand behind ``placeholders`` occurrences): the end-of-run pass excludes
+            that file, so its stream's quota slot is free again (once per file).
     """
 
     status: str
     subset: str | None = None
     duplicate_of: str | None = None
     entry: int | None = None
+    released: str | None = None
 
 
 class _Entries:
@@ -135,6 +139,10 @@ class _Entries:
         self._names: list[str | None] = [None]  # split code -> name
         self._codes: dict[str | None, int] = {None: 0}
         self._splits = np.zeros(1024, dtype=np.uint16)
+        #: this run's entries: the stream (a code into ``_names``) and the occurrence (a
+        #: nonzero key, 0: none) of the record that stored each
+        self._streams = np.zeros(1024, dtype=np.uint16)
+        self._occurrences = np.zeros(1024, dtype=np.int64)
 
     def __len__(self) -> int:
         return self._base_len + len(self._new)
@@ -148,9 +156,10 @@ class _Entries:
 
     def _grow(self, size: int) -> None:
         if size > len(self._splits):
-            grown = np.zeros(max(2 * len(self._splits), size), dtype=np.uint16)
-            grown[: len(self._splits)] = self._splits
-            self._splits = grown
+            new = max(2 * len(self._splits), size)
+            self._splits = _grown(self._splits, new)
+            self._streams = _grown(self._streams, new)
+            self._occurrences = _grown(self._occurrences, new)
 
     def extend(self, paths: pa.ChunkedArray, splits: pa.ChunkedArray) -> None:
         """Add loaded rows (before any :meth:`append`)."""
@@ -170,6 +179,17 @@ class _Entries:
         self._grow(entry + 1)
         self._splits[entry] = self._code(split)
         return entry
+
+    def set_origin(self, entry: int, stream: str | None, occurrence: int) -> None:
+        """The stream and the occurrence key of the record that stores ``entry``."""
+        self._streams[entry] = self._code(stream)
+        self._occurrences[entry] = occurrence
+
+    def stream(self, entry: int) -> str | None:
+        return self._names[int(self._streams[entry])]
+
+    def occurrence(self, entry: int) -> int:
+        return int(self._occurrences[entry])
 
     def path(self, entry: int) -> str | None:
         if entry >= self._base_len:
@@ -195,17 +215,40 @@ class _Entries:
         self._splits[entry] = self._code(split)
 
 
+def _grown(array: np.ndarray, size: int) -> np.ndarray:
+    grown = np.zeros(size, dtype=array.dtype)
+    grown[: len(array)] = array
+    return grown
+
+
+def _occurrence_key(record: Mapping[str, Any]) -> int:
+    """A nonzero key of ``record``'s occurrence (its gbifID), 0 when it has none."""
+    gbif_id = record.get("gbifID")
+    if gbif_id in (None, ""):
+        return 0
+    return hash(str(gbif_id)) | 1
+
+
 class ContentIndex:
     """The stored files by content; every method is safe to call from several threads.
 
     Args:
         distance: the near-duplicate distance (bits of the 64-bit dHash).
         drop_near: near duplicates are not stored (``NEAR_DUPLICATE``).
+        placeholders: the number of occurrences whose URLs give the same bytes that makes
+            a placeholder (None: none are looked for); a copy that reaches it names the
+            stream of the file it duplicates in :attr:`Claim.released`.
     """
 
-    def __init__(self, distance: int, *, drop_near: bool = False) -> None:
+    def __init__(
+        self, distance: int, *, drop_near: bool = False, placeholders: int | None = None
+    ) -> None:
         self.distance = distance
         self.drop_near = drop_near
+        self.placeholders = placeholders
+        #: this run's files with exact copies: the occurrence keys of the copies
+        self._copies: dict[int, set[int]] = {}
+        self._released: set[int] = set()
         self._lock = threading.Lock()
         self._exact = SortedKeys()
         self._near = NearIndex(distance)
@@ -226,6 +269,7 @@ class ContentIndex:
         distance: int,
         *,
         drop_near: bool = False,
+        placeholders: int | None = None,
         manifest_name: str = MANIFEST_NAME,
         journal_name: str = JOURNAL_NAME,
         also: tuple[str, ...] = (),
@@ -238,7 +282,7 @@ class ContentIndex:
             >>> len(ContentIndex.load(tempfile.mkdtemp(), 4))
             0
         """
-        index = cls(distance, drop_near=drop_near)
+        index = cls(distance, drop_near=drop_near, placeholders=placeholders)
         root = Path(root)
         sources: list[TableSource] = [
             functools.partial(iter_manifest, root / name, _COLUMNS)
@@ -321,12 +365,28 @@ class ContentIndex:
                     path = self._entries.path(entry)
                     if path is not None and path != own:
                         subset = self._entries.split(entry)
-                        return Claim(DUPLICATE, subset=subset, duplicate_of=path)
+                        released = self._copied(entry, record)
+                        return Claim(DUPLICATE, subset=subset, duplicate_of=path, released=released)
             if event is not None:
                 event.wait()  # the same photo is being stored by another thread
                 continue
             with self._lock:  # its write failed, or it is this record's own file: rewritten
                 return self._reserve(record, key, phash, replace=entry, own=own)
+
+    def _copied(self, entry: int, record: Mapping[str, Any]) -> str | None:
+        """(under the lock) note that ``record`` gave the bytes of this run's ``entry``; the
+        stream of ``entry`` when that makes it a placeholder (the first time only)."""
+        kept = self._entries.occurrence(entry) if entry >= 0 else 0
+        occurrence = _occurrence_key(record)
+        if self.placeholders is None or not kept or not occurrence or entry in self._released:
+            return None
+        copies = self._copies.setdefault(entry, set())
+        copies.add(occurrence)
+        if len(copies | {kept}) < self.placeholders:
+            return None
+        self._released.add(entry)
+        del self._copies[entry]
+        return self._entries.stream(entry)
 
     def _pending_neighbour(self, phash: int | None, own: str | None) -> threading.Event | None:
         """(under the lock) the event of the nearest neighbour when it is being stored (its
@@ -376,6 +436,10 @@ class ContentIndex:
         else:
             entry = self._entries.append(None, subset)
             self._exact.add(key, entry)
+        stream = record.get("stream")
+        self._entries.set_origin(
+            entry, None if stream is None else str(stream), _occurrence_key(record)
+        )
         self._ready[entry] = threading.Event()
         if phash is not None and replace is None:
             self._near.add(phash, entry)

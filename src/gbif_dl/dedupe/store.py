@@ -42,6 +42,8 @@ class Stored:
         phash: its dHash as 16 hex digits (None: not hashed, or not decodable).
         status: SUCCESS, or why it was not stored (DUPLICATE, NEAR_DUPLICATE).
         duplicate_of: the kept file it duplicates, or the neighbour whose split it follows.
+        released: the stream whose stored file became a placeholder with this copy
+            (:attr:`gbif_dl.dedupe.index.Claim.released`).
     """
 
     path: str | None
@@ -49,6 +51,7 @@ class Stored:
     phash: str | None = None
     status: str = SUCCESS
     duplicate_of: str | None = None
+    released: str | None = None
 
 
 def store_unique(
@@ -76,7 +79,7 @@ def store_unique(
     if claim.subset != record.get("subset"):
         record["subset"] = claim.subset  # the split of the photo it duplicates or resembles
     if claim.status != SUCCESS:
-        return Stored(None, sha256, phash, claim.status, claim.duplicate_of)
+        return Stored(None, sha256, phash, claim.status, claim.duplicate_of, claim.released)
     try:
         path = writer.write(result)
     except BaseException:

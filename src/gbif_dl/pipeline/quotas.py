@@ -286,6 +286,18 @@ class QuotaGate:
             self.counts.stored[stream] += 1
         self.changed.set()
 
+    def uncount(self, stream: str) -> None:
+        """A stored file of ``stream`` will be excluded at the end of the run (it turned out
+        to be a publisher's placeholder): its place in the quota is free again.
+
+        Example:
+            >>> gate = QuotaGate(); gate.counts.stored["s"] = 2
+            >>> gate.uncount("s"); gate.counts.stored["s"]
+            1
+        """
+        self.counts.stored[stream] -= 1
+        self.changed.set()
+
     async def feed(self, items: AsyncIterable[Any]) -> AsyncIterator[Any]:
         """``items``, then the set-aside candidates of the streams that still have a deficit,
         in their order, until no stream has a deficit or candidates (the spare rounds)."""

@@ -203,6 +203,8 @@ class Run:
         self.held: dict[str, tuple[dict[str, Any], int]] = {}
         self.durable: set[str] = set()  # committed before their row was held (other threads)
         self.quotas = quotas
+        #: duplicates and placeholders were settled before the streams were counted
+        self.content_settled = False
         #: per stream of quota'd items: requested, delivered, spares used, ran dry (at the end)
         self.streams: dict[str, dict[str, Any]] = {}
         self.content = content if content is not None else ContentPolicy.off()
@@ -360,6 +362,8 @@ class Run:
             self._fail(record, reason, result, http_status=result.http_status, detail=detail)
             self._check_disk_full(stored)
         elif stored.path is None:  # the same photo as a stored file: not stored again
+            if stored.released is not None and self.quotas is not None:
+                self.quotas.uncount(stored.released)  # that file is a placeholder: refill
             self._not_stored(result, stored, previous_path=previous_path)
         else:
             self._stored(result, stored, previous_path=previous_path)
@@ -508,6 +512,7 @@ class Run:
                 self.root,
                 self.content.near_distance,
                 drop_near=self.content.drop_near,
+                placeholders=self.content.placeholders,
                 manifest_name=manifest_name,
                 journal_name=journal_name,
                 also=(MANIFEST_NAME,),  # a shard also knows what earlier runs stored
@@ -541,11 +546,26 @@ class Run:
                 self.index = ResumeIndex()
                 self.contents = None
             if completed and self.fatal is None:
+                self._settle_content_first()
                 self._settle_streams()
             self._merge()
         if self.journal.error is not None and self.fatal is None:
             raise self.journal.error
         return self.counters
+
+    def _settle_content_first(self) -> None:
+        """Quota'd items with content hashes: settle duplicates and placeholders before the
+        streams are counted, so what each stream delivered leaves the placeholders out."""
+        if not (self.content.enabled and self.quotas is not None and self.quotas.active):
+            return
+        if not self.files.attribution:  # a shard: the job's end settles the whole root
+            return
+        manifest = merge_journal_file(
+            self.root, manifest_name=self.files.manifest, journal_name=self.files.journal
+        )
+        if manifest is not None:
+            settle_content(self.root, manifest, self.writer, self.content)
+        self.content_settled = True
 
     def _settle_streams(self) -> None:
         """Quota'd items: remove unneeded candidates' orphan files, note what each stream
@@ -573,7 +593,7 @@ class Run:
             )
             release_memory()
             if manifest is not None and self.files.attribution:
-                if self.content.enabled:  # splits that share a photo, placeholders
+                if self.content.enabled and not self.content_settled:  # shared photos
                     settle_content(self.root, manifest, self.writer, self.content)
                 write_attribution(self.root, manifest)
                 self.writer.finalize(manifest)  # files derived from the manifest
