@@ -236,7 +236,10 @@ def _quota_item(url: str, stream: str, i: int, *, spare: bool) -> dict[str, Any]
     }
 
 
-def test_placeholders_free_their_quota_places_in_the_same_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("runner", [None, "local"])
+def test_placeholders_free_their_quota_places_in_the_same_run(
+    tmp_path: Path, runner: str | None
+) -> None:
     """A placeholder is known only once its 3rd occurrence arrives; the stream whose file
     it was still ends with exactly its quota, from its spares, in one run."""
     with MediaHosts(n_hosts=1) as hosts:
@@ -259,8 +262,15 @@ def test_placeholders_free_their_quota_places_in_the_same_run(tmp_path: Path) ->
                 _quota_item(f"{base}/media/{stream}s{i}/0.jpg", stream, 10 + i, spare=True)
                 for i in range(3)
             ]
+        sharded = {} if runner is None else {"runner": runner, "workers": 1, "shard_size": 7}
         stats = download(
-            items, root=tmp_path, splits=SPLITS, retries=0, progress=False, concurrency=1
+            items,
+            root=tmp_path,
+            splits=SPLITS,
+            retries=0,
+            progress=False,
+            concurrency=1,
+            **sharded,
         )
     rows = _rows(tmp_path)
     stored = [row for row in rows if row["status"] == SUCCESS]
