@@ -188,7 +188,12 @@ def download(
         >>> stats["success"], stats["failed"], stats["skipped"]  # doctest: +SKIP
         (120, 2, 0)
     """
-    options = _options(dict(locals()))
+    return _run(items, _options(dict(locals())))
+
+
+def _run(items: Any, options: DownloadOptions) -> DownloadStats:
+    """Run the download ``options`` describe: streaming in this process, in several local
+    processes (``processes=``), or in shards by a runner (``runner=``)."""
     items = with_spares(items)  # a sampling generator's spares follow its sample
     if options.runner is None:
         from gbif_dl.runners.processes import choose_processes, prepare_parent, sharded_options

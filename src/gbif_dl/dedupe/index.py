@@ -376,7 +376,7 @@ class ContentIndex:
     def _copied(self, entry: int, record: Mapping[str, Any]) -> str | None:
         """(under the lock) note that ``record`` gave the bytes of this run's ``entry``; the
         stream of ``entry`` when that makes it a placeholder (the first time only)."""
-        kept = self._entries.occurrence(entry) if entry >= 0 else 0
+        kept = self._entries.occurrence(entry)  # 0: a file of an earlier run
         occurrence = _occurrence_key(record)
         if self.placeholders is None or not kept or not occurrence or entry in self._released:
             return None

@@ -203,8 +203,6 @@ class Run:
         self.held: dict[str, tuple[dict[str, Any], int]] = {}
         self.durable: set[str] = set()  # committed before their row was held (other threads)
         self.quotas = quotas
-        #: duplicates and placeholders were settled before the streams were counted
-        self.content_settled = False
         #: per stream of quota'd items: requested, delivered, spares used, ran dry (at the end)
         self.streams: dict[str, dict[str, Any]] = {}
         self.content = content if content is not None else ContentPolicy.off()
@@ -545,27 +543,29 @@ class Run:
                 self.index.close()  # its files go before the manifest is built
                 self.index = ResumeIndex()
                 self.contents = None
+            settled = False
             if completed and self.fatal is None:
-                self._settle_content_first()
+                settled = self._settle_content_first()
                 self._settle_streams()
-            self._merge()
+            self._merge(settle=not settled)
         if self.journal.error is not None and self.fatal is None:
             raise self.journal.error
         return self.counters
 
-    def _settle_content_first(self) -> None:
+    def _settle_content_first(self) -> bool:
         """Quota'd items with content hashes: settle duplicates and placeholders before the
-        streams are counted, so what each stream delivered leaves the placeholders out."""
+        streams are counted, so what each stream delivered leaves the placeholders out.
+        True when it did (the final merge then does not settle again)."""
         if not (self.content.enabled and self.quotas is not None and self.quotas.active):
-            return
+            return False
         if not self.files.attribution:  # a shard: the job's end settles the whole root
-            return
+            return False
         manifest = merge_journal_file(
             self.root, manifest_name=self.files.manifest, journal_name=self.files.journal
         )
         if manifest is not None:
             settle_content(self.root, manifest, self.writer, self.content)
-        self.content_settled = True
+        return True
 
     def _settle_streams(self) -> None:
         """Quota'd items: remove unneeded candidates' orphan files, note what each stream
@@ -582,8 +582,9 @@ class Run:
             journal_name=self.files.journal,
         )
 
-    def _merge(self) -> None:
-        """Fold the journal into the manifest; write the attribution and the writer's files."""
+    def _merge(self, *, settle: bool = True) -> None:
+        """Fold the journal into the manifest; settle shared photos and placeholders (unless
+        done already: ``settle=False``); write the attribution and the writer's files."""
         try:
             # streamed: the merge, the attribution files and finalize read the manifest file a
             # batch at a time, so memory stays flat whatever the number of rows
@@ -593,7 +594,7 @@ class Run:
             )
             release_memory()
             if manifest is not None and self.files.attribution:
-                if self.content.enabled and not self.content_settled:  # shared photos
+                if settle and self.content.enabled:  # splits that share a photo, placeholders
                     settle_content(self.root, manifest, self.writer, self.content)
                 write_attribution(self.root, manifest)
                 self.writer.finalize(manifest)  # files derived from the manifest

@@ -36,7 +36,7 @@ from gbif_dl.manifest import MANIFEST_NAME
 from gbif_dl.options import RUNNER_NAMES, DownloadOptions
 from gbif_dl.pipeline.inputs import Assign, as_sync_items
 from gbif_dl.pipeline.root import locked, prepare_root
-from gbif_dl.pipeline.stats import DownloadStats, check_fail_threshold
+from gbif_dl.pipeline.stats import DownloadStats
 from gbif_dl.pipeline.stream import log_stats
 from gbif_dl.runners.base import PlannedRunner, Runner, run_plan
 from gbif_dl.runners.report import ClusterProgress
@@ -45,7 +45,6 @@ from gbif_dl.shards.files import read_marker
 from gbif_dl.shards.plan import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards
 from gbif_dl.shards.run import ShardConfig, merge_shards, remove_leftover_temp_files
 from gbif_dl.shards.spares import SpareRounds
-from gbif_dl.writers.registry import check_shardable
 
 __all__ = ["RUNNERS", "make_runner", "run", "run_download"]
 
@@ -207,13 +206,12 @@ def run(
     chosen = make_runner(
         runner, workers=workers, dask_address=dask_address, dask_client=dask_client
     )
-    check_shardable(output)
-    config = ShardConfig(
+    config = ShardConfig(  # checks the output and the threshold
         fetch=fetch,
         output=output,
         overwrite=overwrite,
         retry_failed=retry_failed,
-        fail_threshold=check_fail_threshold(fail_threshold),
+        fail_threshold=fail_threshold,
         verbose=verbose,
         content=content if content is not None else ContentPolicy.off(),
     )
@@ -235,12 +233,23 @@ def run(
             by_host=by_host,
             short_streams=short_streams,
         )
+    return _job_stats(plan, results, streams, root_path, started)
+
+
+def _job_stats(
+    plan: ShardPlan,
+    results: list[DownloadStats],
+    streams: dict[str, dict[str, Any]],
+    root: Path,
+    started: float,
+) -> DownloadStats:
+    """The whole job's stats from its shards' (logged)."""
     stats = DownloadStats.combine(
         results,
         streams=streams,
         elapsed_s=time.monotonic() - started,
-        manifest=str(root_path / MANIFEST_NAME),
-        root=str(root_path),
+        manifest=str(root / MANIFEST_NAME),
+        root=str(root),
     )
     log_stats(stats, f"{len(plan.shard_ids)} shards: ")
     return stats

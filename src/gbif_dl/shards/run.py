@@ -61,7 +61,7 @@ from gbif_dl.manifest import (
     read_manifest,
 )
 from gbif_dl.pipeline.run import Run, RunFiles
-from gbif_dl.pipeline.stats import DownloadStats
+from gbif_dl.pipeline.stats import DownloadStats, check_fail_threshold
 from gbif_dl.progress import Progress
 from gbif_dl.shards.files import (
     read_marker,
@@ -73,7 +73,7 @@ from gbif_dl.shards.files import (
 from gbif_dl.writers._atomic import remove_temp_files
 from gbif_dl.writers.attribution import write_attribution
 from gbif_dl.writers.paths import open_state_file
-from gbif_dl.writers.registry import make_writer
+from gbif_dl.writers.registry import check_shardable, make_writer
 
 __all__ = [
     "DEFAULT_SHARD_CONFIG",
@@ -102,6 +102,9 @@ class ShardConfig:
         verbose: log every failed item at INFO level.
         lock_timeout_s: how long to wait for another process that holds the shard's lock.
 
+    Raises:
+        ConfigError: an output a runner cannot write in shards, or a bad ``fail_threshold``.
+
     Example:
         >>> ShardConfig(fetch=FetchConfig(per_host=4)).fetch.per_host
         4
@@ -115,6 +118,10 @@ class ShardConfig:
     verbose: bool = False
     lock_timeout_s: float = 600.0
     content: ContentPolicy = dataclasses.field(default_factory=ContentPolicy.off)
+
+    def __post_init__(self) -> None:
+        check_shardable(self.output)  # ConfigError, naming the layouts a runner can write
+        check_fail_threshold(self.fail_threshold)
 
 
 DEFAULT_SHARD_CONFIG = ShardConfig()
