@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from gbif_dl.dedupe.phash import dhash, format_phash
 from gbif_dl.io import download
 from gbif_dl.manifest import DUPLICATE, MANIFEST_NAME, NEAR_DUPLICATE, PLACEHOLDER, SUCCESS
 from gbif_dl.sampling.splits import Splitter
@@ -158,6 +159,10 @@ def test_resized_and_reencoded_copies_never_leave_their_originals_split(
     assert all(len(s) == 1 for s in splits.values()), splits
     if output == "imagefolder":
         _check_one_photo_one_split(tmp_path)
+        # the dHashes come from the run's hashing processes: the same as hashing the file here
+        files = _stored_files(tmp_path)
+        for row in rows:
+            assert row["phash"] == format_phash(dhash(files[row["path"]]) or 0), row
 
 
 def test_near_duplicates_can_be_dropped(tmp_path: Path) -> None:

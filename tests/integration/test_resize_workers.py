@@ -102,3 +102,32 @@ def test_the_engine_resizes_in_threads_inside_a_daemonic_process() -> None:
         child.join(timeout=60)
     assert child.exitcode == 0
     assert outcome == [(True, 64, 32, "image/jpeg")] * 4
+
+
+def test_core_pool_call_from_a_thread_runs_in_a_worker_process_or_falls_back() -> None:
+    """CorePool.call (what the store threads use to hash): the answer of a worker process,
+    and the same answer from a thread when processes cannot start."""
+    from gbif_dl.dedupe.phash import dhash, dhash_many
+    from gbif_dl.fetch.workers import CorePool
+
+    bodies = [PHOTO, b"not an image", photo_jpeg(300, 200, seed=5)]
+    expected = [dhash(body) for body in bodies]
+    assert expected[0] is not None and expected[1] is None
+    for pool in (CorePool(workers=1, task="hashing"), CorePool(workers=1, factory=_fail_to_start)):
+        try:
+            assert pool.call(dhash_many, bodies) == expected
+            assert pool.call(dhash_many, bodies[:1]) == expected[:1]
+        finally:
+            pool.close()
+    pool = CorePool(workers=1, task="hashing")
+    try:
+        pool.call(dhash_many, [])
+        assert pool.kind == "processes"
+    finally:
+        pool.close()
+    broken = CorePool(workers=1, factory=_dying_pool)
+    try:
+        assert broken.call(dhash_many, bodies) == expected
+        assert broken.kind == "threads"
+    finally:
+        broken.close()

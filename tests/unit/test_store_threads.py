@@ -91,3 +91,53 @@ def test_submit_after_close_is_refused() -> None:
             stores.submit(1)
 
     run_sync(main())
+
+
+def test_prepare_sees_whole_batches_and_each_value_gets_its_share() -> None:
+    """With ``prepare``, one call per batch (not per value) and work(value, prepared[i])."""
+    batches: list[list[int]] = []
+
+    def prepare(values: list[int]) -> list[int]:
+        batches.append(list(values))
+        return [v + 1000 for v in values]
+
+    async def main() -> list[tuple[int, int]]:
+        stores: StoreThreads[int, tuple[int, int]] = StoreThreads(
+            lambda value, extra: (value, extra), threads=1, prepare=prepare
+        )
+        try:
+            return list(await asyncio.gather(*(stores.submit(i) for i in range(3 * STORE_BATCH))))
+        finally:
+            stores.close()
+
+    outcomes = run_sync(main())
+    assert outcomes == [(i, i + 1000) for i in range(3 * STORE_BATCH)]
+    assert sorted(v for batch in batches for v in batch) == list(range(3 * STORE_BATCH))
+    assert len(batches) < 3 * STORE_BATCH and max(map(len, batches)) <= STORE_BATCH
+
+
+def test_a_failing_prepare_fails_every_value_of_its_batch_and_nothing_else() -> None:
+    def prepare(values: list[int]) -> list[int]:
+        if 1 in values:
+            raise RuntimeError("the hashing workers are gone")
+        return values
+
+    async def one(stores: StoreThreads[int, int], value: int) -> object:
+        try:
+            return await stores.submit(value)
+        except RuntimeError as exc:
+            return exc
+
+    async def main() -> list[object]:
+        stores: StoreThreads[int, int] = StoreThreads(
+            lambda value, extra: value + extra, threads=1, prepare=prepare
+        )
+        try:
+            first = await one(stores, 0)  # a batch of its own
+            return [first, await one(stores, 1), await one(stores, 2)]
+        finally:
+            stores.close()
+
+    first, failed, after = run_sync(main())
+    assert first == 0 and after == 4
+    assert isinstance(failed, RuntimeError) and "hashing workers" in str(failed)

@@ -354,9 +354,10 @@ class ContentIndex:
             with self._lock:
                 kept = self._exact.find(key)
                 if not kept:
-                    event = self._pending_neighbour(phash, own)
+                    near = self._near.near(phash) if phash is not None else []
+                    event = self._pending_neighbour(near, own)
                     if event is None:
-                        return self._reserve(record, key, phash, own=own)
+                        return self._reserve(record, key, phash, own=own, near=near)
                     entry = -1
                 else:
                     entry = kept[-1]  # the latest file with these bytes (a moved one's new place)
@@ -388,12 +389,13 @@ class ContentIndex:
         del self._copies[entry]
         return self._entries.stream(entry)
 
-    def _pending_neighbour(self, phash: int | None, own: str | None) -> threading.Event | None:
-        """(under the lock) the event of the nearest neighbour when it is being stored (its
-        split is known, not yet its path: the claim waits for it), else None."""
-        if phash is None:
-            return None
-        for entry, _ in self._near.near(phash):
+    def _pending_neighbour(
+        self, near: list[tuple[int, int]], own: str | None
+    ) -> threading.Event | None:
+        """(under the lock) the event of the nearest of the ``near`` neighbours when it is
+        being stored (its split is known, not yet its path: the claim waits for it), else
+        None."""
+        for entry, _ in near:
             path = self._entries.path(entry)
             if path is not None and path != own:
                 return None  # a stored neighbour: _reserve uses it
@@ -410,12 +412,14 @@ class ContentIndex:
         *,
         replace: int | None = None,
         own: str | None = None,
+        near: list[tuple[int, int]] | None = None,
     ) -> Claim:
-        """(under the lock) a SUCCESS claim, in a near neighbour's split when there is one."""
+        """(under the lock) a SUCCESS claim, in a near neighbour's split when there is one
+        (``near``: the neighbours of ``phash``, when the caller has them already)."""
         subset = record.get("subset")
         duplicate_of = None
         if phash is not None:
-            for entry, _ in self._near.near(phash):
+            for entry, _ in self._near.near(phash) if near is None else near:
                 path = self._entries.path(entry)
                 if path is None or path == own:  # being stored, failed, or its own old file
                     continue

@@ -33,7 +33,15 @@ import io
 
 import numpy as np
 
-__all__ = ["HASH_BITS", "dhash", "format_phash", "hamming", "hamming_many", "parse_phash"]
+__all__ = [
+    "HASH_BITS",
+    "dhash",
+    "dhash_many",
+    "format_phash",
+    "hamming",
+    "hamming_many",
+    "parse_phash",
+]
 
 #: Bits of a perceptual hash.
 HASH_BITS = 64
@@ -64,6 +72,17 @@ def dhash(body: bytes) -> int | None:
     pixels = np.asarray(small, dtype=np.int16)
     bits = (pixels[:, 1:] > pixels[:, :-1]).ravel()
     return int.from_bytes(np.packbits(bits).tobytes(), "big")
+
+
+def dhash_many(bodies: list[bytes]) -> list[int | None]:
+    """:func:`dhash` of each of ``bodies``: one job for a worker process, whose answer is a
+    few bytes a body.
+
+    Example:
+        >>> dhash_many([b"not an image", b""])
+        [None, None]
+    """
+    return [dhash(body) for body in bodies]
 
 
 def format_phash(value: int) -> str:

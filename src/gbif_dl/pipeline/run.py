@@ -36,13 +36,14 @@ from typing import Any
 
 from gbif_dl._memory import release_memory
 from gbif_dl.dedupe.index import ContentIndex
-from gbif_dl.dedupe.phash import dhash, format_phash
+from gbif_dl.dedupe.phash import dhash, dhash_many, format_phash
 from gbif_dl.dedupe.policy import ContentPolicy
 from gbif_dl.dedupe.settle import settle_content
-from gbif_dl.dedupe.store import Stored, store_unique
+from gbif_dl.dedupe.store import UNHASHED, Stored, store_unique
 from gbif_dl.errors import OutputError
 from gbif_dl.fetch.engine import FetchConfig, FetchEngine
 from gbif_dl.fetch.result import FetchResult, Reason
+from gbif_dl.fetch.workers import CorePool
 from gbif_dl.manifest import (
     FAILED,
     GONE,
@@ -207,6 +208,7 @@ class Run:
         self.streams: dict[str, dict[str, Any]] = {}
         self.content = content if content is not None else ContentPolicy.off()
         self.contents: ContentIndex | None = None  # loaded by execute() when hashing is on
+        self.hashers: CorePool | None = None  # the dHashes' worker processes, while hashing
 
     # records -----------------------------------------------------------------------------------
 
@@ -305,8 +307,14 @@ class Run:
 
     # results -----------------------------------------------------------------------------------
 
-    def _store_job(self, job: tuple[FetchResult, str | None]) -> Stored:
-        return self._store(*job)
+    def _hash_batch(self, jobs: list[tuple[FetchResult, str | None]]) -> list[int | None]:
+        """(in a store thread) the dHashes of a batch's bodies, computed in a worker process."""
+        assert self.hashers is not None
+        return self.hashers.call(dhash_many, [result.body or b"" for result, _ in jobs])
+
+    def _store_job(self, job: tuple[FetchResult, str | None], phash: Any = UNHASHED) -> Stored:
+        result, own_path = job
+        return store_unique(self.contents, self.writer, result, own_path=own_path, phash=phash)
 
     def _store(self, result: FetchResult, own_path: str | None = None) -> Stored:
         return store_unique(self.contents, self.writer, result, own_path=own_path)
@@ -519,7 +527,10 @@ class Run:
             self.root, journal_name, on_error=self._journal_error, on_late_error=self._stop
         )
         completed = False
-        self.stores = StoreThreads(self._store_job)
+        if self.contents is not None:
+            self.hashers = CorePool(task="hashing")
+        prepare = self._hash_batch if self.hashers is not None else None
+        self.stores = StoreThreads(self._store_job, prepare=prepare)
         try:
             engine = FetchEngine(fetch)
             source = self.quotas.feed(items) if self.quotas is not None else items
@@ -535,6 +546,9 @@ class Run:
         finally:
             self.stores.close()
             self.stores = None
+            if self.hashers is not None:
+                self.hashers.close()
+                self.hashers = None
             try:
                 self._close_writer()
             finally:

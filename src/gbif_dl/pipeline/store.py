@@ -8,6 +8,10 @@ threads that take whatever work is waiting, do it, and hand the outcomes back to
 one call per batch. A thread is woken only when it sleeps: while the downloads outpace the
 disk, no wake-up is needed at all.
 
+With ``prepare``, a thread first hands its whole batch to that function (one call, e.g. to a
+worker process that hashes every body of the batch) and then calls ``work(value, prepared)``
+with each value and its share of the answer.
+
 Each :meth:`StoreThreads.submit` returns an asyncio future that gets the function's value or
 its exception; cancelling the awaiting task does not stop the work (shield the future to wait
 for it anyway, as :class:`gbif_dl.pipeline.run.Run` does so no stored file lacks its row).
@@ -49,8 +53,11 @@ class StoreThreads(Generic[T, R]):
     """``threads`` threads running ``work`` on submitted values, outcomes in batches.
 
     Args:
-        work: the blocking function, called in a store thread with each submitted value.
+        work: the blocking function, called in a store thread with each submitted value (and,
+            with ``prepare``, that value's item of ``prepare``'s list).
         threads: how many threads.
+        prepare: called in the store thread with each batch of values; returns one item per
+            value. Should it raise, every value of the batch gets its exception.
 
     Must be made and used inside the running event loop; :meth:`close` once done (it waits
     for the threads, after the work already submitted).
@@ -60,8 +67,15 @@ class StoreThreads(Generic[T, R]):
         1
     """
 
-    def __init__(self, work: Callable[[T], R], *, threads: int = STORE_THREADS) -> None:
+    def __init__(
+        self,
+        work: Callable[..., R],
+        *,
+        threads: int = STORE_THREADS,
+        prepare: Callable[[list[T]], list[Any]] | None = None,
+    ) -> None:
         self.work = work
+        self.prepare = prepare
         self.threads = max(1, threads)
         self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._changed = threading.Condition(threading.Lock())
@@ -102,17 +116,29 @@ class StoreThreads(Generic[T, R]):
                     return
                 take = min(len(self._waiting), STORE_BATCH)
                 batch = [self._waiting.popleft() for _ in range(take)]
-            outcomes: list[_Outcome] = []
-            for value, future in batch:
-                try:
-                    outcomes.append((future, True, self.work(value)))
-                except BaseException as exc:  # handed to the awaiting task
-                    outcomes.append((future, False, exc))
+            outcomes = self._do(batch)
             assert self._loop is not None
             try:
                 self._loop.call_soon_threadsafe(_settle, outcomes)
             except RuntimeError:  # the loop is closed: nobody waits for these any more
                 return
+
+    def _do(self, batch: list[tuple[T, asyncio.Future[R]]]) -> list[_Outcome]:
+        """The outcome of every value of ``batch`` (a value or an exception, never raised)."""
+        prepared: list[Any] | None = None
+        if self.prepare is not None:
+            try:
+                prepared = self.prepare([value for value, _ in batch])
+            except BaseException as exc:  # every value of the batch gets it
+                return [(future, False, exc) for _, future in batch]
+        outcomes: list[_Outcome] = []
+        for i, (value, future) in enumerate(batch):
+            try:
+                result = self.work(value) if prepared is None else self.work(value, prepared[i])
+                outcomes.append((future, True, result))
+            except BaseException as exc:  # handed to the awaiting task
+                outcomes.append((future, False, exc))
+        return outcomes
 
     def close(self) -> None:
         """Let the threads finish the submitted work, then stop them (waits for them)."""
