@@ -38,23 +38,23 @@ from xml.sax.saxutils import escape
 import numpy as np
 import numpy.typing as npt
 
-from gbif_dl.testing.population import (
-    _COUNTRIES,
-    _FIRST_NAMES,
-    _ISSUES,
-    _KIND_IIIF,
-    _KIND_IMAGE,
-    _KIND_NO_ID,
-    _KIND_NO_TYPE,
-    _KIND_NONE,
-    _KIND_SOUND,
-    _KIND_VIDEO,
-    _LAST_NAMES,
+from gbif_dl.testing.population import Population
+from gbif_dl.testing.tables import (
     BASE_KEY,
     BASIS_OF_RECORD,
+    COUNTRIES,
+    FIRST_NAMES,
+    ISSUES,
+    KIND_IIIF,
+    KIND_IMAGE,
+    KIND_NO_ID,
+    KIND_NO_TYPE,
+    KIND_NONE,
+    KIND_SOUND,
+    KIND_VIDEO,
+    LAST_NAMES,
     MEDIA_LICENSES,
     MEDIA_TYPES,
-    Population,
 )
 
 __all__ = ["DwcaSummary", "write_dwca"]
@@ -155,12 +155,12 @@ class _Lookups:
             )
         }
         self.basis = _table(BASIS_OF_RECORD)
-        self.country = _table([c[0] for c in _COUNTRIES])
+        self.country = _table([c[0] for c in COUNTRIES])
         self.numbers = _table([""] + [str(n) for n in range(1, 3000)])
         self.person = _table(
             [
-                f"{_FIRST_NAMES[p % len(_FIRST_NAMES)]} {_LAST_NAMES[p // len(_FIRST_NAMES)]}"
-                for p in range(len(_FIRST_NAMES) * len(_LAST_NAMES))
+                f"{FIRST_NAMES[p % len(FIRST_NAMES)]} {LAST_NAMES[p // len(FIRST_NAMES)]}"
+                for p in range(len(FIRST_NAMES) * len(LAST_NAMES))
             ]
         )
         self.media_types = _table(
@@ -169,23 +169,23 @@ class _Lookups:
                 for mask in range(1 << len(MEDIA_TYPES))
             ]
         )
-        self.issues = _table([";".join(issue) for issue in _ISSUES])
+        self.issues = _table([";".join(issue) for issue in ISSUES])
         self.media_license = _table([text or "" for text, _ in MEDIA_LICENSES])
         kind_type = {
-            _KIND_NONE: "",
-            _KIND_IMAGE: "StillImage",
-            _KIND_NO_ID: "StillImage",
-            _KIND_NO_TYPE: "",
-            _KIND_SOUND: "Sound",
-            _KIND_IIIF: "InteractiveResource",
-            _KIND_VIDEO: "MovingImage",
+            KIND_NONE: "",
+            KIND_IMAGE: "StillImage",
+            KIND_NO_ID: "StillImage",
+            KIND_NO_TYPE: "",
+            KIND_SOUND: "Sound",
+            KIND_IIIF: "InteractiveResource",
+            KIND_VIDEO: "MovingImage",
         }
         kind_format = {
-            _KIND_IMAGE: "image/jpeg",
-            _KIND_NO_TYPE: "image/jpeg",
-            _KIND_SOUND: "audio/mpeg",
-            _KIND_IIIF: "application/ld+json",
-            _KIND_VIDEO: "video/mp4",
+            KIND_IMAGE: "image/jpeg",
+            KIND_NO_TYPE: "image/jpeg",
+            KIND_SOUND: "audio/mpeg",
+            KIND_IIIF: "application/ld+json",
+            KIND_VIDEO: "video/mp4",
         }
         self.kind_type = _table([kind_type[k] for k in range(7)])
         self.kind_format = _table([kind_format.get(k, "") for k in range(7)])
@@ -193,6 +193,27 @@ class _Lookups:
 
 def _floats(values: npt.NDArray[np.float64]) -> list[str]:
     return [repr(v) if v == v else "" for v in values.tolist()]
+
+
+def _references(pop: Population, idx: npt.NDArray[np.int64], keys: list[int]) -> list[str]:
+    """The ``references`` (and ``occurrenceID``) URL of each record ``idx``."""
+    n_bases = len(pop.media_base_urls)
+    bases = pop.media_base_urls
+    return [
+        f"{bases[i % n_bases]}/observations/{k}" for i, k in zip(idx.tolist(), keys, strict=True)
+    ]
+
+
+def _event_dates(pop: Population, idx: npt.NDArray[np.int64]) -> list[str]:
+    """The ``eventDate`` of each record ``idx`` ("" without a year)."""
+    year, month, day = pop.year[idx], pop.month[idx], pop.day[idx]
+    minute = pop.minute_of_day[idx]
+    return [
+        f"{y:04d}-{m:02d}-{d:02d}T{t // 60:02d}:{t % 60:02d}" if y else ""
+        for y, m, d, t in zip(
+            year.tolist(), month.tolist(), day.tolist(), minute.tolist(), strict=True
+        )
+    ]
 
 
 def _occurrence_chunk(
@@ -204,19 +225,9 @@ def _occurrence_chunk(
     ds = pop.ds[idx]
     keys = (idx + BASE_KEY).tolist()
     gbif_ids = [str(k) for k in keys]
-    n_bases = len(pop.media_base_urls)
-    bases = pop.media_base_urls
-    refs = [
-        f"{bases[i % n_bases]}/observations/{k}" for i, k in zip(idx.tolist(), keys, strict=True)
-    ]
+    refs = _references(pop, idx, keys)
     year, month, day = pop.year[idx], pop.month[idx], pop.day[idx]
-    minute = pop.minute_of_day[idx]
-    event = [
-        f"{y:04d}-{m:02d}-{d:02d}T{t // 60:02d}:{t % 60:02d}" if y else ""
-        for y, m, d, t in zip(
-            year.tolist(), month.tolist(), day.tolist(), minute.tolist(), strict=True
-        )
-    ]
+    event = _event_dates(pop, idx)
     person = look.person[pop.person[idx]]
     species_name = np.where(has, look.species["scientificName"][sp], look.species["genus"][sp])
     lat = _floats(pop.lat[idx])
@@ -250,6 +261,9 @@ def _occurrence_chunk(
     if verbatim:
         cols["license"] = look.dataset["licenseUrl"][ds]
         return cols
+    taxon_key = np.where(
+        has, look.species_keys["speciesKey"][sp], look.species_keys["genusKey"][sp]
+    )
     cols.update(
         {
             "identifier": gbif_ids,
@@ -264,14 +278,10 @@ def _occurrence_chunk(
             "taxonomicStatus": ["ACCEPTED"] * len(idx),
             "acceptedScientificName": species_name,
             "species": np.where(has, look.species["canonicalName"][sp], ""),
-            "taxonKey": np.where(
-                has, look.species_keys["speciesKey"][sp], look.species_keys["genusKey"][sp]
-            ),
-            "acceptedTaxonKey": np.where(
-                has, look.species_keys["speciesKey"][sp], look.species_keys["genusKey"][sp]
-            ),
+            "taxonKey": taxon_key,
+            "acceptedTaxonKey": taxon_key,
             "speciesKey": np.where(has, look.species_keys["speciesKey"][sp], ""),
-            "issue": look.issues[idx % len(_ISSUES)],
+            "issue": look.issues[idx % len(ISSUES)],
             "mediaType": look.media_types[pop.media_mask[idx]],
             "hasCoordinate": ["true" if v else "false" for v in lat],
             "hasGeospatialIssues": ["false"] * len(idx),
@@ -288,10 +298,10 @@ def _multimedia_chunk(
     pop: Population, idx: npt.NDArray[np.int64], look: _Lookups
 ) -> dict[str, list[str] | npt.NDArray[np.object_]]:
     kinds = pop.media_kind[idx]
-    rows, slots = np.nonzero(kinds != _KIND_NONE)  # row-major: grouped by record, slot order
+    rows, slots = np.nonzero(kinds != KIND_NONE)  # row-major: grouped by record, slot order
     records = idx[rows]
     kind = kinds[rows, slots]
-    no_id = kind == _KIND_NO_ID
+    no_id = kind == KIND_NO_ID
     bases = pop.media_base_urls
     n_bases = len(bases)
     # media_url semantics, vectorised: slot 0 of a duplicate points at the previous record
@@ -306,11 +316,11 @@ def _multimedia_chunk(
             continue
         base = bases[src % n_bases]
         gbif_id = BASE_KEY + src
-        if k == _KIND_SOUND:
+        if k == KIND_SOUND:
             urls.append(f"{base}/media/{gbif_id}/{slot}.mp3")
-        elif k == _KIND_VIDEO:
+        elif k == KIND_VIDEO:
             urls.append(f"{base}/media/{gbif_id}/{slot}.mp4")
-        elif k == _KIND_IIIF:
+        elif k == KIND_IIIF:
             urls.append(f"{base}/iiif/{gbif_id}/{slot}/manifest.json")
         elif (shared := pop.content_path(src, slot)) is not None:
             urls.append(f"{base}{shared}")
@@ -420,6 +430,47 @@ def _eml(package_id: str, title: str, abstract: str, date: str, identifiers: lis
     )
 
 
+def _write_metadata(
+    zf: zipfile.ZipFile,
+    used: list[tuple[dict[str, Any], int]],
+    *,
+    key: str,
+    doi: str,
+    link: str,
+    today: str,
+) -> None:
+    """Write the download's EML, citations, rights and per-dataset EML into the zip."""
+    abstract = (
+        "A dataset containing all occurrences available in GBIF matching the query. "
+        "The dataset includes records from the following constituent datasets:\n"
+        + "\n".join(f"{n} records from {d['title']}" for d, n in used)
+    )
+    link = link or f"http://api.gbif.org/v1/occurrence/download/request/{key}.zip"
+    zf.writestr(
+        "metadata.xml",
+        _eml(doi, f"GBIF Occurrence Download {doi}", abstract + f"\n{link}", today, [key]),
+    )
+    zf.writestr(
+        "citations.txt",
+        "When using this dataset please use the following citation and pay attention to "
+        "the rights documented in rights.txt:\n"
+        + "".join(
+            f"{d['publishingOrgTitle']} ({today[:4]}). {d['title']}. Occurrence dataset "
+            f"https://doi.org/{d['doi']} accessed via GBIF.org on {today}.\n"
+            for d, _ in used
+        ),
+    )
+    zf.writestr(
+        "rights.txt",
+        "".join(f"Dataset: {d['title']}\nRights as supplied: {d['licenseUrl']}\n" for d, _ in used),
+    )
+    for d, n in used:
+        zf.writestr(
+            f"dataset/{d['key']}.xml",
+            _eml(d["key"], d["title"], f"{n} records in this download.", today, [d["doi"]]),
+        )
+
+
 def write_dwca(
     pop: Population,
     indices: Iterable[int] | npt.ArrayLike,
@@ -480,38 +531,7 @@ def write_dwca(
             n_media = _write_table(
                 zf, "multimedia.txt", columns["multimedia"], chunks("multimedia")
             )
-            abstract = (
-                "A dataset containing all occurrences available in GBIF matching the query. "
-                "The dataset includes records from the following constituent datasets:\n"
-                + "\n".join(f"{n} records from {d['title']}" for d, n in used)
-            )
-            link = download_link or f"http://api.gbif.org/v1/occurrence/download/request/{key}.zip"
-            zf.writestr(
-                "metadata.xml",
-                _eml(doi, f"GBIF Occurrence Download {doi}", abstract + f"\n{link}", today, [key]),
-            )
-            zf.writestr(
-                "citations.txt",
-                "When using this dataset please use the following citation and pay attention to "
-                "the rights documented in rights.txt:\n"
-                + "".join(
-                    f"{d['publishingOrgTitle']} ({today[:4]}). {d['title']}. Occurrence dataset "
-                    f"https://doi.org/{d['doi']} accessed via GBIF.org on {today}.\n"
-                    for d, _ in used
-                ),
-            )
-            zf.writestr(
-                "rights.txt",
-                "".join(
-                    f"Dataset: {d['title']}\nRights as supplied: {d['licenseUrl']}\n"
-                    for d, _ in used
-                ),
-            )
-            for d, n in used:
-                zf.writestr(
-                    f"dataset/{d['key']}.xml",
-                    _eml(d["key"], d["title"], f"{n} records in this download.", today, [d["doi"]]),
-                )
+            _write_metadata(zf, used, key=key, doi=doi, link=download_link, today=today)
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
