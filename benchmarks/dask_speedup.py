@@ -86,12 +86,50 @@ def _timed(label: str, func: Any, root: Path, n: int) -> dict[str, Any]:
     return {"seconds": round(elapsed, 3), "images_per_s": round(n / elapsed, 1)}
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
+    """The command line: ``--n``, ``--workers``, ``--json``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def _start_server(n: int) -> tuple[Any, Any, list[str]]:
+    """Start the media hosts in a spawned process; its process, stop event and base URLs."""
+    context = multiprocessing.get_context("spawn")
+    queue, stop = context.Queue(), context.Event()
+    server = context.Process(target=_serve, args=(n, queue, stop), daemon=True)
+    server.start()
+    return server, stop, queue.get(timeout=120)
+
+
+def _job_and_machine(args: argparse.Namespace) -> dict[str, Any]:
+    """The summary's first keys: the job, the machine and its load before the runs."""
+    return {
+        "n": args.n,
+        "image": f"{SIZE[0]}x{SIZE[1]} JPEG -> 512",
+        "cpus": os.cpu_count(),
+        "workers": args.workers,
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _add_speedups(results: dict[str, Any], workers: int) -> None:
+    """Add the Dask run's speed-ups over ``local-1`` and ``plain``, and the load after."""
+    dask_s = results[f"dask-{workers}"]["seconds"]
+    results["speedup_vs_local_1"] = round(results["local-1"]["seconds"] / dask_s, 2)
+    results["speedup_vs_plain"] = round(results["plain"]["seconds"] / dask_s, 2)
+    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+
+
+def main() -> None:
+    """Run the three downloads, print the JSON summary and write it to ``--json``.
+
+    Example:
+        >>> main()  # doctest: +SKIP
+    """
+    args = _parse_args()
 
     import dask
     import distributed
@@ -100,21 +138,11 @@ def main() -> None:
     from gbif_dl.io import download
     from gbif_dl.runners import run
 
-    context = multiprocessing.get_context("spawn")
-    queue, stop = context.Queue(), context.Event()
-    server = context.Process(target=_serve, args=(args.n, queue, stop), daemon=True)
-    server.start()
-    bases = queue.get(timeout=120)
+    server, stop, bases = _start_server(args.n)
     records = _records(bases, args.n)
     work = Path(tempfile.mkdtemp(prefix="gbif-dl-dask-speedup-"))
     one_core = FetchConfig(max_size=512, resize_workers=1)
-    results: dict[str, Any] = {
-        "n": args.n,
-        "image": f"{SIZE[0]}x{SIZE[1]} JPEG -> 512",
-        "cpus": os.cpu_count(),
-        "workers": args.workers,
-        "load_average_before": [round(x, 2) for x in os.getloadavg()],
-    }
+    results = _job_and_machine(args)
     try:
         results["plain"] = _timed(
             "plain",
@@ -160,10 +188,7 @@ def main() -> None:
         stop.set()
         server.join(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
-    dask_s = results[f"dask-{args.workers}"]["seconds"]
-    results["speedup_vs_local_1"] = round(results["local-1"]["seconds"] / dask_s, 2)
-    results["speedup_vs_plain"] = round(results["plain"]["seconds"] / dask_s, 2)
-    results["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    _add_speedups(results, args.workers)
     text = json.dumps(results, indent=2)
     print(text)
     if args.json is not None:

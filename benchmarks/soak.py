@@ -40,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,40 @@ def _mib(value: float) -> float:
     return round(value / 2**20, 1)
 
 
+def _manifest_rows(root: Path) -> int | None:
+    """The rows of ``root/manifest.parquet``; ``None`` when it cannot be read."""
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(root / "manifest.parquet").num_rows
+    except Exception:  # reported as null
+        return None
+
+
+def _slices(checkpoints: list[tuple[int, float, int]], records: int) -> list[dict[str, Any]]:
+    """Records, elapsed time, rate and RSS of every 10% slice between the checkpoints."""
+    slices = []
+    for (n0, t0, _), (n1, t1, rss1) in pairwise(checkpoints):
+        slices.append(
+            {
+                "records": n1,
+                "share": round(n1 / records, 2),
+                "elapsed_s": round(t1, 1),
+                "rate_per_s": round((n1 - n0) / max(t1 - t0, 1e-9), 1),
+                "rss_mib": _mib(rss1),
+            }
+        )
+    return slices
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """One soak run of ``args.records`` records; its JSON summary.
+
+    Example:
+        >>> run(argparse.Namespace(records=1000, hosts=2, labels=10, concurrency=32,
+        ...     per_host=16, sample_s=1.0, root=None))["success"]  # doctest: +SKIP
+        1000
+    """
     import logging
 
     from gbif_dl.io import download
@@ -158,27 +192,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         served = parent.recv() if server.is_alive() else {}
         server.join(10)
     input_done = sampler.checkpoints[-1][1]
-    manifest_rows = None
-    try:
-        import pyarrow.parquet as pq
-
-        manifest_rows = pq.read_metadata(root / "manifest.parquet").num_rows
-    except Exception:  # reported as null
-        pass
-
-    slices = []
-    for (n0, t0, _), (n1, t1, rss1) in zip(
-        sampler.checkpoints, sampler.checkpoints[1:], strict=False
-    ):
-        slices.append(
-            {
-                "records": n1,
-                "share": round(n1 / args.records, 2),
-                "elapsed_s": round(t1, 1),
-                "rate_per_s": round((n1 - n0) / max(t1 - t0, 1e-9), 1),
-                "rss_mib": _mib(rss1),
-            }
-        )
+    manifest_rows = _manifest_rows(root)
+    slices = _slices(sampler.checkpoints, args.records)
     rss_series = [rss for _, _, rss in sampler.samples]
     fetch_series = [rss for t, _, rss in sampler.samples if t <= input_done]
     return {

@@ -148,6 +148,33 @@ def demo_simulation(*, seed: int, size: int, n_hosts: int) -> Any:
     )
 
 
+def _check_demo_args(*, size: int, nb_samples: int, n_hosts: int) -> None:
+    """Raise :class:`ConfigError` for a size, sample count or host count out of range."""
+    if size < 50:
+        raise ConfigError(f"--size must be at least 50 simulated occurrences, got {size}")
+    if nb_samples < 1:
+        raise ConfigError(f"--nb-samples must be at least 1, got {nb_samples}")
+    if not 1 <= n_hosts <= 8:
+        raise ConfigError(f"--hosts must be between 1 and 8, got {n_hosts}")
+
+
+def _describe_demo(
+    species: list[Any],
+    *,
+    nb_samples: int,
+    seed: int,
+    splits: Mapping[str, float] | None,
+    size: int,
+) -> str:
+    """The demo's query and sampling options in one line (:attr:`DemoResult.description`)."""
+    return (
+        f"speciesKey in {species}, label species, balanced over speciesKey, "
+        f"{nb_samples} images, seed {seed}, splits "
+        + ",".join(f"{k}={v:g}" for k, v in dict(splits or DEFAULT_SPLITS).items())
+        + f" (simulated GBIF of {size} occurrences)"
+    )
+
+
 def run_demo(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -180,12 +207,7 @@ def run_demo(
         >>> result.description  # doctest: +SKIP
         'speciesKey in [...], label species, balanced over speciesKey, 40 images, seed 0, ...'
     """
-    if size < 50:
-        raise ConfigError(f"--size must be at least 50 simulated occurrences, got {size}")
-    if nb_samples < 1:
-        raise ConfigError(f"--nb-samples must be at least 1, got {nb_samples}")
-    if not 1 <= n_hosts <= 8:
-        raise ConfigError(f"--hosts must be between 1 and 8, got {n_hosts}")
+    _check_demo_args(size=size, nb_samples=nb_samples, n_hosts=n_hosts)
     from gbif_dl import api, io, report
 
     started = time.monotonic()
@@ -193,11 +215,8 @@ def run_demo(
     with demo_simulation(seed=seed, size=size, n_hosts=n_hosts) as simulation:
         species = [s["key"] for s in simulation.population.species[:DEMO_SPECIES]]
         query: dict[str, Any] = {"speciesKey": species}
-        description = (
-            f"speciesKey in {species}, label species, balanced over speciesKey, "
-            f"{nb_samples} images, seed {seed}, splits "
-            + ",".join(f"{k}={v:g}" for k, v in dict(splits or DEFAULT_SPLITS).items())
-            + f" (simulated GBIF of {size} occurrences)"
+        description = _describe_demo(
+            species, nb_samples=nb_samples, seed=seed, splits=splits, size=size
         )
         logger.info("simulated GBIF at %s; query: %s", simulation.api_url, description)
         records = api.generate_urls(

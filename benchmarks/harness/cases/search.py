@@ -8,6 +8,9 @@ runs in the harness process; each tool runs in its own process against a fresh s
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness import core, venvs
@@ -23,6 +26,7 @@ N_SPECIES = 12
 
 
 def _stat(stats: Any, name: str) -> Any:
+    """One of the simulator's stats, from a dict or an object; ``None`` when missing."""
     if isinstance(stats, dict):
         return stats.get(name)
     return getattr(stats, name, None)
@@ -43,81 +47,97 @@ def _population(target: int) -> tuple[Any, dict[str, Any], int]:
     return pop, query, matched
 
 
-def run(ctx: Context) -> CaseResult:
-    from gbif_dl.gbif import client
+@dataclass
+class _SimTally:
+    """What the simulator saw in each tool's runs: most requests in flight, requests served."""
+
+    in_flight: dict[str, list[int]] = field(
+        default_factory=lambda: {OURS: [], OURS_CONFIGURED: [], OLD: []}
+    )
+    requests: dict[str, list[int]] = field(
+        default_factory=lambda: {OURS: [], OURS_CONFIGURED: [], OLD: []}
+    )
+
+
+def _tool(
+    name: str,
+    python: str,
+    script: str,
+    ours: bool,
+    *,
+    pop: Any,
+    query: dict[str, Any],
+    scratch: Path,
+    tally: _SimTally,
+    kwargs: dict | None = None,
+) -> Callable[[], Run]:
+    """One run of ``script`` against a fresh simulator; the simulator's counts go to ``tally``."""
     from gbif_dl.testing import GbifSimulator
 
-    target = 2_000 if ctx.quick else 20_000
-    pop, query, matched = _population(target)
-    api_concurrency = client.DEFAULT_API_CONCURRENCY
-    res = CaseResult(
-        "search",
-        "occurrence search: records/s with 200 ms API latency",
-        {
-            "population": pop.size,
-            "matched_occurrences_with_image": matched,
-            "latency_s": LATENCY_S,
-            "query": "speciesKey = all species, mediaType = StillImage, label = speciesKey",
-            "gbif-dl API concurrency (default)": api_concurrency,
-        },
-    )
+    def go() -> Run:
+        with GbifSimulator(pop, latency_s=LATENCY_S) as sim:
+            spec = {"api_url": sim.api_url, "queries": query, "label": "speciesKey"}
+            if kwargs:
+                spec["kwargs"] = kwargs
+            run = run_tool(
+                name,
+                python,
+                core.BENCH / script,
+                spec,
+                scratch=scratch,
+                timeout_s=600,
+                ours=ours,
+            )
+            stats = sim.stats()
+        tally.in_flight[name].append(_stat(stats, "max_in_flight"))
+        req = _stat(stats, "requests")
+        tally.requests[name].append(sum(req.values()) if isinstance(req, dict) else req)
+        run.result["sim_max_in_flight"] = tally.in_flight[name][-1]
+        run.result["sim_requests"] = tally.requests[name][-1]
+        return run
+
+    return go
+
+
+def _run_tools(
+    ctx: Context, pop: Any, query: dict[str, Any], tally: _SimTally
+) -> dict[str, list[Run]]:
+    """gbif-dl (default and configured concurrency) and gbif-dl 0.1.1, alternating."""
     old_python = venvs.ensure(venvs.GBIF_DL_011, ctx.log)
     scratch = ctx.scratch("search")
-    in_flight: dict[str, list[int]] = {OURS: [], OURS_CONFIGURED: [], OLD: []}
-    requests: dict[str, list[int]] = {OURS: [], OURS_CONFIGURED: [], OLD: []}
-
-    def tool(name: str, python: str, script: str, ours: bool, kwargs: dict | None = None):
-        def go() -> Run:
-            with GbifSimulator(pop, latency_s=LATENCY_S) as sim:
-                spec = {"api_url": sim.api_url, "queries": query, "label": "speciesKey"}
-                if kwargs:
-                    spec["kwargs"] = kwargs
-                run = run_tool(
-                    name,
-                    python,
-                    core.BENCH / script,
-                    spec,
-                    scratch=scratch,
-                    timeout_s=600,
-                    ours=ours,
-                )
-                stats = sim.stats()
-            in_flight[name].append(_stat(stats, "max_in_flight"))
-            req = _stat(stats, "requests")
-            requests[name].append(sum(req.values()) if isinstance(req, dict) else req)
-            run.result["sim_max_in_flight"] = in_flight[name][-1]
-            run.result["sim_requests"] = requests[name][-1]
-            return run
-
-        return go
-
-    runs = core.alternate(
+    sim = {"pop": pop, "query": query, "scratch": scratch, "tally": tally}
+    return core.alternate(
         ctx,
         [
-            (OURS, tool(OURS, OURS_PYTHON, "ours/gbifdl_search.py", True)),
+            (OURS, _tool(OURS, OURS_PYTHON, "ours/gbifdl_search.py", True, **sim)),
             (
                 OURS_CONFIGURED,
-                tool(
+                _tool(
                     OURS_CONFIGURED,
                     OURS_PYTHON,
                     "ours/gbifdl_search.py",
                     True,
-                    {"concurrency": CONFIGURED_CONCURRENCY},
+                    kwargs={"concurrency": CONFIGURED_CONCURRENCY},
+                    **sim,
                 ),
             ),
-            (OLD, tool(OLD, str(old_python), "peers/gbifdl011_search.py", False)),
+            (OLD, _tool(OLD, str(old_python), "peers/gbifdl011_search.py", False, **sim)),
         ],
     )
-    res.add_runs("search", runs)
+
+
+def _add_rate_lines(
+    res: CaseResult, runs: dict[str, list[Run]], quick: bool
+) -> tuple[float | None, float | None]:
+    """The records/s lines (default and configured concurrency); returns gbif-dl's and 0.1.1's."""
     ours = median([r.rate() for r in runs[OURS]])
     configured = median([r.rate() for r in runs[OURS_CONFIGURED]])
     old = median([r.rate() for r in runs[OLD]])
     r = ratio(ours, old)
     r_configured = ratio(configured, old)
-    counts = {t: median([r.result.get("count") for r in rs if r.ok]) for t, rs in runs.items()}
     res.lines.append(
         Line(
-            "records/s (20,000 records, 200 ms/request)" if not ctx.quick else "records/s",
+            "records/s (20,000 records, 200 ms/request)" if not quick else "records/s",
             {OURS: fmt(ours), OLD: fmt(old)},
             f"{fmt(r, '×', 1)} vs 0.1.1",
             "≥ 4×",
@@ -133,6 +153,13 @@ def run(ctx: Context) -> CaseResult:
             None if r_configured is None else r_configured >= 4,
         )
     )
+    return ours, old
+
+
+def _add_in_flight_lines(
+    res: CaseResult, in_flight: dict[str, list[int]], api_concurrency: int
+) -> None:
+    """The simulator's most requests in flight, against the configured and default caps."""
     mif_configured = [m for m in in_flight[OURS_CONFIGURED] if m is not None]
     res.lines.append(
         Line(
@@ -156,24 +183,62 @@ def run(ctx: Context) -> CaseResult:
             (max(mif) <= api_concurrency) if mif else None,
         )
     )
+
+
+def _bound_line(api_concurrency: int, ours: float | None, old: float | None) -> Line:
+    """The latency bound (concurrency x page size / latency) and the rates' share of it."""
+    from gbif_dl.gbif import client
+
     page = getattr(client, "MAX_PAGE_SIZE", 300)
     bound = api_concurrency * page / LATENCY_S
-    res.lines.append(
-        Line(
-            "latency bound: concurrency x page size / latency",
-            {OURS: fmt(bound)},
-            f"{fmt(ratio(bound, old), '×', 1)} of 0.1.1's rate; gbif-dl at "
-            f"{fmt(None if ours is None else 100 * ours / bound, '%', 0)} of it",
-            f"4× needs ≥ {fmt(None if old is None else 4 * old)} records/s",
-        )
+    return Line(
+        "latency bound: concurrency x page size / latency",
+        {OURS: fmt(bound)},
+        f"{fmt(ratio(bound, old), '×', 1)} of 0.1.1's rate; gbif-dl at "
+        f"{fmt(None if ours is None else 100 * ours / bound, '%', 0)} of it",
+        f"4× needs ≥ {fmt(None if old is None else 4 * old)} records/s",
     )
-    res.lines.append(
-        Line(
-            "records retrieved / API requests",
-            {
-                t: f"{fmt(counts[t], digits=0)} / {fmt(median(requests[t]), digits=0)}"
-                for t in (OURS, OURS_CONFIGURED, OLD)
-            },
-        )
+
+
+def _requests_line(runs: dict[str, list[Run]], requests: dict[str, list[int]]) -> Line:
+    """Records retrieved against API requests made, per tool."""
+    counts = {t: median([r.result.get("count") for r in rs if r.ok]) for t, rs in runs.items()}
+    return Line(
+        "records retrieved / API requests",
+        {
+            t: f"{fmt(counts[t], digits=0)} / {fmt(median(requests[t]), digits=0)}"
+            for t in (OURS, OURS_CONFIGURED, OLD)
+        },
     )
+
+
+def run(ctx: Context) -> CaseResult:
+    """Case ``search``: records/s of gbif-dl and gbif-dl 0.1.1 against the simulated API.
+
+    Example:
+        >>> run(Context(quick=True, repeats=1))  # doctest: +SKIP
+    """
+    from gbif_dl.gbif import client
+
+    target = 2_000 if ctx.quick else 20_000
+    pop, query, matched = _population(target)
+    api_concurrency = client.DEFAULT_API_CONCURRENCY
+    res = CaseResult(
+        "search",
+        "occurrence search: records/s with 200 ms API latency",
+        {
+            "population": pop.size,
+            "matched_occurrences_with_image": matched,
+            "latency_s": LATENCY_S,
+            "query": "speciesKey = all species, mediaType = StillImage, label = speciesKey",
+            "gbif-dl API concurrency (default)": api_concurrency,
+        },
+    )
+    tally = _SimTally()
+    runs = _run_tools(ctx, pop, query, tally)
+    res.add_runs("search", runs)
+    ours, old = _add_rate_lines(res, runs, ctx.quick)
+    _add_in_flight_lines(res, tally.in_flight, api_concurrency)
+    res.lines.append(_bound_line(api_concurrency, ours, old))
+    res.lines.append(_requests_line(runs, tally.requests))
     return res

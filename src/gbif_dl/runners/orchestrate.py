@@ -119,7 +119,6 @@ def _run_rounds(
     report: ClusterProgress,
     *,
     assign: Assign | None,
-    overwrite: bool,
     shard_size: int,
     by_host: bool,
     short_streams: str | None,
@@ -128,7 +127,12 @@ def _run_rounds(
     rounds = SpareRounds(root_path, short_streams=short_streams, output=config.output)
     items = rounds.divert(source, assign)
     plan = plan_shards(
-        items, root_path, size=shard_size, assign=assign, overwrite=overwrite, by_host=by_host
+        items,
+        root_path,
+        size=shard_size,
+        assign=assign,
+        overwrite=config.overwrite,
+        by_host=by_host,
     )
     try:
         results = _run_planned(plan, root_path, chosen, config, report)
@@ -144,6 +148,27 @@ def _run_rounds(
     if any(stream["trimmed"] for stream in streams.values()):
         merge_shards(root_path, config.output, load=False)  # the trimmed rows
     return plan, results, streams
+
+
+def _shard_config(
+    fetch: FetchConfig,
+    output: str,
+    overwrite: bool,
+    retry_failed: bool,
+    fail_threshold: float | None,
+    verbose: bool,
+    content: ContentPolicy | None,
+) -> ShardConfig:
+    """The shards' settings (checks the output and the threshold); no ``content``: off."""
+    return ShardConfig(
+        fetch=fetch,
+        output=output,
+        overwrite=overwrite,
+        retry_failed=retry_failed,
+        fail_threshold=fail_threshold,
+        verbose=verbose,
+        content=content if content is not None else ContentPolicy.off(),
+    )
 
 
 def run(
@@ -206,15 +231,7 @@ def run(
     chosen = make_runner(
         runner, workers=workers, dask_address=dask_address, dask_client=dask_client
     )
-    config = ShardConfig(  # checks the output and the threshold
-        fetch=fetch,
-        output=output,
-        overwrite=overwrite,
-        retry_failed=retry_failed,
-        fail_threshold=fail_threshold,
-        verbose=verbose,
-        content=content if content is not None else ContentPolicy.off(),
-    )
+    config = _shard_config(fetch, output, overwrite, retry_failed, fail_threshold, verbose, content)
     source = as_sync_items(with_spares(records))
     root_path = prepare_root(root)
     report = progress if isinstance(progress, ClusterProgress) else ClusterProgress(mode=progress)
@@ -228,7 +245,6 @@ def run(
             config,
             report,
             assign=assign,
-            overwrite=overwrite,
             shard_size=shard_size,
             by_host=by_host,
             short_streams=short_streams,
