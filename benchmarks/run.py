@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import core, machine, venvs
+from harness import core, machine, proc, venvs
 from harness.nginx import find_nginx
 
 DOWNLOAD = ["download-a", "download-b", "download-c", "download-d", "download-e"]
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "repeats": ctx.repeats,
     }
+    proc.compile_bytecode(proc.OURS_PYTHON, proc.REPO / "src")  # as an installed package has it
     results = []
     for name in names:
         ctx.log(f"== {name}{' (quick)' if args.quick else ''}")

@@ -19,14 +19,14 @@ WORK = BENCH / ".work"
 RESULTS = BENCH / "results"
 
 OURS = "gbif-dl"
-OURS_AUTO = "gbif-dl processes=auto"
+OURS_ONE = "gbif-dl processes=1"
 OLD = "gbif-dl 0.1.1"
 I2D = "img2dataset"
 DWCA_READER = "python-dwca-reader"
 BARE = "bare aiohttp loop"
 FLOOR = "Pillow floor"
 CURL = "curl --parallel"
-TOOLS = (OURS, OURS_AUTO, OLD, I2D, DWCA_READER, BARE, CURL, FLOOR)
+TOOLS = (OURS, OURS_ONE, OLD, I2D, DWCA_READER, BARE, CURL, FLOOR)
 
 
 @dataclass

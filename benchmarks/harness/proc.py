@@ -63,15 +63,24 @@ def clean_env(ours: bool) -> dict[str, str]:
     """The environment for a runner: no proxies; ours also gets the repository's ``src``.
 
     Every runner may fetch from loopback (nginx, the simulated hosts): gbif-dl's address guard
-    refuses private and loopback addresses unless ``GBIF_DL_ALLOW_PRIVATE=1``.
+    refuses private and loopback addresses unless ``GBIF_DL_ALLOW_PRIVATE=1``. Every tool runs
+    with its bytecode cached, as an installed package does (``PYTHONDONTWRITEBYTECODE`` would
+    make each run compile gbif-dl's sources again: about 0.3 s of a 1,000-image run).
     """
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.pop("PYTHONPATH", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONUNBUFFERED"] = "1"
     env["GBIF_DL_ALLOW_PRIVATE"] = "1"
     if ours:
         env["PYTHONPATH"] = str(REPO / "src")
     return env
+
+
+def compile_bytecode(python: str | Path, folder: Path) -> None:
+    """Compile ``folder``'s Python files with ``python`` (as ``pip install`` does for a
+    package), so that no measured run pays for compiling them."""
+    subprocess.run([str(python), "-m", "compileall", "-q", str(folder)], check=False)
 
 
 def run_tool(

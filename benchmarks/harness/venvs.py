@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.proc import compile_bytecode
+
 VENVS = Path(__file__).resolve().parents[1] / ".venvs"
 
 
@@ -45,6 +47,7 @@ def ensure(peer: Peer, log=print) -> Path:
     marker = peer.path / ".bench-requirements.json"
     wanted = json.dumps(sorted(peer.requirements))
     if peer.python.exists() and marker.exists() and marker.read_text() == wanted:
+        compile_bytecode(peer.python, peer.path)
         return peer.python
     log(f"creating venv {peer.path} with {' '.join(peer.requirements)} (first use only)")
     if peer.path.exists():
@@ -63,6 +66,7 @@ def ensure(peer: Peer, log=print) -> Path:
         check=True,
     )
     marker.write_text(wanted)
+    compile_bytecode(peer.python, peer.path)
     return peer.python
 
 

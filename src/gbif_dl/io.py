@@ -131,7 +131,7 @@ def download(
     work_dir: str | os.PathLike[str] | None = None,
     renditions: bool = True,
     short_streams: str | None = None,
-    processes: int | str = 1,
+    processes: int | str = "auto",
     content_hashes: bool | None = None,
     near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE,
     drop_near_duplicates: bool = False,

@@ -34,7 +34,7 @@ from gbif_dl.pipeline.stats import check_fail_threshold
 from gbif_dl.sampling.filters import DEFAULT_MEDIATYPE
 from gbif_dl.sampling.spares import DEFAULT_SPARES, check_spares
 from gbif_dl.sampling.splits import Splitter
-from gbif_dl.storage.location import check_store_options, local_root
+from gbif_dl.storage.location import check_store_options, is_store_root, local_root
 from gbif_dl.writers.registry import check_writer_options, writer_class
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -297,15 +297,17 @@ class DownloadOptions:
             ``nb_samples=-1`` request, ``"keep"`` otherwise. ``output="webdataset"`` cannot
             remove files from a written tar: ``"trim"`` is refused, the default keeps.
         processes: without a runner, how many processes fetch on this machine: 1 (the
-            streaming download in this process), N, or ``"auto"`` (one per CPU for a large
-            input, see :mod:`gbif_dl.runners.processes`); N > 1 runs as ``runner="local"``
-            with ``workers=N``, in shards of 2,000 records unless ``shard_size`` says otherwise.
+            streaming download in this process), N, or ``"auto"`` (default: one per CPU for
+            a large input, 5,000 records or 200 when resizing, and the streaming download
+            otherwise, see :mod:`gbif_dl.runners.processes`); N > 1 runs as
+            ``runner="local"`` with ``workers=N``, in shards of 2,000 records (250 when
+            resizing) unless ``shard_size`` says otherwise. Ignored with a ``runner``.
         content_hashes, near_duplicate_distance, drop_near_duplicates, placeholder_occurrences:
             one photo stored once and in one split, placeholders excluded (see
             :class:`gbif_dl.dedupe.policy.ContentPolicy`; :meth:`content_policy`).
             ``content_hashes=None`` (default): on when ``splits`` are asked for (a leak-free
-            split needs it; it costs a JPEG decode per image, about 2% of images/s when the
-            network is the limit, up to 45% when the CPU is, see BENCHMARKS.md), else off.
+            split needs it; it costs a JPEG decode per image, about 3% of images/s when the
+            network is the limit, up to 40% when the CPU is, see BENCHMARKS.md), else off.
 
     Raises:
         ConfigError: a bad value or combination, naming the keyword.
@@ -339,7 +341,7 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
     storage_options: Mapping[str, Any] | None = None
     work_dir: str | os.PathLike[str] | None = None
     short_streams: str | None = None
-    processes: int | str = 1
+    processes: int | str = "auto"
     content_hashes: bool | None = None
     near_duplicate_distance: int = DEFAULT_NEAR_DISTANCE
     drop_near_duplicates: bool = False
@@ -384,7 +386,12 @@ with split_by='url' for independent draws, or split_by='gbifID' to keep occurren
             isinstance(processes, bool) or not isinstance(processes, int) or processes < 1
         ):
             raise ConfigError(f"processes must be a positive integer or 'auto'; got {processes!r}")
-        if processes != 1 and self.runner is not None:
+        if processes not in (1, "auto") and is_store_root(self.root):
+            raise ConfigError(
+                f"processes={processes!r} cannot write to the object store {self.root!r} yet; "
+                "drop processes= (the streaming run writes to the store)"
+            )
+        if processes not in (1, "auto") and self.runner is not None:
             raise ConfigError(
                 f"processes={processes!r} is for downloads without a runner; with "
                 f"runner={self.runner!r} use workers= for the number of processes"

@@ -146,6 +146,77 @@ def test_auto_stays_in_one_process_when_the_job_cannot_be_sharded(
     assert choose_processes(urls, DownloadOptions(runner="local"))[1] == 1
 
 
+def test_auto_is_the_default_and_shards_a_large_input_without_being_asked(
+    hosts: MediaHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """download() without processes= is processes="auto": a large input is fetched by
+    several processes, with the files a streaming run gives."""
+    assert DownloadOptions().processes == "auto"
+    monkeypatch.setattr(processes_module, "AUTO_MIN_RECORDS", 8)
+    monkeypatch.setattr(processes_module, "auto_processes", lambda: 2)
+    monkeypatch.setattr(processes_module, "PROCESS_SHARD_SIZE", 5)
+    records = _records(hosts.base_urls, 10)
+    stats = download(records, root=tmp_path / "auto", progress=False)
+    plain = download(records, root=tmp_path / "plain", processes=1, progress=False)
+    assert (stats["success"], stats["failed"]) == (plain["success"], plain["failed"]) == (10, 0)
+    assert len(shard_ids_on_disk(tmp_path / "auto")) == 2
+    assert shard_ids_on_disk(tmp_path / "plain") == []
+    assert _files(tmp_path / "auto") == _files(tmp_path / "plain")
+    assert _rows(tmp_path / "auto") == _rows(tmp_path / "plain")
+
+
+def test_auto_shards_a_resize_job_from_fewer_records_in_smaller_shards(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With max_size, "auto" takes several processes from AUTO_MIN_RESIZE_RECORDS records on
+    (a plain download of as many stays in one), in shards of RESIZE_SHARD_SIZE."""
+    monkeypatch.setattr(processes_module, "auto_processes", lambda: 2)
+    fetch = DownloadOptions().fetch.__class__
+    urls = [f"http://h/{i}.jpg" for i in range(processes_module.AUTO_MIN_RESIZE_RECORDS)]
+    resizing = DownloadOptions(fetch=fetch(max_size=64))
+    assert processes_module.AUTO_MIN_RESIZE_RECORDS < processes_module.AUTO_MIN_RECORDS
+    assert choose_processes(urls, resizing)[1] == 2
+    assert choose_processes(urls[:-1], resizing)[1] == 1
+    assert choose_processes(urls, DownloadOptions())[1] == 1
+    assert sharded_options(resizing, 2).shard_size == processes_module.RESIZE_SHARD_SIZE
+    assert sharded_options(DownloadOptions(), 2).shard_size == processes_module.PROCESS_SHARD_SIZE
+
+
+def test_auto_resizes_in_several_processes_into_the_streaming_run_s_files(
+    hosts: MediaHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resize job that "auto" shards stores the same resized files and rows as one
+    streaming process."""
+    monkeypatch.setattr(processes_module, "AUTO_MIN_RESIZE_RECORDS", 6)
+    monkeypatch.setattr(processes_module, "auto_processes", lambda: 2)
+    monkeypatch.setattr(processes_module, "RESIZE_SHARD_SIZE", 4)
+    records = _records(hosts.base_urls, 8)
+    auto = download(records, root=tmp_path / "auto", max_size=32, progress=False)
+    plain = download(records, root=tmp_path / "plain", max_size=32, processes=1, progress=False)
+    assert (auto["success"], auto["failed"]) == (plain["success"], plain["failed"]) == (8, 0)
+    assert len(shard_ids_on_disk(tmp_path / "auto")) == 2
+    assert _files(tmp_path / "auto") == _files(tmp_path / "plain")
+    assert _rows(tmp_path / "auto") == _rows(tmp_path / "plain")
+    from PIL import Image
+
+    for name in _files(tmp_path / "auto"):
+        with Image.open(tmp_path / "auto" / name) as image:
+            assert max(image.size) <= 32
+
+
+def test_auto_keeps_an_object_store_root_in_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sharded run writes local folders only: a store root streams, and an explicit
+    processes=N there is refused before any request."""
+    monkeypatch.setattr(processes_module, "AUTO_MIN_RECORDS", 2)
+    monkeypatch.setattr(processes_module, "auto_processes", lambda: 2)
+    urls = [f"http://h/{i}.jpg" for i in range(4)]
+    store = DownloadOptions(root="s3://bucket/ds", output="hf")
+    assert choose_processes(urls, store)[1] == 1
+    with pytest.raises(ConfigError, match="processes=2 cannot write to the object store"):
+        DownloadOptions(root="s3://bucket/ds", output="hf", processes=2)
+    assert DownloadOptions(runner="local").processes == "auto"  # the default: no conflict
+
+
 def test_sharded_options_keep_a_given_shard_size() -> None:
     options = sharded_options(DownloadOptions(processes=3, shard_size=300), 3)
     assert (options.runner, options.workers, options.shard_size, options.processes) == (
