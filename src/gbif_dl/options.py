@@ -298,10 +298,10 @@ class DownloadOptions:
             remove files from a written tar: ``"trim"`` is refused, the default keeps.
         processes: without a runner, how many processes fetch on this machine: 1 (the
             streaming download in this process), N, or ``"auto"`` (default: one per CPU for
-            a large input, 5,000 records or 200 when resizing, and the streaming download
-            otherwise, see :mod:`gbif_dl.runners.processes`); N > 1 runs as
-            ``runner="local"`` with ``workers=N``, in shards of 2,000 records (250 when
-            resizing) unless ``shard_size`` says otherwise. Ignored with a ``runner``.
+            an input of 5,000 records or more, the streaming download otherwise, see
+            :mod:`gbif_dl.runners.processes`); N > 1 runs as ``runner="local"`` with
+            ``workers=N``, in shards of 2,000 records unless ``shard_size`` says otherwise.
+            Ignored with a ``runner``.
         content_hashes, near_duplicate_distance, drop_near_duplicates, placeholder_occurrences:
             one photo stored once and in one split, placeholders excluded (see
             :class:`gbif_dl.dedupe.policy.ContentPolicy`; :meth:`content_policy`).

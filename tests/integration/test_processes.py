@@ -165,31 +165,14 @@ def test_auto_is_the_default_and_shards_a_large_input_without_being_asked(
     assert _rows(tmp_path / "auto") == _rows(tmp_path / "plain")
 
 
-def test_auto_shards_a_resize_job_from_fewer_records_in_smaller_shards(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """With max_size, "auto" takes several processes from AUTO_MIN_RESIZE_RECORDS records on
-    (a plain download of as many stays in one), in shards of RESIZE_SHARD_SIZE."""
-    monkeypatch.setattr(processes_module, "auto_processes", lambda: 2)
-    fetch = DownloadOptions().fetch.__class__
-    urls = [f"http://h/{i}.jpg" for i in range(processes_module.AUTO_MIN_RESIZE_RECORDS)]
-    resizing = DownloadOptions(fetch=fetch(max_size=64))
-    assert processes_module.AUTO_MIN_RESIZE_RECORDS < processes_module.AUTO_MIN_RECORDS
-    assert choose_processes(urls, resizing)[1] == 2
-    assert choose_processes(urls[:-1], resizing)[1] == 1
-    assert choose_processes(urls, DownloadOptions())[1] == 1
-    assert sharded_options(resizing, 2).shard_size == processes_module.RESIZE_SHARD_SIZE
-    assert sharded_options(DownloadOptions(), 2).shard_size == processes_module.PROCESS_SHARD_SIZE
-
-
 def test_auto_resizes_in_several_processes_into_the_streaming_run_s_files(
     hosts: MediaHosts, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A resize job that "auto" shards stores the same resized files and rows as one
     streaming process."""
-    monkeypatch.setattr(processes_module, "AUTO_MIN_RESIZE_RECORDS", 6)
+    monkeypatch.setattr(processes_module, "AUTO_MIN_RECORDS", 6)
     monkeypatch.setattr(processes_module, "auto_processes", lambda: 2)
-    monkeypatch.setattr(processes_module, "RESIZE_SHARD_SIZE", 4)
+    monkeypatch.setattr(processes_module, "PROCESS_SHARD_SIZE", 4)
     records = _records(hosts.base_urls, 8)
     auto = download(records, root=tmp_path / "auto", max_size=32, progress=False)
     plain = download(records, root=tmp_path / "plain", max_size=32, processes=1, progress=False)

@@ -73,13 +73,6 @@ def _cpu_per_image_ms(runs: list[Run]) -> float | None:
     return median(values)
 
 
-def _auto_processes(n: int) -> int:
-    """The processes ``processes="auto"`` uses for a resize job of ``n`` records here."""
-    from gbif_dl.runners import processes
-
-    return processes.auto_processes() if n >= processes.AUTO_MIN_RESIZE_RECORDS else 1
-
-
 def run_resize(ctx: Context) -> CaseResult:
     n = 100 if ctx.quick else 1_000
     cores = os.cpu_count() or 2
@@ -94,8 +87,8 @@ def run_resize(ctx: Context) -> CaseResult:
             "images": n,
             "max_size": MAX_SIZE,
             "jpeg_quality": QUALITY,
-            "gbif-dl": f"max_size={MAX_SIZE}, defaults (per_host {per_host}; processes='auto': "
-            f"{_auto_processes(n)} fetching processes, each resizing its own downloads)",
+            "gbif-dl": f"max_size={MAX_SIZE}, defaults (per_host {per_host}, one fetching "
+            f"process below processes='auto''s 5,000 records, resize_workers = {cores} CPUs)",
             "img2dataset": f"processes {cores} x threads {i2d_threads}, resize_mode "
             f"keep_ratio_largest, image_size {MAX_SIZE}, encode_quality {QUALITY}",
             "Pillow floor": "draft decode + LANCZOS resize + encode from disk, 2 processes",

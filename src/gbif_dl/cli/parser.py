@@ -298,7 +298,7 @@ def _add_runner(parser: argparse.ArgumentParser) -> None:
         type=_processes,
         metavar="N|auto",
         help="without --runner: processes fetching on this machine (default auto: one per "
-        "CPU for 5,000 records or more, 200 when resizing, in shards; 1: one streaming process)",
+        "CPU for 5,000 records or more, in shards; 1: one streaming process)",
     )
     group.add_argument(
         "--scheduler",

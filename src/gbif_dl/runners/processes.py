@@ -11,13 +11,12 @@ with the same input skips the done shards at once.
 
 ``processes="auto"`` (the default) picks one process per CPU (at most
 :data:`AUTO_MAX_PROCESSES`) when it is safe and worth it, and the streaming download otherwise:
-a synchronous input of at least :data:`AUTO_MIN_RECORDS` records, or
-:data:`AUTO_MIN_RESIZE_RECORDS` when the job resizes (``max_size``: tens of milliseconds of
-CPU per image, so a second process pays for its start sooner; a generator is read that far to
-know), a layout that shards (``imagefolder``, ``hf``) into a local root, and fetch settings that
-can go to another process (no custom resolver, a picklable ``is_valid_file``). A resizing
-process then resizes its own downloads (no photo crosses to another process), in shards of
-:data:`RESIZE_SHARD_SIZE` records.
+a synchronous input of at least :data:`AUTO_MIN_RECORDS` records (a generator is read that far
+to know), a layout that shards (``imagefolder``, ``hf``) into a local root, and fetch settings
+that can go to another process (no custom resolver, a picklable ``is_valid_file``). A resize
+job (``max_size``) follows the same rule: on 2 cores, 1,000 photos resized by 2 fetching
+processes were no faster than by one process with its resize pool (same-run A/B, 6 rounds), and
+a single event loop only limits resizing on many cores, that is on large jobs.
 
 Example:
     >>> from gbif_dl.options import DownloadOptions
@@ -42,9 +41,7 @@ from gbif_dl.writers.registry import writer_class
 __all__ = [
     "AUTO_MAX_PROCESSES",
     "AUTO_MIN_RECORDS",
-    "AUTO_MIN_RESIZE_RECORDS",
     "PROCESS_SHARD_SIZE",
-    "RESIZE_SHARD_SIZE",
     "auto_processes",
     "choose_processes",
     "prepare_parent",
@@ -54,17 +51,11 @@ __all__ = [
 #: ``processes="auto"`` fetches with several processes from this many records on (below, the
 #: start of the processes and the shard files cost more than a second core saves).
 AUTO_MIN_RECORDS = 5_000
-#: ... and from this many when the job resizes (``max_size``): a resize costs about 20 ms of
-#: CPU per photo, so a second process is worth its start from a few hundred records.
-AUTO_MIN_RESIZE_RECORDS = 200
 #: ``processes="auto"`` never starts more processes than this (per-host caps are divided).
 AUTO_MAX_PROCESSES = 4
 #: Records per shard of a ``processes=`` download (small enough to keep every process busy
 #: until the end, large enough that a shard's start and manifest part cost little).
 PROCESS_SHARD_SIZE = 2_000
-#: Records per shard of a ``processes=`` download that resizes: about 5 s of one core's work
-#: per shard, so that the processes finish together.
-RESIZE_SHARD_SIZE = 250
 
 
 def auto_processes() -> int:
@@ -127,8 +118,7 @@ def choose_processes(items: Any, options: DownloadOptions) -> tuple[Any, int]:
         return items, 1
     if not _can_travel(options):
         return items, 1
-    resizes = options.fetch.max_size is not None
-    items, large = _peek(items, AUTO_MIN_RESIZE_RECORDS if resizes else AUTO_MIN_RECORDS)
+    items, large = _peek(items, AUTO_MIN_RECORDS)
     return items, auto_processes() if large else 1
 
 
@@ -140,9 +130,7 @@ def sharded_options(options: DownloadOptions, processes: int) -> DownloadOptions
         >>> sharded.runner, sharded.workers, sharded.shard_size
         ('local', 2, 2000)
     """
-    size = options.shard_size
-    if size is None:
-        size = RESIZE_SHARD_SIZE if options.fetch.max_size is not None else PROCESS_SHARD_SIZE
+    size = options.shard_size if options.shard_size is not None else PROCESS_SHARD_SIZE
     return options.replace(runner="local", workers=processes, shard_size=size, processes=1)
 
 
