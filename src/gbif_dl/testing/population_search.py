@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gbif_dl.errors import ConfigError
+from gbif_dl.testing.columns import PopulationColumns
 from gbif_dl.testing.search_params import (
     FACETS,
     InvalidSearchError,
@@ -36,24 +37,8 @@ from gbif_dl.testing.tables import (
 __all__ = ["PopulationSearchMixin"]
 
 
-class PopulationSearchMixin:
+class PopulationSearchMixin(PopulationColumns):
     """:class:`~gbif_dl.testing.population.Population` methods that search and facet records."""
-
-    size: int
-    _species: list[dict[str, Any]]
-    _datasets: list[dict[str, Any]]
-    _rank_keys: dict[str, npt.NDArray[np.int64]]
-    _dataset_license: npt.NDArray[Any]
-    sp: npt.NDArray[Any]
-    ds: npt.NDArray[Any]
-    ctry: npt.NDArray[Any]
-    bor: npt.NDArray[Any]
-    absent: npt.NDArray[Any]
-    has_species: npt.NDArray[Any]
-    lat: npt.NDArray[Any]
-    lon: npt.NDArray[Any]
-    elevation: npt.NDArray[Any]
-    media_mask: npt.NDArray[Any]
 
     if TYPE_CHECKING:  # provided by Population and SpeciesMatchMixin
 

@@ -17,8 +17,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
+from gbif_dl.testing.columns import PopulationColumns
 from gbif_dl.testing.tables import (
     BASE_KEY,
     BASIS_OF_RECORD,
@@ -159,30 +159,8 @@ class _JsonParts:
         }
 
 
-class RecordJsonMixin:
+class RecordJsonMixin(PopulationColumns):
     """:class:`~gbif_dl.testing.population.Population` methods that write records as JSON text."""
-
-    size: int
-    media_base_urls: list[str]
-    _template: dict[str, Any]
-    _species: list[dict[str, Any]]
-    _datasets: list[dict[str, Any]]
-    sp: npt.NDArray[Any]
-    ds: npt.NDArray[Any]
-    ctry: npt.NDArray[Any]
-    bor: npt.NDArray[Any]
-    absent: npt.NDArray[Any]
-    has_species: npt.NDArray[Any]
-    person: npt.NDArray[Any]
-    lat: npt.NDArray[Any]
-    lon: npt.NDArray[Any]
-    elevation: npt.NDArray[Any]
-    year: npt.NDArray[Any]
-    month: npt.NDArray[Any]
-    day: npt.NDArray[Any]
-    minute_of_day: npt.NDArray[Any]
-    media_kind: npt.NDArray[Any]
-    media_license: npt.NDArray[Any]
 
     if TYPE_CHECKING:  # provided by Population
 

@@ -11,15 +11,14 @@ import difflib
 from functools import cached_property
 from typing import Any
 
+from gbif_dl.testing.columns import PopulationColumns
 from gbif_dl.testing.tables import RANKS, SYNONYMS
 
 __all__ = ["SpeciesMatchMixin"]
 
 
-class SpeciesMatchMixin:
+class SpeciesMatchMixin(PopulationColumns):
     """:class:`~gbif_dl.testing.population.Population` methods that match species names."""
-
-    _species: list[dict[str, Any]]
 
     # --- species match ------------------------------------------------------------------------
 
