@@ -117,20 +117,25 @@ class SpeciesMatchMixin(PopulationColumns):
             "synonym": False,
         }
 
+    def _species_body(
+        self, info: dict[str, Any], *, confidence: int, match_type: str
+    ) -> dict[str, Any]:
+        """The match body of the species ``info`` under its accepted name."""
+        return self._match_body(
+            info,
+            rank="species",
+            usage_key=info["key"],
+            scientific_name=info["scientificName"],
+            canonical=info["canonicalName"],
+            confidence=confidence,
+            match_type=match_type,
+        )
+
     def _known_name_match(self, lowered: str) -> dict[str, Any] | None:
         """The match body of a known species, synonym or higher taxon name, else None."""
         names = self._names
         if lowered in names["exact"]:
-            info = names["exact"][lowered]
-            return self._match_body(
-                info,
-                rank="species",
-                usage_key=info["key"],
-                scientific_name=info["scientificName"],
-                canonical=info["canonicalName"],
-                confidence=99,
-                match_type="EXACT",
-            )
+            return self._species_body(names["exact"][lowered], confidence=99, match_type="EXACT")
         if lowered in names["synonyms"]:
             syn_key, syn_name, info = names["synonyms"][lowered]
             canonical = " ".join(syn_name.split()[:2])
@@ -164,16 +169,7 @@ class SpeciesMatchMixin(PopulationColumns):
             lowered, [s["canonicalName"].lower() for s in self._species], n=1, cutoff=0.85
         )
         if close:
-            info = names["exact"][close[0]]
-            return self._match_body(
-                info,
-                rank="species",
-                usage_key=info["key"],
-                scientific_name=info["scientificName"],
-                canonical=info["canonicalName"],
-                confidence=88,
-                match_type="FUZZY",
-            )
+            return self._species_body(names["exact"][close[0]], confidence=88, match_type="FUZZY")
         first = lowered.split(" ")[0] if lowered else ""
         if not strict and first in names["higher"] and names["higher"][first][0] == "genus":
             _, info = names["higher"][first]
