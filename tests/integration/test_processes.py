@@ -200,6 +200,23 @@ def test_auto_keeps_an_object_store_root_in_one_process(monkeypatch: pytest.Monk
     assert DownloadOptions(runner="local").processes == "auto"  # the default: no conflict
 
 
+def test_several_processes_adopt_an_earlier_run_s_unjournaled_files(
+    hosts: MediaHosts, tmp_path: Path
+) -> None:
+    """Files an earlier run stored but never recorded (no manifest) sit in folders that existed
+    before the job: the shards probe them and adopt the files without a request."""
+    records = _records(hosts.base_urls, 8)
+    root = tmp_path / "data"
+    download(records, root=root, processes=1, progress=False)
+    expected = _files(root)
+    (root / MANIFEST_NAME).unlink()  # as if the run was killed before recording anything
+    hosts.reset_stats()
+    stats = download(records, root=root, processes=2, shard_size=3, progress=False)
+    assert (stats["success"], stats["skipped"]) == (0, 8)
+    assert sum(s.requests for s in hosts.stats().values()) == 0
+    assert _files(root) == expected
+
+
 def test_sharded_options_keep_a_given_shard_size() -> None:
     options = sharded_options(DownloadOptions(processes=3, shard_size=300), 3)
     assert (options.runner, options.workers, options.shard_size, options.processes) == (

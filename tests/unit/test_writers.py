@@ -29,9 +29,10 @@ from gbif_dl.manifest import (
     read_manifest,
 )
 from gbif_dl.progress import Progress
+from gbif_dl.writers import imagefolder as imagefolder_module
 from gbif_dl.writers._atomic import atomic_path, atomic_write_bytes, is_temp_name, temp_path
 from gbif_dl.writers.attribution import ATTRIBUTION_NAME, CITATION_NAME, write_attribution
-from gbif_dl.writers.imagefolder import ImageFolderWriter
+from gbif_dl.writers.imagefolder import ImageFolderWriter, existing_folders
 
 
 def _png(size: tuple[int, int] = (8, 6)) -> bytes:
@@ -148,6 +149,36 @@ def test_find_existing_probes_only_preexisting_folders(tmp_path: Path) -> None:
     assert later.find_existing(rec) == "cat/x.png"
     assert later.find_existing({"url": "http://h/b", "basename": "y", "label": "cat"}) is None
     assert later.find_existing({"url": "http://h/c", "basename": "z", "label": "dog"}) is None
+
+
+def test_a_shard_writer_probes_only_the_folders_that_existed_before_its_job(
+    tmp_path: Path,
+) -> None:
+    """folders_before (listed when the job starts): a folder a sibling shard created during the
+    job is not probed, one that existed before is; None probes every existing folder."""
+    rec = {"url": "http://h/a", "basename": "x", "label": "cat"}
+    ImageFolderWriter(tmp_path).write(_ok(rec))
+    assert existing_folders(tmp_path) == frozenset({"", "cat"})
+    created_by_the_job = ImageFolderWriter.for_shard(tmp_path, folders_before=frozenset({""}))
+    assert created_by_the_job.find_existing(rec) is None
+    listed = ImageFolderWriter.for_shard(tmp_path, folders_before=existing_folders(tmp_path))
+    assert listed.find_existing(rec) == "cat/x.png"
+    assert ImageFolderWriter.for_shard(tmp_path).find_existing(rec) == "cat/x.png"
+
+
+def test_existing_folders_lists_subset_and_label_folders_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two levels (subset/label), no hidden run state, no links, no files; None when there are
+    too many to list."""
+    (tmp_path / "train" / "Apis" / "deeper").mkdir(parents=True)
+    (tmp_path / "dog").mkdir()
+    (tmp_path / ".gbif-dl" / "shards").mkdir(parents=True)
+    (tmp_path / "dog" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "dog")
+    assert existing_folders(tmp_path) == frozenset({"", "train", "train/Apis", "dog"})
+    monkeypatch.setattr(imagefolder_module, "MAX_LISTED_FOLDERS", 2)
+    assert existing_folders(tmp_path) is None
 
 
 def test_leftover_temp_files_are_removed_on_first_use(tmp_path: Path) -> None:

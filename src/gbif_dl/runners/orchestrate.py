@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ from gbif_dl.shards.files import read_marker
 from gbif_dl.shards.plan import DEFAULT_SHARD_SIZE, ShardPlan, plan_shards
 from gbif_dl.shards.run import ShardConfig, merge_shards, remove_leftover_temp_files
 from gbif_dl.shards.spares import SpareRounds
+from gbif_dl.writers.imagefolder import existing_folders
 
 __all__ = ["RUNNERS", "make_runner", "run", "run_download"]
 
@@ -238,6 +240,8 @@ def run(
     by_host = isinstance(chosen, PlannedRunner) and chosen.plans_by_host(config)
     with locked(root_path):
         remove_leftover_temp_files(root_path)
+        # folders this job creates cannot hold an earlier run's files: shards skip probing them
+        config = dataclasses.replace(config, folders_before=existing_folders(root_path))
         plan, results, streams = _run_rounds(
             source,
             root_path,

@@ -101,6 +101,9 @@ class ShardConfig:
             its items fails.
         verbose: log every failed item at INFO level.
         lock_timeout_s: how long to wait for another process that holds the shard's lock.
+        folders_before: the output folders that existed before the job
+            (:func:`gbif_dl.writers.imagefolder.existing_folders`): only they are probed for
+            images an earlier run stored; None: every folder that exists when the shard starts.
 
     Raises:
         ConfigError: an output a runner cannot write in shards, or a bad ``fail_threshold``.
@@ -118,6 +121,7 @@ class ShardConfig:
     verbose: bool = False
     lock_timeout_s: float = 600.0
     content: ContentPolicy = dataclasses.field(default_factory=ContentPolicy.off)
+    folders_before: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         check_shardable(self.output)  # ConfigError, naming the layouts a runner can write
@@ -212,7 +216,7 @@ def _run_records(
         progress = Progress(total=len(records), mode=False, desc=f"shard {shard_id}")
     run = Run(
         root,
-        writer=make_writer(config.output, root, shard=True),
+        writer=make_writer(config.output, root, shard=True, folders_before=config.folders_before),
         overwrite=config.overwrite,
         retry_failed=config.retry_failed,
         fail_threshold=config.fail_threshold,

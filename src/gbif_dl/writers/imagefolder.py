@@ -38,7 +38,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +60,7 @@ __all__ = [
     "ImageFolderWriter",
     "NameClaims",
     "disambiguated",
+    "existing_folders",
     "record_folder",
     "safe_basename",
 ]
@@ -68,6 +69,45 @@ logger = logging.getLogger(__name__)
 
 #: Extensions the fetch engine can produce, most frequent first (probed on resume).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".png", ".gif", ".webp", ".tif", ".bmp")
+#: :func:`existing_folders` gives up (None: probe every folder) past this many folders.
+MAX_LISTED_FOLDERS = 100_000
+
+
+def existing_folders(root: Path | str) -> frozenset[str] | None:
+    """The folders ``[subset/]label`` under ``root`` as :func:`record_folder` names them, with
+    ``""`` for the root itself: where an earlier run can have stored images. Hidden folders
+    (the run state) and links are left out; None past :data:`MAX_LISTED_FOLDERS`.
+
+    A sharded job lists them once before its shards start, so that a shard does not probe the
+    folders its siblings created for files of an earlier run (they cannot hold one).
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "train" / "Apis").mkdir(parents=True)
+        >>> sorted(existing_folders(root))
+        ['', 'train', 'train/Apis']
+    """
+    found = {""}
+    level = [("", Path(root))]
+    for _depth in range(2):  # record_folder is at most "subset/label"
+        below = []
+        for rel, folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue
+                name = f"{rel}/{entry.name}" if rel else entry.name
+                found.add(name)
+                below.append((name, Path(entry.path)))
+            if len(found) > MAX_LISTED_FOLDERS:
+                return None
+        level = below
+    return frozenset(found)
+
 
 _PLAIN_BASENAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 _MAX_CACHED_COMPONENTS = 100_000
@@ -222,6 +262,9 @@ class ImageFolderWriter(Writer):
         clean_temp_files: remove temp files a killed run left in a folder on its first use.
             Shards that run at the same time share folders, so their writers pass False (the
             sharded job cleans up once no shard runs).
+        folders_before: the folders (as :func:`existing_folders` gives them) that existed
+            before the job; only they are probed for images an earlier run stored (None:
+            every folder that exists when this writer first uses it).
 
     Example:
         >>> import tempfile
@@ -233,11 +276,17 @@ class ImageFolderWriter(Writer):
     shardable = True
 
     def __init__(
-        self, root: Path | str, *, fsync: bool = False, clean_temp_files: bool = True
+        self,
+        root: Path | str,
+        *,
+        fsync: bool = False,
+        clean_temp_files: bool = True,
+        folders_before: Collection[str] | None = None,
     ) -> None:
         super().__init__(root)
         self.fsync = fsync
         self.clean_temp_files = clean_temp_files
+        self.folders_before = folders_before
         self._root_prefix = os.path.normpath(os.path.abspath(self.root)) + os.sep
         self._folders: dict[str, bool] = {}  # relative folder -> existed before this run
         self._folder_texts: dict[str, str] = {}  # relative folder -> its absolute path
@@ -369,7 +418,7 @@ class ImageFolderWriter(Writer):
             folder, existed = self._folder(rel)
         except UnsafePathError:
             return None  # fetched, then refused by write() with a clear reason
-        if not existed:
+        if not existed or (self.folders_before is not None and rel not in self.folders_before):
             return None
         url = str(record.get("url") or "")
         stem = safe_basename(record)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +104,18 @@ an option of output='webdataset'
 
 
 def make_writer(
-    output: str, root: Path, options: Mapping[str, Any] | None = None, *, shard: bool = False
+    output: str,
+    root: Path,
+    options: Mapping[str, Any] | None = None,
+    *,
+    shard: bool = False,
+    folders_before: Collection[str] | None = None,
 ) -> Writer:
     """A writer of ``output`` over ``root`` with its (checked) options.
 
-    ``shard=True``: the writer of one shard of a ``runner=`` job (:meth:`Writer.for_shard`).
+    ``shard=True``: the writer of one shard of a ``runner=`` job (:meth:`Writer.for_shard`),
+    which probes only ``folders_before`` (the folders that existed before the job, when
+    known) for images an earlier run stored.
 
     Example:
         >>> import tempfile
@@ -118,7 +125,7 @@ def make_writer(
     given = check_writer_options(output, options or {})
     if shard:
         check_shardable(output)
-        return writer_class(output).for_shard(root, **given)
+        return writer_class(output).for_shard(root, folders_before=folders_before, **given)
     return writer_class(output)(root, **given)
 
 
