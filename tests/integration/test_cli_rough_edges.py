@@ -95,6 +95,23 @@ def test_demo_twice_gives_the_same_files_and_fetches_nothing_new(tmp_path: Path)
     assert _failed_rows(root) == failed_rows
 
 
+def test_demo_s_run_line_adds_up_to_the_images_stored(tmp_path: Path) -> None:
+    """Images the end-of-run content pass sets aside (an exact copy of a kept photo, a
+    placeholder) are counted among the downloads and said so: downloaded + already there -
+    set aside = the manifest's stored images."""
+    root = tmp_path / "demo"
+    run = gbif_dl_cli("demo", "--root", str(root), "-q")
+    assert run.returncode == 0, run.stderr
+    done = re.search(r"This run: (\d+) images downloaded, (\d+) failed, (\d+) already", run.stdout)
+    assert done
+    aside = re.search(r"of these, (\d+) set aside at the end", run.stdout)
+    set_aside = int(aside[1]) if aside else 0
+    rows = pq.read_table(root / "manifest.parquet").to_pylist()
+    stored = sum(r["status"] == "success" for r in rows)
+    assert int(done[1]) + int(done[3]) - set_aside == stored
+    assert set_aside <= sum(r["status"] in ("duplicate", "placeholder") for r in rows)
+
+
 def _failed_rows(root: Path) -> dict[str, dict[str, object]]:
     rows = pq.read_table(root / "manifest.parquet").to_pylist()
     return {r["url"]: r for r in rows if r["status"] == "failed"}

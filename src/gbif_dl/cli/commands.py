@@ -290,6 +290,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     known = _stat(result.stats, "not_retried")
     again = f" ({known} of the failures known from before, not requested again)" if known else ""
     print(f"This run: {ok} images downloaded, {failed} failed, {skipped} already there{again}")
+    set_aside = ok + skipped - result.summary.n_success
+    if set_aside > 0:  # the end-of-run content pass: copies of a kept photo, placeholders
+        print(
+            f"  of these, {set_aside} set aside at the end as duplicates or placeholders "
+            "(manifest rows 'duplicate' / 'placeholder')"
+        )
     print(f"Dataset: {result.root}")
     print(f"HTML report: {result.report_path}")
     print(f"Done in {result.seconds:.1f} s. Open the report in a browser, or train on the folders.")
