@@ -69,8 +69,9 @@ logger = logging.getLogger(__name__)
 
 #: Extensions the fetch engine can produce, most frequent first (probed on resume).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".png", ".gif", ".webp", ".tif", ".bmp")
-#: :func:`existing_folders` gives up (None: probe every folder) past this many folders.
-MAX_LISTED_FOLDERS = 100_000
+#: :func:`existing_folders` gives up (None: probe every folder) past this many folders: the
+#: list travels with every shard's task (about 30 bytes a folder), so it stays small.
+MAX_LISTED_FOLDERS = 4_096
 
 
 def existing_folders(root: Path | str) -> frozenset[str] | None:
