@@ -120,6 +120,13 @@ def public_url(url: str) -> str:
 
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+#: The common URL, accepted without parsing it: ``http(s)://``, a host of ASCII letters,
+#: digits, dots and hyphens, an optional port, then printable ASCII. Every such URL passes the
+#: full check of :func:`is_http_url` too; anything else (user info, IPv6, non-ASCII, spaces)
+#: takes the full check. Three checks a record at ~6 µs each were 3% of a download's CPU.
+_PLAIN_HTTP_URL = re.compile(
+    r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][A-Za-z0-9.-]*(?::([0-9]{1,5}))?(?:[/?#][\x21-\x7e]*)?"
+)
 
 
 def is_http_url(url: object) -> bool:
@@ -131,6 +138,9 @@ def is_http_url(url: object) -> bool:
     """
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         return False
+    plain = _PLAIN_HTTP_URL.fullmatch(url)
+    if plain is not None and (plain[1] is None or int(plain[1]) <= 65535):
+        return True
     if _CONTROL_CHARS.search(url):
         return False
     try:

@@ -239,6 +239,42 @@ def test_is_http_url_true_only_for_usable_http_urls(value: Any) -> None:
     assert port is None or 0 <= port <= 65535
 
 
+def _parsed_check(value: Any) -> bool:
+    """is_http_url's definition, by urlsplit alone (the oracle of its unparsed fast path)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_URL_LENGTH:
+        return False
+    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        return False
+    try:
+        value.encode("utf-8")
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+PLAIN_URL_LIKE = st.builds(
+    lambda scheme, host, port, path: f"{scheme}{host}{port}{path}",
+    st.sampled_from(["http://", "https://", "hTTpS://", "http:/", "http:///", "https//"]),
+    st.text(st.sampled_from("aZ09.-_:@[]% \u00e4"), max_size=12),
+    st.one_of(st.just(""), st.integers(-2, 10**6).map(lambda i: f":{i}"), st.just(":")),
+    st.text(st.sampled_from("/?#aZ09.-_%:@[]\\ \x7f\x00\u00e9\ud800"), max_size=20),
+)
+
+
+@fuzz(600)
+@given(st.one_of(PLAIN_URL_LIKE, URL_LIKE, ANY_TEXT))
+@example("http://a:65535/x.jpg")
+@example("http://a:65536/x.jpg")
+@example("http://a:00080/x.jpg")
+@example("http://-/x.jpg")
+@example("http://a.b/\ud800")
+def test_is_http_url_is_its_parsed_definition(value: Any) -> None:
+    """The fast path for plain URLs accepts exactly what parsing the URL accepts."""
+    assert is_http_url(value) == _parsed_check(value)
+
+
 # --- query validation ----------------------------------------------------------------------
 
 NAMES = st.one_of(
