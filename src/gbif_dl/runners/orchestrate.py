@@ -126,6 +126,8 @@ def _run_rounds(
     short_streams: str | None,
 ) -> tuple[ShardPlan, list[DownloadStats], dict[str, dict[str, Any]]]:
     """Plan and run the job's shards, then its spare rounds (quota'd items); trim if asked."""
+    # folders this job creates cannot hold an earlier run's files: shards skip probing them
+    config = dataclasses.replace(config, folders_before=existing_folders(root_path))
     rounds = SpareRounds(root_path, short_streams=short_streams, output=config.output)
     items = rounds.divert(source, assign)
     plan = plan_shards(
@@ -240,8 +242,6 @@ def run(
     by_host = isinstance(chosen, PlannedRunner) and chosen.plans_by_host(config)
     with locked(root_path):
         remove_leftover_temp_files(root_path)
-        # folders this job creates cannot hold an earlier run's files: shards skip probing them
-        config = dataclasses.replace(config, folders_before=existing_folders(root_path))
         plan, results, streams = _run_rounds(
             source,
             root_path,
