@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
@@ -22,10 +23,12 @@ from gbif_dl.manifest import MANIFEST_NAME
 from gbif_dl.records import url_basename
 from gbif_dl.runners import run, share_fetch
 from gbif_dl.shards.files import shard_files
-from gbif_dl.shards.run import run_shard
+from gbif_dl.shards.plan import plan_shards
+from gbif_dl.shards.run import ShardConfig, run_shard
 from gbif_dl.testing.mediahost import HostFaults, MediaHosts
 from gbif_dl.writers._atomic import is_temp_name
 from gbif_dl.writers.classes import CLASSES_NAME, load_classes
+from gbif_dl.writers.imagefolder import existing_folders
 
 TIMING_COLUMNS = {"updated", "elapsed_s"}
 
@@ -354,3 +357,32 @@ def test_killed_worker_loses_nothing(tmp_path: Path) -> None:
     assert 20 <= slow_requests <= 20 + (requested_at_kill - stored_at_kill)
     # and the bound says something: most requested images were stored when the kill came
     assert requested_at_kill - stored_at_kill < 10
+
+
+def _jpeg() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 24), (200, 120, 40)).save(out, "JPEG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_a_resumed_shard_probes_the_folders_its_job_created(
+    hosts: MediaHosts, tmp_path: Path, resumed: bool
+) -> None:
+    """A shard's first attempt probes only the folders that existed before the job; a shard
+    that ran before in this job (a killed worker left its journal) probes them all, so an
+    image that attempt stored without recording it is adopted, not requested again."""
+    records = _records(hosts.base_urls, 3)
+    plan_shards(records, tmp_path, size=3)
+    before_job = existing_folders(tmp_path)
+    record = records[0]
+    folder = tmp_path / record["label"]  # created during the job, after the listing
+    folder.mkdir()
+    (folder / f"{record['basename']}.jpg").write_bytes(_jpeg())
+    if resumed:
+        (tmp_path / shard_files(0).journal).write_text("")  # the earlier attempt's journal
+    config = ShardConfig(fetch=FetchConfig(allow_private=True), folders_before=before_job)
+    result = run_shard(0, tmp_path, config)
+    assert (result.success + result.skipped, result.failed) == (3, 0)
+    assert _requests(hosts) == (2 if resumed else 3)
+    assert result.skipped == (1 if resumed else 0)

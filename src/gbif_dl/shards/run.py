@@ -102,8 +102,9 @@ class ShardConfig:
         verbose: log every failed item at INFO level.
         lock_timeout_s: how long to wait for another process that holds the shard's lock.
         folders_before: the output folders that existed before the job
-            (:func:`gbif_dl.writers.imagefolder.existing_folders`): only they are probed for
-            images an earlier run stored; None: every folder that exists when the shard starts.
+            (:func:`gbif_dl.writers.imagefolder.existing_folders`): a shard's first attempt
+            probes only them for images an earlier run stored (a resumed shard, and None,
+            probe every folder that exists when the shard starts).
 
     Raises:
         ConfigError: an output a runner cannot write in shards, or a bad ``fail_threshold``.
@@ -214,9 +215,13 @@ def _run_records(
     files = shard_files(shard_id)
     if progress is None:
         progress = Progress(total=len(records), mode=False, desc=f"shard {shard_id}")
+    # an earlier attempt of this shard (a killed worker) may have stored files in folders this
+    # job created without recording them yet: a resumed shard probes every folder
+    resumed = (root / files.journal).exists() or (root / files.manifest).exists()
+    folders_before = None if resumed else config.folders_before
     run = Run(
         root,
-        writer=make_writer(config.output, root, shard=True, folders_before=config.folders_before),
+        writer=make_writer(config.output, root, shard=True, folders_before=folders_before),
         overwrite=config.overwrite,
         retry_failed=config.retry_failed,
         fail_threshold=config.fail_threshold,
