@@ -33,15 +33,17 @@ from gbif_dl.fetch.result import FetchResult
 from gbif_dl.manifest import SUCCESS
 from gbif_dl.writers.base import Writer
 
-__all__ = ["UNHASHED", "Stored", "store_unique"]
+__all__ = ["UNHASHED", "Stored", "Unhashed", "store_unique"]
 
 
-class _Unhashed(enum.Enum):
+class Unhashed(enum.Enum):
+    """The type of :data:`UNHASHED` (a one-value enum: a sentinel that type checkers know)."""
+
     TOKEN = "unhashed"
 
 
 #: ``store_unique(phash=...)``: not computed yet (store_unique computes it).
-UNHASHED = _Unhashed.TOKEN
+UNHASHED = Unhashed.TOKEN
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ def store_unique(
     result: FetchResult,
     *,
     own_path: str | None = None,
-    phash: int | _Unhashed | None = UNHASHED,
+    phash: int | Unhashed | None = UNHASHED,
 ) -> Stored:
     """Write ``result`` unless ``contents`` holds the same photo; ``own_path`` is the file the
     record itself had (an overwrite), never its own duplicate; ``phash`` the body's dHash when

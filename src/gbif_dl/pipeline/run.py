@@ -39,7 +39,7 @@ from gbif_dl.dedupe.index import ContentIndex
 from gbif_dl.dedupe.phash import dhash, dhash_many, format_phash
 from gbif_dl.dedupe.policy import ContentPolicy
 from gbif_dl.dedupe.settle import settle_content
-from gbif_dl.dedupe.store import UNHASHED, Stored, store_unique
+from gbif_dl.dedupe.store import UNHASHED, Stored, Unhashed, store_unique
 from gbif_dl.errors import OutputError
 from gbif_dl.fetch.engine import FetchConfig, FetchEngine
 from gbif_dl.fetch.result import FetchResult, Reason
@@ -312,12 +312,11 @@ class Run:
         assert self.hashers is not None
         return self.hashers.call(dhash_many, [result.body or b"" for result, _ in jobs])
 
-    def _store_job(self, job: tuple[FetchResult, str | None], phash: Any = UNHASHED) -> Stored:
+    def _store_job(
+        self, job: tuple[FetchResult, str | None], phash: int | Unhashed | None = UNHASHED
+    ) -> Stored:
         result, own_path = job
         return store_unique(self.contents, self.writer, result, own_path=own_path, phash=phash)
-
-    def _store(self, result: FetchResult, own_path: str | None = None) -> Stored:
-        return store_unique(self.contents, self.writer, result, own_path=own_path)
 
     async def _store_shielded(
         self, result: FetchResult, own_path: str | None = None
@@ -331,7 +330,8 @@ class Run:
         if self.stores is not None:
             store: asyncio.Future[Stored] = self.stores.submit((result, own_path))
         else:
-            store = asyncio.get_running_loop().run_in_executor(None, self._store, result, own_path)
+            loop = asyncio.get_running_loop()
+            store = loop.run_in_executor(None, self._store_job, (result, own_path))
         cancelled: asyncio.CancelledError | None = None
         while True:
             try:

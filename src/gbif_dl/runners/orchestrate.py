@@ -154,27 +154,6 @@ def _run_rounds(
     return plan, results, streams
 
 
-def _shard_config(
-    fetch: FetchConfig,
-    output: str,
-    overwrite: bool,
-    retry_failed: bool,
-    fail_threshold: float | None,
-    verbose: bool,
-    content: ContentPolicy | None,
-) -> ShardConfig:
-    """The shards' settings (checks the output and the threshold); no ``content``: off."""
-    return ShardConfig(
-        fetch=fetch,
-        output=output,
-        overwrite=overwrite,
-        retry_failed=retry_failed,
-        fail_threshold=fail_threshold,
-        verbose=verbose,
-        content=content if content is not None else ContentPolicy.off(),
-    )
-
-
 def run(
     records: Iterable[Any],
     root: str | os.PathLike[str],
@@ -235,7 +214,15 @@ def run(
     chosen = make_runner(
         runner, workers=workers, dask_address=dask_address, dask_client=dask_client
     )
-    config = _shard_config(fetch, output, overwrite, retry_failed, fail_threshold, verbose, content)
+    config = ShardConfig(  # checks the output and the threshold
+        fetch=fetch,
+        output=output,
+        overwrite=overwrite,
+        retry_failed=retry_failed,
+        fail_threshold=fail_threshold,
+        verbose=verbose,
+        content=content if content is not None else ContentPolicy.off(),
+    )
     source = as_sync_items(with_spares(records))
     root_path = prepare_root(root)
     report = progress if isinstance(progress, ClusterProgress) else ClusterProgress(mode=progress)

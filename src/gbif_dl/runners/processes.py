@@ -86,17 +86,17 @@ def _can_travel(options: DownloadOptions) -> bool:
     return True
 
 
-def _peek(items: Any, least: int) -> tuple[Any, bool]:
+def _peek(items: Any) -> tuple[Any, bool]:
     """``items`` (as given, or read back together if a generator was peeked at) and whether
-    it holds at least ``least`` records."""
+    it holds at least :data:`AUTO_MIN_RECORDS` records."""
     found = source_items(items)
     if found.sync is None:  # an async input: streamed
         return items, False
     if found.total is not None:
-        return items, found.total >= least
+        return items, found.total >= AUTO_MIN_RECORDS
     iterator = iter(found.sync)
-    head = list(itertools.islice(iterator, least))
-    return itertools.chain(head, iterator), len(head) >= least
+    head = list(itertools.islice(iterator, AUTO_MIN_RECORDS))
+    return itertools.chain(head, iterator), len(head) >= AUTO_MIN_RECORDS
 
 
 def choose_processes(items: Any, options: DownloadOptions) -> tuple[Any, int]:
@@ -118,7 +118,7 @@ def choose_processes(items: Any, options: DownloadOptions) -> tuple[Any, int]:
         return items, 1
     if not _can_travel(options):
         return items, 1
-    items, large = _peek(items, AUTO_MIN_RECORDS)
+    items, large = _peek(items)
     return items, auto_processes() if large else 1
 
 

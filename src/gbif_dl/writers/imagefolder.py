@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 #: Extensions the fetch engine can produce, most frequent first (probed on resume).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".png", ".gif", ".webp", ".tif", ".bmp")
 #: :func:`existing_folders` gives up (None: probe every folder) past this many folders: the
-#: list travels with every shard's task (about 30 bytes a folder), so it stays small.
+#: list travels with every shard's task (about 25 bytes a species folder, pickled).
 MAX_LISTED_FOLDERS = 4_096
 
 
@@ -289,7 +289,7 @@ class ImageFolderWriter(Writer):
         self.clean_temp_files = clean_temp_files
         self.folders_before = folders_before
         self._root_prefix = os.path.normpath(os.path.abspath(self.root)) + os.sep
-        self._folders: dict[str, bool] = {}  # relative folder -> existed before this run
+        self._folders: dict[str, bool] = {}  # relative folder -> existed before this run / job
         self._folder_texts: dict[str, str] = {}  # relative folder -> its absolute path
         self._safe = SafeFolders(self.root)  # each folder checked once: real, not a link
         self._claims = NameClaims()
@@ -308,7 +308,8 @@ class ImageFolderWriter(Writer):
         return cls(root, **{**options, "clean_temp_files": False})
 
     def _folder(self, rel: str) -> tuple[Path, bool]:
-        """The absolute folder for ``rel`` and whether it existed before this run.
+        """The absolute folder for ``rel`` and whether it existed before this run (before the
+        job, for a shard given ``folders_before``).
 
         On first use in a run, a pre-existing folder is cleaned of temp files a killed run left.
         """
@@ -316,6 +317,8 @@ class ImageFolderWriter(Writer):
         existed = self._folders.get(rel)
         if existed is None:
             existed = self._safe.ensure(rel, create=False) is not None  # a link: UnsafePathError
+            if self.folders_before is not None:
+                existed = existed and rel in self.folders_before
             if existed and self.clean_temp_files:
                 removed = remove_temp_files(path)
                 if removed:
@@ -419,7 +422,7 @@ class ImageFolderWriter(Writer):
             folder, existed = self._folder(rel)
         except UnsafePathError:
             return None  # fetched, then refused by write() with a clear reason
-        if not existed or (self.folders_before is not None and rel not in self.folders_before):
+        if not existed:
             return None
         url = str(record.get("url") or "")
         stem = safe_basename(record)
