@@ -306,7 +306,7 @@ class DownloadOptions:
             one photo stored once and in one split, placeholders excluded (see
             :class:`gbif_dl.dedupe.policy.ContentPolicy`; :meth:`content_policy`).
             ``content_hashes=None`` (default): on when ``splits`` are asked for (a leak-free
-            split needs it; it costs a JPEG decode per image, about 3% of images/s when the
+            split needs it; it costs a JPEG decode per image, 3 to 6% of images/s when the
             network is the limit, up to 40% when the CPU is, see BENCHMARKS.md), else off.
 
     Raises:
