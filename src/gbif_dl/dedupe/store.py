@@ -1,6 +1,6 @@
 """Storing one fetched image once: hash it, ask the content index, write it (or not).
 
-Runs in the run core's store thread (never on the event loop). The sha256 costs about 12 µs
+Runs in the run core's store thread (never on the event loop). The sha256 costs 12 to 15 µs
 for a 20 kB body, the dHash 250 to 370 µs by machine (:mod:`gbif_dl.dedupe.phash`: the JPEG
 must be entropy-decoded whole, even at 1/8 scale): the run computes the dHashes of a store
 thread's batch in a worker process (:class:`gbif_dl.fetch.workers.CorePool`) and passes each
