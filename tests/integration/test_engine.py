@@ -466,3 +466,28 @@ def test_deferred_items_stay_bounded_by_the_lookahead() -> None:
     throttled = {u for u in urls if faults.fault_for("/" + u.split("/", 3)[3]) == "throttle"}
     assert len(throttled) >= 8 and all(r.ok for r in results.values())
     assert all(log.count(u) == (2 if u in throttled else 1) for u in urls)
+
+
+def test_a_large_body_arrives_byte_for_byte_whatever_pieces_it_comes_in() -> None:
+    """Bodies past the whole-read size are taken in whatever pieces have arrived: each one
+    arrives exactly as the host sent it (compared with an independent client's copy), bodies
+    past ``spill_bytes`` too, and a body announced past ``max_bytes`` is still refused."""
+    import hashlib
+    import urllib.request
+
+    sizes = (300_000, 3_000_000, 6_000_000)  # past WHOLE_READ_BYTES; the last spills to a file
+    with MediaHosts(n_hosts=1) as hosts:
+        base = hosts.base_urls[0]
+        urls = [f"{base}/big/{size}/a.jpg" for size in sizes]
+        results = fetch_all([make_record(u) for u in urls], FetchConfig(concurrency=3, per_host=3))
+        for url, size in zip(urls, sizes, strict=True):
+            with urllib.request.urlopen(url, timeout=30) as response:
+                expected = response.read()
+            result = results[url]
+            assert result.ok, result.detail
+            body = result.body if result.body is not None else b""
+            assert len(body) == size == len(expected)
+            assert hashlib.sha256(body).digest() == hashlib.sha256(expected).digest()
+        small = FetchConfig(concurrency=1, per_host=1, max_bytes=1_000_000)
+        refused = fetch_all([make_record(urls[1])], small)[urls[1]]
+        assert refused.reason is Reason.TOO_LARGE and refused.body is None

@@ -76,7 +76,7 @@ from gbif_dl._version import __version__
 from gbif_dl.errors import ConfigError
 from gbif_dl.fetch import images
 from gbif_dl.fetch.guard import AddressGuard
-from gbif_dl.fetch.http import Attempt, fetch_once
+from gbif_dl.fetch.http import READ_BUFSIZE, Attempt, fetch_once
 from gbif_dl.fetch.renditions import rendition_for, unusable
 from gbif_dl.fetch.result import FetchResult, FetchSummary, Reason
 from gbif_dl.fetch.retry import DEFAULT_RETRY, RetryPolicy
@@ -145,7 +145,8 @@ class FetchConfig:
             memory while it downloads.
         memory_budget: bytes of spilled bodies loaded in memory at once (to validate, resize
             and hand to ``on_result``); default ``max(256 MiB, max_bytes)``, never below
-            ``max_bytes``. In memory at most: this plus ``concurrency * spill_bytes``.
+            ``max_bytes``. In memory at most: this plus ``concurrency * spill_bytes``, plus
+            up to ``2 * READ_BUFSIZE`` (2 MiB) a connection in the HTTP client's buffer.
         renditions: with ``max_size``, ask known image hosts (iNaturalist, Flickr) for their
             smallest rendition still ``max_size`` on its longest side, and fall back to the
             record's URL in the same run when it fails (see :mod:`gbif_dl.fetch.renditions`).
@@ -379,6 +380,7 @@ class _Run:
             connector=connector,
             headers={"User-Agent": self.config.user_agent},
             cookie_jar=aiohttp.DummyCookieJar(),
+            read_bufsize=READ_BUFSIZE,
         )
         feeder = asyncio.create_task(self._feed(records), name="gbif-dl-feed")
         try:
