@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +19,13 @@ from gbif_dl.manifest import (
     Journal,
     ResumeIndex,
     iter_manifest,
+    latest_rows,
     load_index,
     manifest_row,
     merge_journal,
     merge_journal_file,
     merge_manifest_files,
+    rows_to_table,
 )
 from gbif_dl.manifest import journal as mf_journal
 from gbif_dl.manifest import resume as mf_resume
@@ -245,3 +248,47 @@ def test_manifest_host_is_the_records_host_key_bounded() -> None:
     long = "http://" + "a" * 5000 + ".org/x.jpg"
     assert mf_table.url_host(long) == host_key(long)[:2000]  # type: ignore[index]
     assert manifest_row({"url": "http://H:81/a"}, status=SUCCESS)["host"] == "h:81"
+
+
+def test_latest_rows_reads_small_sources_once_and_large_ones_twice() -> None:
+    """The second reading of ``latest_rows`` comes from memory while the tables fit in
+    ``replay_bytes`` and from the sources again past it; the rows are the same either way
+    (the latest of each url, in order, across sources and blocks)."""
+    rng = np.random.default_rng(5)
+    blocks = [
+        rows_to_table(
+            [
+                {"url": f"http://h/{int(u)}.jpg", "status": SUCCESS if u % 3 else FAILED}
+                for u in rng.integers(0, 400, size=300)
+            ]
+        )
+        for _ in range(6)
+    ]
+    calls = {"a": 0, "b": 0}
+
+    def source(name: str, part: list[pa.Table]) -> Callable[[], Iterator[pa.Table]]:
+        def read() -> Iterator[pa.Table]:
+            calls[name] += 1
+            yield from part
+
+        return read
+
+    def latest(replay_bytes: int) -> list[dict[str, object]]:
+        calls.update(a=0, b=0)
+        sources = [source("a", blocks[:3]), source("b", blocks[3:])]
+        tables = latest_rows(sources, replay_bytes=replay_bytes)
+        return [row for table in tables for row in table.select(["url", "status"]).to_pylist()]
+
+    expected: dict[str, object] = {}
+    for block in blocks:
+        for row in block.select(["url", "status"]).to_pylist():
+            expected.pop(row["url"], None)  # the latest row of a url comes last
+            expected[row["url"]] = row["status"]
+    whole = sum(block.nbytes for block in blocks)
+
+    in_memory = latest(replay_bytes=whole)
+    assert calls == {"a": 1, "b": 1}
+    read_twice = latest(replay_bytes=whole - 1)
+    assert calls == {"a": 2, "b": 2}
+    assert in_memory == read_twice
+    assert [(row["url"], row["status"]) for row in in_memory] == list(expected.items())
