@@ -33,6 +33,7 @@ from gbif_dl.records import (
     KNOWN_LICENSES,
     MAX_URL_LENGTH,
     RESERVED_NAMES,
+    host_key,
     is_http_url,
     normalize_license,
     safe_component,
@@ -273,6 +274,33 @@ PLAIN_URL_LIKE = st.builds(
 def test_is_http_url_is_its_parsed_definition(value: Any) -> None:
     """The fast path for plain URLs accepts exactly what parsing the URL accepts."""
     assert is_http_url(value) == _parsed_check(value)
+
+
+def _parsed_host_key(value: str) -> str | None:
+    """host_key's definition, by urlsplit alone (the oracle of its unparsed fast path)."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return None
+    hostname = (parts.hostname or "").lower()
+    if not hostname:
+        return None
+    return f"{hostname}:{port}" if port else hostname
+
+
+@fuzz(600)
+@given(st.one_of(PLAIN_URL_LIKE, URL_LIKE, ANY_TEXT))
+@example("http://Img.Example.ORG:0080/x.jpg")
+@example("http://a:0/x.jpg")
+@example("http://a:65535/x.jpg")
+@example("http://a:65536/x.jpg")
+@example("http://a:/x.jpg")
+@example("https://u:p@Host.org:8443/x.jpg")
+@example("http://a\\b.org/x.jpg")
+def test_host_key_is_its_parsed_definition(value: str) -> None:
+    """The fast path for plain URLs gives the host key that parsing the URL gives."""
+    assert host_key(value) == _parsed_host_key(value)
 
 
 # --- query validation ----------------------------------------------------------------------
