@@ -277,16 +277,14 @@ def test_is_http_url_is_its_parsed_definition(value: Any) -> None:
 
 
 def _parsed_host_key(value: str) -> str | None:
-    """host_key's definition, by urlsplit alone (the oracle of its unparsed fast path)."""
+    """host_key's definition, by urlsplit alone (the oracle of its unparsed fast path): the
+    lower-case host name, and ``:port`` when the URL names a port other than 0."""
     try:
         parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
+        named = (parts.hostname or "").lower(), parts.port
+    except ValueError:  # a port out of range or not a number
         return None
-    hostname = (parts.hostname or "").lower()
-    if not hostname:
-        return None
-    return f"{hostname}:{port}" if port else hostname
+    return ":".join(str(p) for p in named if p) if named[0] else None
 
 
 @fuzz(600)
