@@ -51,6 +51,7 @@ __all__ = [
     "NOT_STORED",
     "PLACEHOLDER",
     "RECORD_COLUMNS",
+    "REPLAY_BYTES",
     "SCHEMA",
     "STATUSES",
     "SUCCESS",
