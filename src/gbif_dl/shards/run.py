@@ -72,7 +72,7 @@ from gbif_dl.shards.files import (
 )
 from gbif_dl.writers._atomic import remove_temp_files
 from gbif_dl.writers.attribution import write_attribution
-from gbif_dl.writers.paths import open_state_file
+from gbif_dl.writers.paths import open_state_file, subfolders
 from gbif_dl.writers.registry import check_shardable, make_writer
 
 __all__ = [
@@ -380,14 +380,6 @@ def remove_leftover_temp_files(root: str | os.PathLike[str], depth: int = 2) -> 
         0
     """
     removed = 0
-    folders = [Path(os.fspath(root))]
-    for _ in range(depth + 1):
-        below: list[Path] = []
-        for folder in folders:
-            removed += remove_temp_files(folder)
-            with contextlib.suppress(OSError):
-                below += [  # never into a linked folder
-                    Path(e.path) for e in os.scandir(folder) if e.is_dir(follow_symlinks=False)
-                ]
-        folders = below
+    for _rel, folder in subfolders(os.fspath(root), depth):  # never through a link
+        removed += remove_temp_files(folder)
     return removed

@@ -131,6 +131,20 @@ class SpeciesMatchMixin(PopulationColumns):
             match_type=match_type,
         )
 
+    def _rank_body(
+        self, info: dict[str, Any], rank: str, *, confidence: int, match_type: str
+    ) -> dict[str, Any]:
+        """The match body of the ``rank`` (genus, family...) of the species ``info``."""
+        return self._match_body(
+            info,
+            rank=rank,
+            usage_key=info[f"{rank}Key"],
+            scientific_name=info[rank],
+            canonical=info[rank],
+            confidence=confidence,
+            match_type=match_type,
+        )
+
     def _known_name_match(self, lowered: str) -> dict[str, Any] | None:
         """The match body of a known species, synonym or higher taxon name, else None."""
         names = self._names
@@ -151,15 +165,7 @@ class SpeciesMatchMixin(PopulationColumns):
             )
         if lowered in names["higher"]:
             rank, info = names["higher"][lowered]
-            return self._match_body(
-                info,
-                rank=rank,
-                usage_key=info[f"{rank}Key"],
-                scientific_name=info[rank],
-                canonical=info[rank],
-                confidence=97,
-                match_type="EXACT",
-            )
+            return self._rank_body(info, rank, confidence=97, match_type="EXACT")
         return None
 
     def _near_match(self, lowered: str, *, strict: bool) -> dict[str, Any] | None:
@@ -173,15 +179,7 @@ class SpeciesMatchMixin(PopulationColumns):
         first = lowered.split(" ")[0] if lowered else ""
         if not strict and first in names["higher"] and names["higher"][first][0] == "genus":
             _, info = names["higher"][first]
-            return self._match_body(
-                info,
-                rank="genus",
-                usage_key=info["genusKey"],
-                scientific_name=info["genus"],
-                canonical=info["genus"],
-                confidence=94,
-                match_type="HIGHERRANK",
-            )
+            return self._rank_body(info, "genus", confidence=94, match_type="HIGHERRANK")
         return None
 
     def suggest(self, prefix: str, limit: int = 20) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ from gbif_dl.records import RESERVED_NAMES, public_url, safe_component, url_base
 from gbif_dl.writers._atomic import atomic_write_bytes, remove_temp_files
 from gbif_dl.writers.base import Writer
 from gbif_dl.writers.classes import update_classes_from_manifest
-from gbif_dl.writers.paths import SafeFolders, UnsafePathError
+from gbif_dl.writers.paths import SafeFolders, UnsafePathError, subfolders
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -89,24 +89,11 @@ def existing_folders(root: Path | str) -> frozenset[str] | None:
         >>> sorted(existing_folders(root))
         ['', 'train', 'train/Apis']
     """
-    found = {""}
-    level = [("", Path(root))]
-    for _depth in range(2):  # record_folder is at most "subset/label"
-        below = []
-        for rel, folder in level:
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-                    continue
-                name = f"{rel}/{entry.name}" if rel else entry.name
-                found.add(name)
-                below.append((name, Path(entry.path)))
-            if len(found) > MAX_LISTED_FOLDERS:
-                return None
-        level = below
+    found: set[str] = set()
+    for rel, _folder in subfolders(root, 2, hidden=False):  # record_folder: "subset/label"
+        found.add(rel)
+        if len(found) > MAX_LISTED_FOLDERS:
+            return None
     return frozenset(found)
 
 

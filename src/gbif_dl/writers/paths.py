@@ -35,7 +35,7 @@ import contextlib
 import os
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -48,6 +48,7 @@ __all__ = [
     "check_state_files",
     "open_state_file",
     "remove_inside",
+    "subfolders",
 ]
 
 #: ``os.O_NOFOLLOW`` where the platform has it (0 elsewhere: the ``lstat`` checks remain).
@@ -142,6 +143,41 @@ class SafeFolders:
             with self._lock:
                 self._checked.add(done)
         return path
+
+
+def subfolders(root: Path | str, depth: int, *, hidden: bool = True) -> Iterator[tuple[str, Path]]:
+    """``("", root)``, then every folder below ``root`` down to ``depth`` levels, a level at a
+    time, as ``(relative name, path)``; never through a link (a linked folder is neither
+    yielded nor entered); a folder that cannot be listed is left out. ``hidden=False`` leaves
+    out folders whose name starts with a dot, and what is below them.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "train" / "Apis").mkdir(parents=True)
+        >>> (root / ".state").mkdir()
+        >>> [rel for rel, _ in subfolders(root, 2, hidden=False)]
+        ['', 'train', 'train/Apis']
+        >>> [rel for rel, _ in subfolders(root, 0)]
+        ['']
+    """
+    level = [("", Path(root))]
+    for below_root in range(depth + 1):
+        deeper: list[tuple[str, Path]] = []
+        for rel, folder in level:
+            yield rel, folder
+            if below_root == depth:
+                continue
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                if (hidden or not entry.name.startswith(".")) and entry.is_dir(
+                    follow_symlinks=False
+                ):
+                    deeper.append((f"{rel}/{entry.name}" if rel else entry.name, Path(entry.path)))
+        level = deeper
 
 
 def remove_inside(root: Path | str, rel: str) -> bool:
